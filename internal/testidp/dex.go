@@ -1,0 +1,315 @@
+// Package testidp runs a real OpenID Connect provider (Dex) for integration
+// tests.
+//
+// Dex is built from the pinned version in tools/dex by
+// scripts/install-deps.sh into <repo root>/.bin/dex. Tests locate it with
+// DexBinary (honouring $OIDC_SESSION_DEX), start a private instance with
+// StartDex and log a user in with LoginDex.
+package testidp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Fixed identity of the single static user and client configured in every
+// Dex started by StartDex.
+const (
+	DefaultClientID     = "oidc-session-test"
+	DefaultClientSecret = "oidc-session-test-secret-0123456789"
+	DefaultEmail        = "admin@example.com"
+	DefaultPassword     = "password"
+	DefaultUsername     = "admin"
+	DefaultUserID       = "5b9f7a3e-2c1d-4e8f-9a6b-1c2d3e4f5a6b"
+
+	// bcrypt (cost 10) of DefaultPassword.
+	defaultPasswordHash = "$2a$10$mG0TMz.ZLyBr3qD8A/n71.jyKvW28gbYKzXrgsYYhrcynJec3hsBG"
+
+	mainModulePath = "github.com/oidc-session/oidc_session"
+	startTimeout   = 20 * time.Second
+)
+
+// DexOptions configures StartDex.
+type DexOptions struct {
+	// RedirectURIs are the redirect (callback) URIs registered for the
+	// static client. Dex compares them exactly with the redirect_uri of an
+	// authorization request.
+	RedirectURIs []string
+	// IDTokenTTL is Dex's expiry.idTokens; Dex's access tokens get the same
+	// lifetime. Default 10m.
+	IDTokenTTL time.Duration
+}
+
+// Dex is a running Dex instance, stopped automatically at test cleanup.
+type Dex struct {
+	Issuer       string // e.g. http://127.0.0.1:40123/dex (no trailing slash)
+	ClientID     string // DefaultClientID
+	ClientSecret string // DefaultClientSecret
+	Email        string // login of the static user (DefaultEmail)
+	Password     string // DefaultPassword
+	Username     string // DefaultUsername ("name" claim)
+	UserID       string // DefaultUserID (Dex derives the "sub" claim from it)
+	Addr         string // host:port Dex listens on
+	ConfigPath   string // Dex config file
+	LogPath      string // Dex stdout+stderr
+
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the process has exited
+	stopOnce sync.Once
+}
+
+// DexBinary returns the path of the Dex binary: $OIDC_SESSION_DEX when set,
+// else <repo root>/.bin/dex. When it is missing the test fails if CI=true
+// (a missing component is a failure in CI) and is skipped otherwise.
+func DexBinary(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv("OIDC_SESSION_DEX")
+	if path == "" {
+		root, err := repoRoot()
+		if err != nil {
+			missing(t, fmt.Sprintf("cannot locate repository root: %v", err))
+			return ""
+		}
+		path = filepath.Join(root, ".bin", "dex")
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		missing(t, fmt.Sprintf("dex binary %s not usable (err=%v)", path, err))
+		return ""
+	}
+	return path
+}
+
+func missing(t testing.TB, why string) {
+	t.Helper()
+	if ci := strings.ToLower(os.Getenv("CI")); ci == "true" || ci == "1" {
+		t.Fatalf("%s; CI=true so this is a failure (run scripts/install-deps.sh)", why)
+	}
+	t.Skipf("dex not built: run scripts/install-deps.sh (%s)", why)
+}
+
+// repoRoot walks up from the working directory (a package directory under
+// go test) to the directory whose go.mod declares the main module.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && declaresModule(data, mainModulePath) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod for module %s above the working directory", mainModulePath)
+		}
+		dir = parent
+	}
+}
+
+func declaresModule(gomod []byte, module string) bool {
+	sc := bufio.NewScanner(bytes.NewReader(gomod))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`) == module
+		}
+	}
+	return false
+}
+
+// FreeAddr returns a currently free 127.0.0.1:port address. The port is
+// released before returning, so a racing process could take it; callers
+// that start a server on it should treat "address in use" as retryable.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testidp: listen on a free port: %v", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// StartDex starts a private Dex on a free loopback port with in-memory
+// storage, the password DB holding one static user (DefaultEmail /
+// DefaultPassword), one confidential static client (DefaultClientID /
+// DefaultClientSecret) allowed to use opts.RedirectURIs, and the approval
+// screen disabled. It returns once the discovery document answers (bounded
+// by ~20 s) and stops Dex in t.Cleanup. Dex's output goes to d.LogPath; its
+// tail is logged when the test failed.
+func StartDex(t testing.TB, opts DexOptions) *Dex {
+	t.Helper()
+	bin := DexBinary(t)
+	if opts.IDTokenTTL <= 0 {
+		opts.IDTokenTTL = 10 * time.Minute
+	}
+	dir := t.TempDir()
+
+	var lastErr error
+	for attempt := 1; attempt <= 3; attempt++ {
+		d, err := tryStartDex(t, bin, dir, attempt, opts)
+		if err == nil {
+			return d
+		}
+		lastErr = err
+		t.Logf("testidp: dex start attempt %d failed: %v", attempt, err)
+	}
+	t.Fatalf("testidp: could not start dex: %v", lastErr)
+	return nil
+}
+
+func tryStartDex(t testing.TB, bin, dir string, attempt int, opts DexOptions) (*Dex, error) {
+	addr := FreeAddr(t)
+	d := &Dex{
+		Issuer:       "http://" + addr + "/dex",
+		ClientID:     DefaultClientID,
+		ClientSecret: DefaultClientSecret,
+		Email:        DefaultEmail,
+		Password:     DefaultPassword,
+		Username:     DefaultUsername,
+		UserID:       DefaultUserID,
+		Addr:         addr,
+		ConfigPath:   filepath.Join(dir, fmt.Sprintf("dex-%d.json", attempt)),
+		LogPath:      filepath.Join(dir, fmt.Sprintf("dex-%d.log", attempt)),
+		done:         make(chan struct{}),
+	}
+	redirects := opts.RedirectURIs
+	if redirects == nil {
+		redirects = []string{}
+	}
+	// JSON is valid YAML, and encoding/json takes care of quoting.
+	cfg := map[string]any{
+		"issuer":  d.Issuer,
+		"storage": map[string]any{"type": "memory"},
+		"web":     map[string]any{"http": addr},
+		"logger":  map[string]any{"level": "debug"},
+		"oauth2": map[string]any{
+			"skipApprovalScreen": true,
+		},
+		"expiry": map[string]any{
+			"idTokens": opts.IDTokenTTL.String(),
+		},
+		"enablePasswordDB": true,
+		"staticPasswords": []any{map[string]any{
+			"email":         d.Email,
+			"hash":          defaultPasswordHash,
+			"username":      d.Username,
+			"userID":        d.UserID,
+			"emailVerified": true,
+		}},
+		"staticClients": []any{map[string]any{
+			"id":           d.ClientID,
+			"secret":       d.ClientSecret,
+			"name":         "oidc_session test client",
+			"redirectURIs": redirects,
+		}},
+	}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(d.ConfigPath, data, 0o600); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(d.LogPath)
+	if err != nil {
+		return nil, err
+	}
+
+	d.cmd = exec.Command(bin, "serve", d.ConfigPath)
+	d.cmd.Stdout = logFile
+	d.cmd.Stderr = logFile
+	d.cmd.Env = append(os.Environ(), "DEX_EXPAND_ENV=false")
+	if err := d.cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() {
+		d.cmd.Wait()
+		logFile.Close()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		d.Stop()
+		if t.Failed() {
+			t.Logf("testidp: tail of dex log %s:\n%s", d.LogPath, tail(d.LogPath, 40))
+		}
+	})
+
+	if err := d.waitReady(startTimeout); err != nil {
+		d.Stop()
+		return nil, fmt.Errorf("%w; dex log tail:\n%s", err, tail(d.LogPath, 20))
+	}
+	return d, nil
+}
+
+// waitReady polls the discovery document until it answers 200.
+func (d *Dex) waitReady(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	url := d.Issuer + "/.well-known/openid-configuration"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-d.done:
+			return errors.New("dex exited during startup")
+		case <-ctx.Done():
+			return fmt.Errorf("dex discovery %s not answering after %s (last error: %v)", url, timeout, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Stop kills Dex (by PID) and waits for it to exit. It is idempotent and
+// is called automatically at test cleanup; tests may call it earlier to
+// simulate an unavailable IdP.
+func (d *Dex) Stop() {
+	d.stopOnce.Do(func() {
+		if d.cmd != nil && d.cmd.Process != nil {
+			_ = d.cmd.Process.Kill()
+		}
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+		}
+	})
+}
+
+// LogTail returns the last n lines of Dex's output.
+func (d *Dex) LogTail(n int) string { return tail(d.LogPath, n) }
+
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
