@@ -1,0 +1,325 @@
+package oidcsession
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("oidc_session", parseCaddyfile)
+	// Authentication comes before everything it protects, like basic_auth,
+	// so users need no `order` option.
+	httpcaddyfile.RegisterDirectiveOrder("oidc_session", httpcaddyfile.Before, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	oidc_session [<matcher>] {
+//		issuer       <url>
+//		client_id    <id>
+//		client_secret <secret>
+//		redirect_url <url|path>
+//		scopes       <scope...>
+//		cookie {
+//			name      <name>
+//			secret    <secret...>
+//			domain    <domain>
+//			path      <path>
+//			secure    on|off
+//			http_only on|off
+//			same_site lax|strict|none
+//		}
+//		store <name> { ... }
+//		...
+//	}
+//
+// The README lists every subdirective with its default.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "issuer":
+			err = oneArg(d, &h.Issuer)
+			if err == nil && !strings.Contains(h.Issuer, "{") {
+				if uerr := checkAbsoluteURL(h.Issuer); uerr != nil {
+					err = d.Errf("issuer: %v", uerr)
+				}
+			}
+		case "client_id":
+			err = oneArg(d, &h.ClientID)
+		case "client_secret":
+			err = oneArg(d, &h.ClientSecret)
+		case "redirect_url":
+			err = oneArg(d, &h.RedirectURL)
+		case "scopes":
+			err = someArgs(d, &h.Scopes)
+		case "path_prefix":
+			err = oneArg(d, &h.PathPrefix)
+		case "disable_pkce":
+			err = flag(d, &h.DisablePKCE)
+		case "fetch_userinfo":
+			err = flag(d, &h.FetchUserInfo)
+		case "cookie":
+			err = h.Cookie.unmarshalCaddyfile(d)
+		case "store":
+			err = h.unmarshalStore(d)
+		case "session_lifetime":
+			err = duration(d, &h.SessionLifetime)
+		case "idle_timeout":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if v == "off" {
+					h.IdleTimeout = -1
+				} else if err = parseDuration(d, v, &h.IdleTimeout); err != nil {
+					return err
+				}
+			}
+		case "refresh_margin":
+			err = duration(d, &h.RefreshMargin)
+		case "unauthenticated":
+			err = oneArg(d, &h.Unauthenticated)
+		case "allowed_redirect_hosts":
+			err = someArgs(d, &h.AllowedRedirectHosts)
+		case "post_logout_redirect":
+			err = oneArg(d, &h.PostLogoutRedirect)
+		case "user_id_claim":
+			err = oneArg(d, &h.UserIDClaim)
+		case "groups_claim":
+			err = oneArg(d, &h.GroupsClaim)
+		case "claims":
+			err = someArgs(d, &h.Claims)
+		case "headers":
+			err = h.unmarshalHeaders(d)
+		case "allowed_email_domains":
+			err = someArgs(d, &h.AllowedEmailDomains)
+		case "allow_unverified_email":
+			err = flag(d, &h.AllowUnverifiedEmail)
+		case "allowed_groups":
+			err = someArgs(d, &h.AllowedGroups)
+		case "require_claim":
+			var args []string
+			if err = someArgs(d, &args); err == nil {
+				if len(args) < 2 {
+					return d.Err("require_claim takes a claim name and at least one value")
+				}
+				if h.RequiredClaims == nil {
+					h.RequiredClaims = map[string][]string{}
+				}
+				h.RequiredClaims[args[0]] = append(h.RequiredClaims[args[0]], args[1:]...)
+			}
+		case "max_login_flows":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				if h.MaxLoginFlows, err = strconv.Atoi(s); err != nil || h.MaxLoginFlows < 1 {
+					return d.Errf("max_login_flows must be a positive number, not %q", s)
+				}
+			}
+		case "login_timeout":
+			err = duration(d, &h.LoginTimeout)
+		case "provider_timeout":
+			err = duration(d, &h.ProviderTimeout)
+		default:
+			return d.Errf("unknown oidc_session subdirective %q (see the README for the list)", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	switch {
+	case h.Issuer == "":
+		return d.Err("oidc_session: issuer is required")
+	case h.ClientID == "":
+		return d.Err("oidc_session: client_id is required")
+	case len(h.Cookie.Secrets) == 0:
+		return d.Err("oidc_session: cookie { secret <value> } is required (at least 32 characters; e.g. {env.OIDC_COOKIE_SECRET})")
+	}
+	return nil
+}
+
+func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "name":
+			err = oneArg(d, &c.Name)
+			if err == nil && (c.Name == "" || strings.ContainsAny(c.Name, " ;,=\t\"")) {
+				return d.Errf("cookie name %q is not a valid cookie name", c.Name)
+			}
+		case "secret":
+			var secrets []string
+			if err = someArgs(d, &secrets); err == nil {
+				for _, s := range secrets {
+					if !strings.Contains(s, "{") && len(s) < sessions.MinSecretLength {
+						return d.Errf("cookie secret is %d characters long; it must be at least %d (generate one with: openssl rand -base64 32)", len(s), sessions.MinSecretLength)
+					}
+				}
+				c.Secrets = append(c.Secrets, secrets...)
+			}
+		case "domain":
+			err = oneArg(d, &c.Domain)
+		case "path":
+			err = oneArg(d, &c.Path)
+		case "secure":
+			var on bool
+			err = onOff(d, &on)
+			c.Insecure = !on
+		case "http_only":
+			var on bool
+			err = onOff(d, &on)
+			c.AllowScripts = !on
+		case "same_site":
+			if err = oneArg(d, &c.SameSite); err == nil {
+				if _, perr := parseSameSite(c.SameSite); perr != nil {
+					return d.Err(perr.Error())
+				}
+				c.SameSite = strings.ToLower(c.SameSite)
+			}
+		default:
+			return d.Errf("unknown cookie option %q (known: name, secret, domain, path, secure, http_only, same_site)", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	name := d.Val()
+	unm, err := caddyfile.UnmarshalModule(d, "http.handlers.oidc_session.stores."+name)
+	if err != nil {
+		return err
+	}
+	if _, ok := unm.(sessions.Store); !ok {
+		return d.Errf("module %q is not an oidc_session store", name)
+	}
+	h.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", name, nil)
+	return nil
+}
+
+// unmarshalHeaders reads `headers` (the conventional X-Forwarded-User,
+// -Email and -Groups) or a block naming each header.
+func (h *Handler) unmarshalHeaders(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	hc := &HeadersConfig{}
+	nesting := d.Nesting()
+	block := false
+	for d.NextBlock(nesting) {
+		block = true
+		var target *string
+		switch d.Val() {
+		case "user":
+			target = &hc.User
+		case "email":
+			target = &hc.Email
+		case "name":
+			target = &hc.Name
+		case "groups":
+			target = &hc.Groups
+		case "access_token":
+			target = &hc.AccessToken
+		default:
+			return d.Errf("unknown headers option %q (known: user, email, name, groups, access_token)", d.Val())
+		}
+		if err := oneArg(d, target); err != nil {
+			return err
+		}
+	}
+	if !block {
+		hc = &HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups"}
+	}
+	h.Headers = hc
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s needs a value", name)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes one value", name)
+	}
+	return nil
+}
+
+func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.Errf("%s needs at least one value", name)
+	}
+	*dst = append(*dst, args...)
+	return nil
+}
+
+func flag(d *caddyfile.Dispenser, dst *bool) error {
+	if d.NextArg() {
+		return d.Errf("%s takes no value", d.Val())
+	}
+	*dst = true
+	return nil
+}
+
+func onOff(d *caddyfile.Dispenser, dst *bool) error {
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return err
+	}
+	switch v {
+	case "on", "true":
+		*dst = true
+	case "off", "false":
+		*dst = false
+	default:
+		return d.Errf("expected on or off, not %q", v)
+	}
+	return nil
+}
+
+func duration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return err
+	}
+	return parseDuration(d, v, dst)
+}
+
+func parseDuration(d *caddyfile.Dispenser, v string, dst *caddy.Duration) error {
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return d.Errf("%q is not a positive duration (e.g. 30m, 12h)", v)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,272 @@
+package oidcsession
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/oidc-session/oidc_session/oidc"
+)
+
+// endpoint serves one of the plugin's own paths.
+type endpoint func(h *Handler, w http.ResponseWriter, r *http.Request) error
+
+// provisionEndpoints maps the plugin's paths to their handlers.
+func (h *Handler) provisionEndpoints() error {
+	h.endpoints = map[string]endpoint{
+		h.PathPrefix + "/start":    (*Handler).serveStart,
+		h.PathPrefix + "/callback": (*Handler).serveCallback,
+		h.PathPrefix + "/sign_out": (*Handler).serveSignOut,
+		h.PathPrefix + "/userinfo": (*Handler).serveUserInfo,
+	}
+	h.callbackURI = h.PathPrefix + "/callback"
+	if h.RedirectURL != "" {
+		u, err := url.Parse(h.RedirectURL)
+		if err != nil || u.Path == "" || !strings.HasPrefix(u.Path, "/") || (u.IsAbs() && u.Host == "") {
+			return fmt.Errorf("redirect_url %q must be an absolute URL or a path starting with /", h.RedirectURL)
+		}
+		if u.IsAbs() && u.Scheme != "https" && u.Scheme != "http" {
+			return fmt.Errorf("redirect_url %q must be http(s)", h.RedirectURL)
+		}
+		h.redirect = u
+		h.endpoints[u.Path] = (*Handler).serveCallback
+	}
+	return nil
+}
+
+// redirectURL is the callback URL for this request.
+func (h *Handler) redirectURL(r *http.Request) string {
+	if h.redirect != nil && h.redirect.IsAbs() {
+		return h.redirect.String()
+	}
+	path := h.callbackURI
+	if h.redirect != nil {
+		path = h.redirect.String()
+	}
+	return absoluteURL(r, path)
+}
+
+// serveStart begins a login that returns to rd (or /).
+func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) error {
+	rd, ok := h.safeReturnTo(r, r.URL.Query().Get("rd"))
+	if !ok {
+		rd = "/"
+	}
+	return h.startLogin(w, r, rd)
+}
+
+// startLogin sends the browser to the IdP with a new login flow.
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) error {
+	d, err := h.provider.Discover(r.Context())
+	if err != nil {
+		h.logger.Error("cannot start login", zap.Error(err))
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	if len(returnTo) > maxReturnURL {
+		returnTo = "/"
+	}
+	f := oidc.NewFlow(returnTo, !h.DisablePKCE)
+	h.capFlows(w, r)
+	name := h.jar.FlowPrefix() + f.ID()
+	sealed := h.flowKeys.Seal(f.Marshal(), h.flowBinding(name))
+	h.jar.SetFor(w, name, base64.RawURLEncoding.EncodeToString(sealed), time.Duration(h.LoginTimeout))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, d.AuthCodeURL(f, h.redirectURL(r)), http.StatusFound)
+	return nil
+}
+
+// flowBinding ties a flow cookie's content to its name and to this IdP and
+// client, so flows cannot be swapped between cookies or deployments.
+func (h *Handler) flowBinding(cookieName string) []byte {
+	return append(append([]byte(nil), h.binding...), "\x00"+cookieName...)
+}
+
+// capFlows keeps at most MaxLoginFlows-1 earlier login flows, dropping the
+// oldest, so abandoned logins cannot pile up cookies until the request
+// header grows too large.
+func (h *Handler) capFlows(w http.ResponseWriter, r *http.Request) {
+	type flowCookie struct {
+		name    string
+		created time.Time
+	}
+	var flows []flowCookie
+	for _, c := range r.Cookies() {
+		if strings.HasPrefix(c.Name, h.jar.FlowPrefix()) {
+			fc := flowCookie{name: c.Name}
+			if f, err := h.openFlow(c); err == nil {
+				fc.created = f.Created
+			}
+			flows = append(flows, fc)
+		}
+	}
+	excess := len(flows) - (h.MaxLoginFlows - 1)
+	if excess <= 0 {
+		return
+	}
+	sort.Slice(flows, func(i, j int) bool { return flows[i].created.Before(flows[j].created) })
+	for _, fc := range flows[:excess] {
+		h.jar.Delete(w, fc.name)
+	}
+}
+
+func (h *Handler) openFlow(c *http.Cookie) (*oidc.Flow, error) {
+	sealed, err := base64.RawURLEncoding.DecodeString(c.Value)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := h.flowKeys.Open(sealed, h.flowBinding(c.Name))
+	if err != nil {
+		return nil, err
+	}
+	return oidc.UnmarshalFlow(plain)
+}
+
+// serveCallback finishes a login: it checks the state against this
+// browser's flow cookie, redeems the code, verifies the ID token and starts
+// a new session.
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-store")
+	q := r.URL.Query()
+	id, ok := oidc.IDFromState(q.Get("state"))
+	if !ok {
+		return caddyhttp.Error(http.StatusBadRequest, errors.New("login callback without a valid state"))
+	}
+	c, err := r.Cookie(h.jar.FlowPrefix() + id)
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, errors.New("unknown or expired login attempt (state matches no login flow of this browser)"))
+	}
+	// A flow is used once, whatever the outcome.
+	h.jar.Delete(w, c.Name)
+	f, err := h.openFlow(c)
+	if err != nil || !f.Matches(q.Get("state")) {
+		return caddyhttp.Error(http.StatusBadRequest, errors.New("login flow cookie invalid or not for this state"))
+	}
+	if time.Since(f.Created) > time.Duration(h.LoginTimeout) {
+		return caddyhttp.Error(http.StatusBadRequest, errors.New("login attempt expired"))
+	}
+	if e := q.Get("error"); e != "" {
+		h.logger.Info("IdP refused the login", zap.String("error", truncate(e, 64)))
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("login refused by the identity provider: %s", truncate(e, 64)))
+	}
+	code := q.Get("code")
+	if code == "" {
+		return caddyhttp.Error(http.StatusBadRequest, errors.New("login callback without a code"))
+	}
+	d, err := h.provider.Discover(r.Context())
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	tokens, err := h.provider.Exchange(r.Context(), d, f, code, h.redirectURL(r), h.FetchUserInfo)
+	if errors.Is(err, oidc.ErrUnavailable) {
+		h.logger.Error("login failed: IdP unavailable", zap.Error(err))
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	if err != nil {
+		h.logger.Warn("login failed", zap.Error(err))
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	sess, err := h.newSession(tokens)
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	if err := h.authorize(sess); err != nil {
+		h.logger.Info("login denied by authorization rules", zap.String("user_id", sess.Subject), zap.Error(err))
+		return caddyhttp.Error(http.StatusForbidden, err)
+	}
+	// A new login never continues an earlier session (no fixation): the
+	// old one is ended and the store mints a new identifier.
+	if old := h.jar.Read(r); old != "" {
+		_ = h.store.Delete(r.Context(), old)
+	}
+	if err := h.saveSession(w, r, "", sess); err != nil {
+		h.logger.Error("could not save new session", zap.String("user_id", sess.Subject), zap.Error(err))
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	h.logger.Info("login", zap.String("user_id", sess.Subject))
+	http.Redirect(w, r, f.ReturnTo, http.StatusFound)
+	return nil
+}
+
+// serveSignOut ends the session and, where the IdP supports it, sends the
+// browser on to the IdP's end_session_endpoint.
+func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("sign_out takes GET or POST"))
+	}
+	// Logout CSRF: a page on another site must not log the user out. Browsers
+	// say where a request comes from; a cross-site one is refused.
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return caddyhttp.Error(http.StatusForbidden, errors.New("cross-site sign_out refused"))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	target, ok := h.safeReturnTo(r, r.URL.Query().Get("rd"))
+	if !ok {
+		target = h.PostLogoutRedirect
+	}
+	var idToken string
+	if value := h.jar.Read(r); value != "" {
+		if sess, err := h.store.Load(r.Context(), value); err == nil {
+			idToken = sess.IDToken
+			h.logger.Info("logout", zap.String("user_id", sess.Subject))
+		}
+		h.endSession(w, r, value)
+	}
+	if idToken != "" {
+		if d, err := h.provider.Discover(r.Context()); err == nil && d.EndSessionEndpoint != "" {
+			if u, err := url.Parse(d.EndSessionEndpoint); err == nil {
+				q := u.Query()
+				q.Set("id_token_hint", idToken)
+				q.Set("client_id", h.provider.ClientID())
+				q.Set("post_logout_redirect_uri", absoluteURL(r, target))
+				u.RawQuery = q.Encode()
+				target = u.String()
+			}
+		}
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}
+
+// serveUserInfo answers with the session's identity as JSON; never tokens.
+func (h *Handler) serveUserInfo(w http.ResponseWriter, r *http.Request) error {
+	sess, err := h.currentSession(w, r)
+	if err != nil {
+		return err
+	}
+	if sess == nil {
+		return caddyhttp.Error(http.StatusUnauthorized, errors.New("login required"))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	return json.NewEncoder(w).Encode(struct {
+		User          string              `json:"user"`
+		Email         string              `json:"email,omitempty"`
+		EmailVerified bool                `json:"email_verified"`
+		Name          string              `json:"name,omitempty"`
+		Groups        []string            `json:"groups,omitempty"`
+		Claims        map[string][]string `json:"claims,omitempty"`
+		CreatedAt     time.Time           `json:"created_at"`
+		ExpiresAt     time.Time           `json:"expires_at"`
+	}{sess.Subject, sess.Email, sess.EmailVerified, sess.Name, sess.Groups, sess.Claims, sess.CreatedAt, sess.ExpiresAt})
+}
+
+// acceptsHTML reports whether an Accept header asks for an HTML page.
+func acceptsHTML(accept string) bool {
+	return strings.Contains(accept, "text/html") || strings.Contains(accept, "application/xhtml+xml")
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

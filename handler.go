@@ -1,0 +1,203 @@
+package oidcsession
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/oidc-session/oidc_session/oidc"
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+// ServeHTTP lets requests with a valid session through to next and answers
+// the others; requests to the plugin's endpoints are served here.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	h.stripIdentityHeaders(r)
+	if ep, ok := h.endpoints[r.URL.Path]; ok {
+		return ep(h, w, r)
+	}
+	sess, err := h.currentSession(w, r)
+	if err != nil {
+		return err
+	}
+	if sess == nil {
+		return h.unauthenticated(w, r)
+	}
+	if err := h.authorize(sess); err != nil {
+		return caddyhttp.Error(http.StatusForbidden, err)
+	}
+	h.expose(r, sess)
+	h.jar.StripRequest(r)
+	return next.ServeHTTP(w, r)
+}
+
+// currentSession returns the request's valid session, refreshed and touched
+// as needed (writing the updated cookie), or nil if there is none. The only
+// error it returns is a 503 when the store or the IdP cannot be reached and
+// the session cannot be judged: the cookie is then left alone.
+func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessions.Session, error) {
+	value := h.jar.Read(r)
+	if value == "" {
+		return nil, nil
+	}
+	ctx := r.Context()
+	sess, err := h.store.Load(ctx, value)
+	switch {
+	case errors.Is(err, sessions.ErrNoSession):
+		h.jar.Clear(w, r) // junk or expired: stop the browser sending it
+		return nil, nil
+	case err != nil:
+		h.logger.Error("session store unavailable", zap.Error(err))
+		return nil, caddyhttp.Error(http.StatusServiceUnavailable, sessions.ErrUnavailable)
+	}
+	now := time.Now()
+	idle := h.idleTimeout()
+	if sess.Expired(now, idle) {
+		h.endSession(w, r, value)
+		return nil, nil
+	}
+	changed := false
+	if h.needsRefresh(sess, now) {
+		ok, err := h.refresh(ctx, sess)
+		if !ok {
+			h.logger.Info("session ended: refresh token rejected", zap.String("user_id", sess.Subject), zap.Error(err))
+			h.endSession(w, r, value)
+			return nil, nil
+		}
+		changed = err == nil
+	}
+	if touch := min(idle/16, 5*time.Minute); idle > 0 && now.Sub(sess.LastSeen) >= touch {
+		sess.LastSeen = now.Truncate(time.Second)
+		changed = true
+	}
+	if changed {
+		if err := h.saveSession(w, r, value, sess); err != nil {
+			// The old cookie still holds a usable session; serve this
+			// request and let the next one try to save again.
+			h.logger.Warn("could not save updated session", zap.String("user_id", sess.Subject), zap.Error(err))
+		}
+	}
+	return sess, nil
+}
+
+// saveSession stores sess and writes its cookie. prev is "" at login.
+func (h *Handler) saveSession(w http.ResponseWriter, r *http.Request, prev string, sess *sessions.Session) error {
+	value, err := h.store.Save(r.Context(), prev, sess)
+	if err != nil {
+		return err
+	}
+	return h.jar.Write(w, r, value, sess.Deadline(h.idleTimeout()))
+}
+
+// endSession deletes the session from its store and clears the cookie.
+func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, value string) {
+	if err := h.store.Delete(r.Context(), value); err != nil {
+		h.logger.Warn("could not delete session from store", zap.Error(err))
+	}
+	h.jar.Clear(w, r)
+}
+
+func (h *Handler) idleTimeout() time.Duration {
+	return max(time.Duration(h.IdleTimeout), 0)
+}
+
+// needsRefresh decides expiry itself, rather than leaving it to
+// golang.org/x/oauth2, whose fixed 10 s early expiry would refresh a
+// short-lived token on every request.
+func (h *Handler) needsRefresh(s *sessions.Session, now time.Time) bool {
+	if s.RefreshToken == "" || s.TokenExpiry.IsZero() {
+		return false
+	}
+	margin := time.Duration(h.RefreshMargin)
+	if lifetime := s.TokenExpiry.Sub(s.TokenIssued); lifetime > 0 {
+		margin = min(margin, lifetime/3)
+	}
+	return s.TokenExpiry.Sub(now) < margin
+}
+
+// refresh renews the session's tokens. It reports false when the session
+// must end (refresh token rejected, or new tokens for another subject). A
+// true with an error means the IdP could not be reached: the session goes
+// on with its current tokens and the next request tries again.
+func (h *Handler) refresh(ctx context.Context, s *sessions.Session) (bool, error) {
+	t, err := h.refreshTokens(ctx, s.RefreshToken)
+	switch {
+	case errors.Is(err, oidc.ErrInvalidGrant):
+		return false, err
+	case err != nil:
+		h.logger.Warn("token refresh failed; keeping the session", zap.String("user_id", s.Subject), zap.Error(err))
+		return true, err
+	}
+	if t.Claims != nil {
+		before := s.Subject
+		if err := h.applyClaims(s, t.Claims); err != nil || s.Subject != before {
+			return false, errors.New("refreshed ID token is for another subject")
+		}
+	}
+	applyTokens(s, t)
+	return true, nil
+}
+
+// refreshTokens redeems a refresh token once per instance, however many
+// requests of the session ask at the same time; requests that arrive a
+// little later with the same (now spent) refresh token get the same result
+// from a short-lived cache, so an IdP that rotates refresh tokens does not
+// log them out.
+func (h *Handler) refreshTokens(ctx context.Context, refreshToken string) (*oidc.Tokens, error) {
+	key := tokenKey(refreshToken)
+	if t := h.recent.get(key); t != nil {
+		return t, nil
+	}
+	v, err, _ := h.refreshes.Do(key, func() (any, error) {
+		if t := h.recent.get(key); t != nil {
+			return t, nil
+		}
+		// The refresh outlives a cancelled request: others may be waiting
+		// for it, and a token the IdP already rotated must not be lost.
+		ctx := context.WithoutCancel(ctx)
+		d, err := h.provider.Discover(ctx)
+		if err != nil {
+			return nil, err
+		}
+		t, err := h.provider.Refresh(ctx, d, refreshToken)
+		if err != nil {
+			return nil, err
+		}
+		h.recent.put(key, t)
+		return t, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*oidc.Tokens), nil
+}
+
+// unauthenticated answers a request without a valid session: a login for
+// a browser navigating to a page, a 401 for anything else.
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
+	redirect := h.Unauthenticated == "redirect" || (h.Unauthenticated == "auto" && isNavigation(r))
+	if !redirect {
+		return caddyhttp.Error(http.StatusUnauthorized, errors.New("login required"))
+	}
+	return h.startLogin(w, r, r.URL.RequestURI())
+}
+
+// isNavigation tells a top-level browser navigation from an API call, by
+// the Fetch Metadata headers where the browser sends them and by the
+// Accept header otherwise.
+func isNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	return acceptsHTML(r.Header.Get("Accept"))
+}

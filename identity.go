@@ -1,0 +1,197 @@
+package oidcsession
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/oidc-session/oidc_session/oidc"
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+// newSession builds a session from a login's verified tokens.
+func (h *Handler) newSession(t *oidc.Tokens) (*sessions.Session, error) {
+	now := time.Now().Truncate(time.Second)
+	s := &sessions.Session{
+		CreatedAt: now,
+		LastSeen:  now,
+		ExpiresAt: now.Add(time.Duration(h.SessionLifetime)),
+	}
+	if err := h.applyClaims(s, t.Claims); err != nil {
+		return nil, err
+	}
+	applyTokens(s, t)
+	return s, nil
+}
+
+// applyClaims sets the session's identity from ID token claims.
+func (h *Handler) applyClaims(s *sessions.Session, claims map[string]any) error {
+	id := oidc.ClaimString(claims, h.UserIDClaim)
+	if h.UserIDClaim == "sub" || id == "" {
+		id = oidc.ClaimString(claims, "sub")
+	}
+	if id == "" {
+		return fmt.Errorf("ID token has no %q claim", h.UserIDClaim)
+	}
+	s.Subject = id
+	s.Email = oidc.ClaimString(claims, "email")
+	verified := oidc.ClaimStrings(claims, "email_verified")
+	s.EmailVerified = len(verified) == 1 && verified[0] == "true"
+	s.Name = oidc.ClaimString(claims, "name")
+	if s.Name == "" {
+		s.Name = oidc.ClaimString(claims, "preferred_username")
+	}
+	s.Groups = oidc.ClaimStrings(claims, h.GroupsClaim)
+	s.SID = oidc.ClaimString(claims, "sid")
+	s.Claims = nil
+	for _, name := range h.keptClaims() {
+		if v := oidc.ClaimStrings(claims, name); v != nil {
+			if s.Claims == nil {
+				s.Claims = make(map[string][]string)
+			}
+			s.Claims[name] = v
+		}
+	}
+	return nil
+}
+
+// keptClaims are the claims stored in the session: those asked for, and
+// those authorization rules need.
+func (h *Handler) keptClaims() []string {
+	names := append([]string(nil), h.Claims...)
+	for name := range h.RequiredClaims {
+		if !contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// applyTokens records new tokens; a refresh without a new ID token keeps
+// the old one (it is still the right id_token_hint for logout).
+func applyTokens(s *sessions.Session, t *oidc.Tokens) {
+	if t.IDToken != "" {
+		s.IDToken = t.IDToken
+	}
+	s.AccessToken = t.AccessToken
+	s.RefreshToken = t.RefreshToken
+	s.TokenIssued = t.Issued.Truncate(time.Second)
+	s.TokenExpiry = t.Expiry.Truncate(time.Second)
+}
+
+var errForbidden = errors.New("access denied")
+
+// authorize applies the allow rules to an authenticated user.
+func (h *Handler) authorize(s *sessions.Session) error {
+	if len(h.AllowedEmailDomains) > 0 {
+		_, domain, ok := strings.Cut(s.Email, "@")
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: no email", errForbidden)
+		case !s.EmailVerified && !h.AllowUnverifiedEmail:
+			return fmt.Errorf("%w: email not verified", errForbidden)
+		case !containsFold(h.AllowedEmailDomains, domain):
+			return fmt.Errorf("%w: email domain not allowed", errForbidden)
+		}
+	}
+	if len(h.AllowedGroups) > 0 && !intersects(h.AllowedGroups, s.Groups) {
+		return fmt.Errorf("%w: not in an allowed group", errForbidden)
+	}
+	for name, want := range h.RequiredClaims {
+		if !intersects(want, s.Claims[name]) {
+			return fmt.Errorf("%w: claim %q has no allowed value", errForbidden, name)
+		}
+	}
+	return nil
+}
+
+// expose hands the identity to the rest of the chain as placeholders and,
+// if configured, request headers.
+func (h *Handler) expose(r *http.Request, s *sessions.Session) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", s.Subject)
+		repl.Set("http.auth.user.email", s.Email)
+		repl.Set("http.auth.user.name", s.Name)
+		repl.Set("http.auth.user.groups", strings.Join(s.Groups, ","))
+		for _, name := range h.Claims {
+			repl.Set("http.auth.user."+name, strings.Join(s.Claims[name], ","))
+		}
+	}
+	if hc := h.Headers; hc != nil {
+		setHeader(r, hc.User, s.Subject)
+		setHeader(r, hc.Email, s.Email)
+		setHeader(r, hc.Name, s.Name)
+		setHeader(r, hc.Groups, strings.Join(s.Groups, ","))
+		setHeader(r, hc.AccessToken, s.AccessToken)
+	}
+}
+
+func setHeader(r *http.Request, name, value string) {
+	if name != "" && value != "" {
+		r.Header.Set(name, value)
+	}
+}
+
+// defaultIdentityHeaders are stripped from every request even when not
+// configured: upstreams moved from oauth2-proxy may still trust them.
+var defaultIdentityHeaders = []string{
+	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups",
+	"X-Forwarded-Preferred-Username", "X-Forwarded-Access-Token",
+	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups",
+	"X-Auth-Request-Preferred-Username", "X-Auth-Request-Access-Token",
+	"Remote-User", "Remote-Email", "Remote-Groups", "Remote-Name",
+}
+
+// identityHeaderNames is the set of normalised header names a client must
+// never be able to send.
+func identityHeaderNames(hc *HeadersConfig) map[string]bool {
+	names := map[string]bool{}
+	for _, n := range defaultIdentityHeaders {
+		names[normalizeHeader(n)] = true
+	}
+	if hc != nil {
+		for _, n := range []string{hc.User, hc.Email, hc.Name, hc.Groups, hc.AccessToken} {
+			if n != "" {
+				names[normalizeHeader(n)] = true
+			}
+		}
+	}
+	return names
+}
+
+// stripIdentityHeaders removes client-sent identity headers in any spelling:
+// case and '_' versus '-' do not matter, since some servers and frameworks
+// fold them together.
+func (h *Handler) stripIdentityHeaders(r *http.Request) {
+	for name := range r.Header {
+		if h.stripNames[normalizeHeader(name)] {
+			delete(r.Header, name)
+		}
+	}
+}
+
+func normalizeHeader(name string) string {
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		if contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(list []string, v string) bool {
+	for _, e := range list {
+		if strings.EqualFold(e, v) {
+			return true
+		}
+	}
+	return false
+}

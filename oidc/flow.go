@@ -1,0 +1,82 @@
+package oidc
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"time"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// Flow is one login attempt: what the callback needs to check that the
+// response belongs to this browser and this request. It lives in an
+// encrypted short-lived cookie; nothing is kept on the server.
+type Flow struct {
+	State    string    `json:"s"`
+	Nonce    string    `json:"n"`
+	Verifier string    `json:"v,omitempty"` // PKCE code verifier; empty when PKCE is off
+	ReturnTo string    `json:"r"`
+	Created  time.Time `json:"t"`
+}
+
+// NewFlow starts a login attempt that returns to returnTo (already
+// validated by the caller) when it succeeds.
+func NewFlow(returnTo string, pkce bool) *Flow {
+	f := &Flow{
+		State:    rand.Text(),
+		Nonce:    rand.Text(),
+		ReturnTo: returnTo,
+		Created:  time.Now().Truncate(time.Second),
+	}
+	if pkce {
+		f.Verifier = oauth2.GenerateVerifier()
+	}
+	return f
+}
+
+// ID is a short, non-secret handle of the flow, used to name its cookie so
+// several tabs can log in at once, each with its own flow.
+func (f *Flow) ID() string { return f.State[:10] }
+
+// IDFromState returns the handle of the flow a callback's state refers to.
+func IDFromState(state string) (string, bool) {
+	if len(state) < 10 || len(state) > 64 {
+		return "", false
+	}
+	return state[:10], true
+}
+
+// Matches reports, in constant time, whether the callback's state is this
+// flow's.
+func (f *Flow) Matches(state string) bool {
+	return subtle.ConstantTimeCompare([]byte(f.State), []byte(state)) == 1
+}
+
+// Marshal and UnmarshalFlow give the cookie form (before encryption).
+func (f *Flow) Marshal() []byte {
+	b, _ := json.Marshal(f) // cannot fail for this type
+	return b
+}
+
+// UnmarshalFlow parses what Marshal made.
+func UnmarshalFlow(b []byte) (*Flow, error) {
+	var f Flow
+	if err := json.Unmarshal(b, &f); err != nil || f.State == "" || f.Nonce == "" {
+		return nil, errors.New("malformed login flow")
+	}
+	return &f, nil
+}
+
+// AuthCodeURL is where the browser is sent to log in.
+func (d *Discovered) AuthCodeURL(f *Flow, redirectURL string) string {
+	cfg := d.oauth
+	cfg.RedirectURL = redirectURL
+	opts := []oauth2.AuthCodeOption{gooidc.Nonce(f.Nonce)}
+	if f.Verifier != "" {
+		opts = append(opts, oauth2.S256ChallengeOption(f.Verifier))
+	}
+	return cfg.AuthCodeURL(f.State, opts...)
+}

@@ -1,0 +1,129 @@
+// Package oidc speaks OpenID Connect to the identity provider for
+// oidc_session: lazy discovery, the authorization code flow with PKCE, state
+// and nonce, token exchange and refresh, and ID token verification.
+package oidc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// ErrUnavailable wraps every failure to reach the IdP (discovery, network,
+// 5xx): the request can be retried later and no session should be lost.
+var ErrUnavailable = errors.New("identity provider unavailable")
+
+// Config says which IdP to talk to and as which client.
+type Config struct {
+	Issuer       string
+	ClientID     string
+	ClientSecret string
+	Scopes       []string
+	// HTTPClient makes every call to the IdP; its timeout bounds them.
+	HTTPClient *http.Client
+	// RetryAfter is the shortest wait between two failed discovery attempts,
+	// so a down IdP is not hammered by every incoming request.
+	RetryAfter time.Duration
+}
+
+// Provider is a lazily discovered IdP. Nothing is fetched until first used,
+// so Caddy starts (and reloads) while the IdP is down; until discovery
+// succeeds, every use returns ErrUnavailable.
+type Provider struct {
+	cfg Config
+
+	ready atomic.Pointer[Discovered]
+
+	mu      sync.Mutex // serialises discovery attempts
+	lastTry time.Time
+	lastErr error
+}
+
+// Discovered is what discovery yields: endpoints, keys and a verifier.
+type Discovered struct {
+	provider *gooidc.Provider
+	verifier *gooidc.IDTokenVerifier
+	oauth    oauth2.Config
+	// EndSessionEndpoint is the IdP's RP-initiated logout endpoint, or "".
+	EndSessionEndpoint string
+	// HasUserInfo reports whether the IdP has a userinfo endpoint.
+	HasUserInfo bool
+}
+
+// NewProvider returns a provider that discovers cfg.Issuer on first use.
+func NewProvider(cfg Config) *Provider {
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 2 * time.Second
+	}
+	return &Provider{cfg: cfg}
+}
+
+// Client returns the configured client id.
+func (p *Provider) ClientID() string { return p.cfg.ClientID }
+
+// Discover returns the discovered IdP, running discovery if it has not yet
+// succeeded and the last attempt is not too recent.
+func (p *Provider) Discover(ctx context.Context) (*Discovered, error) {
+	if d := p.ready.Load(); d != nil {
+		return d, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := p.ready.Load(); d != nil {
+		return d, nil
+	}
+	if p.lastErr != nil && time.Since(p.lastTry) < p.cfg.RetryAfter {
+		return nil, p.lastErr
+	}
+	p.lastTry = time.Now()
+	d, err := p.discover(ctx)
+	if err != nil {
+		p.lastErr = fmt.Errorf("%w: discovery of %s: %v", ErrUnavailable, p.cfg.Issuer, err)
+		return nil, p.lastErr
+	}
+	p.lastErr = nil
+	p.ready.Store(d)
+	return d, nil
+}
+
+func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
+	// The provider keeps this context for fetching keys later, so it must
+	// carry our client but not the request's cancellation.
+	pctx := gooidc.ClientContext(context.WithoutCancel(ctx), p.cfg.HTTPClient)
+	gp, err := gooidc.NewProvider(pctx, p.cfg.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	var extra struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	_ = gp.Claims(&extra) // optional metadata: absent is fine
+	return &Discovered{
+		provider: gp,
+		verifier: gp.Verifier(&gooidc.Config{ClientID: p.cfg.ClientID}),
+		oauth: oauth2.Config{
+			ClientID:     p.cfg.ClientID,
+			ClientSecret: p.cfg.ClientSecret,
+			Endpoint:     gp.Endpoint(),
+			Scopes:       p.cfg.Scopes,
+		},
+		EndSessionEndpoint: extra.EndSession,
+		HasUserInfo:        gp.UserInfoEndpoint() != "",
+	}, nil
+}
+
+// clientContext carries the IdP client for golang.org/x/oauth2 and go-oidc.
+func (p *Provider) clientContext(ctx context.Context) context.Context {
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, p.cfg.HTTPClient)
+	return gooidc.ClientContext(ctx, p.cfg.HTTPClient)
+}

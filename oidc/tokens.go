@@ -1,0 +1,187 @@
+package oidc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// ErrInvalidGrant means the IdP refused the refresh token for good (revoked,
+// expired, already used): the session is over and the user must log in.
+var ErrInvalidGrant = errors.New("refresh token rejected (invalid_grant)")
+
+// Tokens is the outcome of a code exchange or a refresh.
+type Tokens struct {
+	IDToken      string
+	AccessToken  string
+	RefreshToken string
+	Issued       time.Time
+	Expiry       time.Time // zero if the IdP gave no expires_in
+	// Claims are the verified ID token's claims (merged with userinfo when
+	// that was fetched); nil after a refresh that returned no ID token.
+	Claims map[string]any
+}
+
+// Exchange trades the callback's code for tokens and verifies the ID token,
+// including its nonce against the flow's. Errors from a reachable IdP (bad
+// code, failed verification) are returned as they are; a failure to reach
+// it wraps ErrUnavailable.
+func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, redirectURL string, fetchUserInfo bool) (*Tokens, error) {
+	ctx = p.clientContext(ctx)
+	cfg := d.oauth
+	cfg.RedirectURL = redirectURL
+	var opts []oauth2.AuthCodeOption
+	if f.Verifier != "" {
+		opts = append(opts, oauth2.VerifierOption(f.Verifier))
+	}
+	tok, err := cfg.Exchange(ctx, code, opts...)
+	if err != nil {
+		return nil, classify("code exchange", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return nil, errors.New("token response has no id_token (is the openid scope requested?)")
+	}
+	idt, claims, err := p.verify(ctx, d, raw)
+	if err != nil {
+		return nil, err
+	}
+	if idt.Nonce != f.Nonce {
+		return nil, errors.New("ID token nonce does not match the login flow")
+	}
+	if fetchUserInfo && d.HasUserInfo {
+		if err := p.mergeUserInfo(ctx, d, tok, claims); err != nil {
+			return nil, err
+		}
+	}
+	return newTokens(tok, raw, claims), nil
+}
+
+// Refresh redeems a refresh token. It decides nothing about expiry itself:
+// the caller chose to refresh, so the token endpoint is always called.
+func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken string) (*Tokens, error) {
+	ctx = p.clientContext(ctx)
+	// An already expired token makes x/oauth2 call the token endpoint.
+	src := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)})
+	tok, err := src.Token()
+	if err != nil {
+		return nil, classify("refresh", err)
+	}
+	out := newTokens(tok, "", nil)
+	if out.RefreshToken == "" {
+		out.RefreshToken = refreshToken // the IdP keeps the old one valid
+	}
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		_, claims, err := p.verify(ctx, d, raw)
+		if err != nil {
+			return nil, err
+		}
+		out.IDToken, out.Claims = raw, claims
+	}
+	return out, nil
+}
+
+func (p *Provider) verify(ctx context.Context, d *Discovered, raw string) (*gooidc.IDToken, map[string]any, error) {
+	idt, err := d.verifier.Verify(ctx, raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ID token rejected: %w", err)
+	}
+	claims := map[string]any{}
+	if err := idt.Claims(&claims); err != nil {
+		return nil, nil, fmt.Errorf("ID token claims: %w", err)
+	}
+	return idt, claims, nil
+}
+
+// mergeUserInfo adds the userinfo endpoint's claims to the ID token's,
+// never letting userinfo change the subject.
+func (p *Provider) mergeUserInfo(ctx context.Context, d *Discovered, tok *oauth2.Token, claims map[string]any) error {
+	ui, err := d.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+	if err != nil {
+		return fmt.Errorf("%w: userinfo: %v", ErrUnavailable, err)
+	}
+	if ui.Subject != claims["sub"] {
+		return errors.New("userinfo subject differs from the ID token's")
+	}
+	var extra map[string]any
+	if err := ui.Claims(&extra); err != nil {
+		return fmt.Errorf("userinfo claims: %w", err)
+	}
+	for k, v := range extra {
+		if _, ok := claims[k]; !ok {
+			claims[k] = v
+		}
+	}
+	return nil
+}
+
+func newTokens(tok *oauth2.Token, idToken string, claims map[string]any) *Tokens {
+	t := &Tokens{
+		IDToken:      idToken,
+		AccessToken:  tok.AccessToken,
+		RefreshToken: tok.RefreshToken,
+		Issued:       time.Now(),
+		Claims:       claims,
+	}
+	// x/oauth2 fills Expiry from expires_in; a zero Expiry means none given.
+	if !tok.Expiry.IsZero() {
+		t.Expiry = tok.Expiry
+	}
+	return t
+}
+
+// classify tells a refusal by the IdP (invalid_grant and other 4xx) from a
+// failure to reach it (network error, timeout, 5xx).
+func classify(what string, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		if re.ErrorCode == "invalid_grant" {
+			return fmt.Errorf("%s: %w", what, ErrInvalidGrant)
+		}
+		if re.Response != nil && re.Response.StatusCode < http.StatusInternalServerError {
+			return fmt.Errorf("%s refused by the IdP: %s %s", what, re.ErrorCode, re.ErrorDescription)
+		}
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+}
+
+// Claims helpers used to build a session's identity.
+
+// ClaimString returns a claim as a string ("" when absent or not a string).
+func ClaimString(claims map[string]any, name string) string {
+	s, _ := claims[name].(string)
+	return s
+}
+
+// ClaimStrings returns a claim as a list of strings: a string claim is a
+// list of one, a list keeps its string and number elements, a bool or
+// number is formatted.
+func ClaimStrings(claims map[string]any, name string) []string {
+	switch v := claims[name].(type) {
+	case nil:
+		return nil
+	case string:
+		return []string{v}
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			switch e := e.(type) {
+			case string:
+				out = append(out, e)
+			case float64, bool, json.Number:
+				out = append(out, fmt.Sprint(e))
+			}
+		}
+		return out
+	case float64, bool, json.Number:
+		return []string{fmt.Sprint(v)}
+	default:
+		return nil
+	}
+}

@@ -1,0 +1,186 @@
+package sessions
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	// chunkSize keeps every Set-Cookie line (value plus name and
+	// attributes) under the 4096 bytes browsers guarantee per cookie.
+	chunkSize = 3800
+	// maxChunks bounds both what we write and what we are willing to read
+	// back, so an oversized cookie header cannot make us assemble megabytes.
+	maxChunks = 8
+)
+
+// ErrTooLarge means a session does not fit in maxChunks cookies.
+var ErrTooLarge = errors.New("session too large for cookies: use a server-side store, fewer claims, or the cookie store's drop_tokens")
+
+// Jar reads and writes the plugin's cookies with the operator's attributes.
+// A value longer than one cookie is split into name_0, name_1, ...; a value
+// that fits is written under name alone.
+type Jar struct {
+	Name     string
+	Domain   string
+	Path     string
+	Secure   bool
+	HTTPOnly bool
+	SameSite http.SameSite
+}
+
+// Read returns the session cookie's value, joining chunks, or "" if the
+// request carries none (or carries an incomplete or oversized set).
+func (j *Jar) Read(r *http.Request) string {
+	var chunks [maxChunks]string
+	n := 0
+	for _, c := range r.Cookies() {
+		if c.Name == j.Name {
+			return c.Value
+		}
+		if i, ok := j.chunkIndex(c.Name); ok && i < maxChunks {
+			chunks[i] = c.Value
+			if i+1 > n {
+				n = i + 1
+			}
+		}
+	}
+	var sb strings.Builder
+	for i := 0; i < n; i++ {
+		if chunks[i] == "" {
+			return "" // a gap: the set is incomplete
+		}
+		sb.WriteString(chunks[i])
+	}
+	return sb.String()
+}
+
+// Write sets the session cookie to value, expiring at expires, and removes
+// whatever cookies of an earlier, differently split value the request carried.
+func (j *Jar) Write(w http.ResponseWriter, r *http.Request, value string, expires time.Time) error {
+	n := (len(value) + chunkSize - 1) / chunkSize
+	if n > maxChunks {
+		return ErrTooLarge
+	}
+	if n <= 1 {
+		j.set(w, j.Name, value, expires)
+	} else {
+		for i := 0; i < n; i++ {
+			end := min((i+1)*chunkSize, len(value))
+			j.set(w, j.chunkName(i), value[i*chunkSize:end], expires)
+		}
+	}
+	for _, c := range r.Cookies() {
+		if c.Name == j.Name && n > 1 {
+			j.Delete(w, c.Name)
+		} else if i, ok := j.chunkIndex(c.Name); ok && (n <= 1 || i >= n) {
+			j.Delete(w, c.Name)
+		}
+	}
+	return nil
+}
+
+// Clear removes the session cookie and all its chunks the request carried.
+func (j *Jar) Clear(w http.ResponseWriter, r *http.Request) {
+	for _, c := range r.Cookies() {
+		if _, ok := j.chunkIndex(c.Name); ok || c.Name == j.Name {
+			j.Delete(w, c.Name)
+		}
+	}
+}
+
+// Set writes one cookie with the jar's attributes.
+func (j *Jar) set(w http.ResponseWriter, name, value string, expires time.Time) {
+	c := j.cookie(name, value)
+	c.Expires = expires
+	c.MaxAge = max(int(time.Until(expires).Seconds()), 1)
+	http.SetCookie(w, c)
+}
+
+// SetFor writes a cookie other than the session cookie (a login flow
+// cookie) with the jar's attributes, living for ttl.
+func (j *Jar) SetFor(w http.ResponseWriter, name, value string, ttl time.Duration) {
+	j.set(w, name, value, time.Now().Add(ttl))
+}
+
+// Delete tells the browser to drop the named cookie.
+func (j *Jar) Delete(w http.ResponseWriter, name string) {
+	c := j.cookie(name, "")
+	c.MaxAge = -1
+	c.Expires = time.Unix(0, 0)
+	http.SetCookie(w, c)
+}
+
+func (j *Jar) cookie(name, value string) *http.Cookie {
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Domain:   j.Domain,
+		Path:     j.Path,
+		Secure:   j.Secure,
+		HttpOnly: j.HTTPOnly,
+		SameSite: j.SameSite,
+	}
+}
+
+func (j *Jar) chunkName(i int) string { return j.Name + "_" + strconv.Itoa(i) }
+
+// chunkIndex parses name_<n>.
+func (j *Jar) chunkIndex(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, j.Name+"_")
+	if !ok || rest == "" || len(rest) > 2 {
+		return 0, false
+	}
+	i, err := strconv.Atoi(rest)
+	return i, err == nil && i >= 0
+}
+
+// FlowPrefix starts the name of every login flow cookie.
+func (j *Jar) FlowPrefix() string { return j.Name + "_flow_" }
+
+// Owns reports whether a cookie name belongs to the plugin: the session
+// cookie, one of its chunks, or a login flow cookie.
+func (j *Jar) Owns(name string) bool {
+	if name == j.Name || strings.HasPrefix(name, j.FlowPrefix()) {
+		return true
+	}
+	_, ok := j.chunkIndex(name)
+	return ok
+}
+
+// StripRequest removes the plugin's cookies from the request, so the next
+// handler (and the upstream behind it) never sees session material and is
+// not burdened with kilobytes of cookies.
+func (j *Jar) StripRequest(r *http.Request) {
+	lines := r.Header["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	changed := false
+	for _, line := range lines {
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(part, "=")
+			if j.Owns(strings.TrimSpace(name)) {
+				changed = true
+				continue
+			}
+			kept = append(kept, part)
+		}
+	}
+	if !changed {
+		return
+	}
+	if len(kept) == 0 {
+		r.Header.Del("Cookie")
+		return
+	}
+	r.Header["Cookie"] = []string{strings.Join(kept, "; ")}
+}

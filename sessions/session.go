@@ -1,0 +1,108 @@
+// Package sessions holds the session model of oidc_session, its compact binary
+// codec, the authenticated encryption that protects it, the cookie plumbing that
+// carries it, and the Store interface that server-side stores implement.
+package sessions
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Session is one logged-in user: who they are (from the ID token and, if
+// enabled, the userinfo endpoint) and the tokens that keep them logged in.
+type Session struct {
+	// Identity.
+	Subject string
+	Email   string
+	// EmailVerified is the IdP's email_verified claim.
+	EmailVerified bool
+	Name          string
+	Groups        []string
+	// Claims holds the extra claims the operator asked to keep, each as a list
+	// of strings (a scalar claim is a list of one).
+	Claims map[string][]string
+	// SID is the IdP's session id (the ID token's sid claim), used by logout.
+	SID string
+
+	// Tokens. Any of them may be empty (see the cookie store's drop_tokens).
+	IDToken      string
+	AccessToken  string
+	RefreshToken string
+	// TokenIssued is when the current access token was obtained and
+	// TokenExpiry when it expires (zero if the IdP did not say).
+	TokenIssued time.Time
+	TokenExpiry time.Time
+
+	// Lifetime. CreatedAt never changes after login; ExpiresAt is the absolute
+	// end (CreatedAt + session lifetime) and is never extended; LastSeen drives
+	// the idle timeout.
+	CreatedAt time.Time
+	LastSeen  time.Time
+	ExpiresAt time.Time
+}
+
+// Expired reports whether the session is past its absolute lifetime, or idle
+// for longer than idle (when idle > 0).
+func (s *Session) Expired(now time.Time, idle time.Duration) bool {
+	if !now.Before(s.ExpiresAt) {
+		return true
+	}
+	return idle > 0 && now.Sub(s.LastSeen) >= idle
+}
+
+// Deadline is when the session ends if nothing touches it again: the absolute
+// expiry or the idle deadline, whichever comes first.
+func (s *Session) Deadline(idle time.Duration) time.Time {
+	if idle > 0 {
+		if d := s.LastSeen.Add(idle); d.Before(s.ExpiresAt) {
+			return d
+		}
+	}
+	return s.ExpiresAt
+}
+
+// Errors a Store returns. Anything else is treated like ErrUnavailable.
+var (
+	// ErrNoSession means the cookie does not lead to a usable session
+	// (unknown, expired, tampered, encrypted with another secret): the user
+	// has to log in again.
+	ErrNoSession = errors.New("no session")
+	// ErrUnavailable means the store could not be reached. The session may be
+	// fine: the user's cookie must be kept and the request answered with a
+	// temporary error.
+	ErrUnavailable = errors.New("session store unavailable")
+)
+
+// Env is what the handler hands a store once it is provisioned.
+type Env struct {
+	// CookieName is the session cookie's name (server-side stores use it in
+	// their ticket handles).
+	CookieName string
+	// Keys encrypts and authenticates sessions kept in the cookie itself.
+	Keys *Keyring
+	// Binding is authenticated with every encrypted session, so a session made
+	// for one issuer and client cannot be replayed against another.
+	Binding []byte
+}
+
+// Store keeps sessions. The handler owns the cookie: a store only turns a
+// session into the cookie value that refers to it, and back.
+//
+// Stores are Caddy modules in the http.handlers.oidc_session.stores namespace.
+type Store interface {
+	// Bind gives the store the handler's settings. It is called once, after
+	// the store is provisioned and before any other method.
+	Bind(env Env) error
+	// Load returns the session the cookie value refers to, ErrNoSession if
+	// there is none, or ErrUnavailable if the store cannot be reached.
+	Load(ctx context.Context, value string) (*Session, error)
+	// Save stores s and returns the cookie value that refers to it. prev is
+	// the current cookie value when the session is updated (refresh, idle
+	// touch) and "" when it is new (login), in which case the store must not
+	// reuse any earlier identifier.
+	Save(ctx context.Context, prev string, s *Session) (string, error)
+	// Delete ends the session the cookie value refers to. Deleting a session
+	// that does not exist is not an error.
+	Delete(ctx context.Context, value string) error
+}
