@@ -1,0 +1,139 @@
+package oidcsession
+
+import (
+	"crypto/tls"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestSafeReturnTo(t *testing.T) {
+	h := &Handler{AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"}}
+
+	accepted := []struct {
+		name, rd, want string
+	}{
+		{"root", "/", "/"},
+		{"path query fragment", "/a/b?x=1#f", "/a/b?x=1#f"},
+		{"encoded slashes in path", "/path%2Fwith%2Fslashes", "/path%2Fwith%2Fslashes"},
+		{"own host https", "https://app.example.com/x", "https://app.example.com/x"},
+		{"own host other port", "http://app.example.com:8443/x", "http://app.example.com:8443/x"},
+		{"own host upper case", "https://APP.example.com/x", "https://APP.example.com/x"},
+		{"allowed host", "https://partner.example.org/", "https://partner.example.org/"},
+		{"wildcard subdomain", "https://sub.trusted.example/x", "https://sub.trusted.example/x"},
+		{"wildcard deeper subdomain", "https://a.b.trusted.example/", "https://a.b.trusted.example/"},
+	}
+	for _, tc := range accepted {
+		t.Run("accept/"+tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "http://app.example.com/oauth2/start", nil)
+			got, ok := h.safeReturnTo(r, tc.rd)
+			if !ok {
+				t.Fatalf("safeReturnTo(%q) refused; want accepted", tc.rd)
+			}
+			if got != tc.want {
+				t.Fatalf("safeReturnTo(%q) = %q; want %q", tc.rd, got, tc.want)
+			}
+		})
+	}
+
+	refused := []struct {
+		name, rd string
+	}{
+		{"empty", ""},
+		{"scheme-relative", "//evil.com"},
+		{"triple slash", "///evil.com"},
+		{"slash backslash", `/\evil.com`},
+		{"double backslash", `\\evil.com`},
+		{"single backslash", `\evil.com`},
+		{"encoded scheme-relative", "/%2F%2Fevil.com"},
+		{"encoded scheme-relative lower case", "/%2f%2fevil.com"},
+		{"encoded backslash", "/%5Cevil.com"},
+		{"encoded CRLF", "/x%0d%0aSet-Cookie:%20a=b"},
+		{"other host", "https://evil.com"},
+		{"own host as prefix of other", "https://app.example.com.evil.com/"},
+		{"userinfo naming own host", "https://app.example.com@evil.com"},
+		{"userinfo before own host", "https://evil.com@app.example.com"},
+		{"userinfo with password", "https://evil.com:x@app.example.com/"},
+		{"bare wildcard parent", "https://trusted.example"},
+		{"wildcard suffix without dot", "https://eviltrusted.example/"},
+		{"allowed host as prefix", "https://partner.example.org.evil.com/"},
+		{"javascript", "javascript:alert(1)"},
+		{"javascript upper case", "JavaScript:alert(1)"},
+		{"data", "data:text/html,x"},
+		{"http single slash", "http:/evil.com"},
+		{"https opaque", "https:evil.com"},
+		{"https no host", "https:///evil.com"},
+		{"CRLF header injection", "/x\r\nSet-Cookie: a=b"},
+		{"tab", "/a\tb"},
+		{"newline", "/a\nb"},
+		{"NUL", "/a\x00b"},
+		{"DEL", "/a\x7fb"},
+		{"tab in scheme-relative", "/\t/evil.com"},
+		{"too long", "/" + strings.Repeat("a", 3000)},
+		{"ftp", "ftp://app.example.com/"},
+		{"relative without slash", "evil.com"},
+		{"bad escape", "/%zz"},
+	}
+	for _, tc := range refused {
+		t.Run("refuse/"+tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "http://app.example.com/oauth2/start", nil)
+			if got, ok := h.safeReturnTo(r, tc.rd); ok || got != "" {
+				t.Fatalf("safeReturnTo(%q) = %q, %v; want refused", tc.rd, got, ok)
+			}
+		})
+	}
+}
+
+// The length limit is on the whole return URL, not only the path.
+func TestSafeReturnToLengthBoundary(t *testing.T) {
+	h := &Handler{}
+	r := httptest.NewRequest("GET", "http://app.example.com/", nil)
+	atLimit := "/" + strings.Repeat("a", maxReturnURL-1)
+	if _, ok := h.safeReturnTo(r, atLimit); !ok {
+		t.Errorf("return URL of exactly %d bytes refused", maxReturnURL)
+	}
+	if _, ok := h.safeReturnTo(r, atLimit+"a"); ok {
+		t.Errorf("return URL of %d bytes accepted", maxReturnURL+1)
+	}
+}
+
+// With no allowed hosts, only the request's own host is accepted.
+func TestSafeReturnToNoAllowedHosts(t *testing.T) {
+	h := &Handler{}
+	r := httptest.NewRequest("GET", "http://app.example.com:8080/", nil)
+	if _, ok := h.safeReturnTo(r, "https://app.example.com/ok"); !ok {
+		t.Error("own host refused when the request carries a port")
+	}
+	if _, ok := h.safeReturnTo(r, "https://partner.example.org/"); ok {
+		t.Error("other host accepted with no allowed_redirect_hosts")
+	}
+}
+
+func TestAbsoluteURL(t *testing.T) {
+	cases := []struct {
+		name   string
+		tls    bool
+		host   string
+		target string
+		want   string
+	}{
+		{"http path", false, "app.example.com", "/after/logout?x=1", "http://app.example.com/after/logout?x=1"},
+		{"https path", true, "app.example.com", "/after/logout", "https://app.example.com/after/logout"},
+		{"https path with port", true, "app.example.com:8443", "/", "https://app.example.com:8443/"},
+		{"absolute kept", false, "app.example.com", "https://partner.example.org/bye", "https://partner.example.org/bye"},
+		{"absolute kept over tls", true, "app.example.com", "http://partner.example.org/bye", "http://partner.example.org/bye"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Host = tc.host
+			r.TLS = nil
+			if tc.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			if got := absoluteURL(r, tc.target); got != tc.want {
+				t.Fatalf("absoluteURL(%q) = %q; want %q", tc.target, got, tc.want)
+			}
+		})
+	}
+}
