@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need. Idempotent: does nothing when
+# everything is present.
+#   - Debian packages (only when a binary is missing; apt-get update once):
+#     redis-server redis-sentinel redis-tools chromium wrk, plus gcc (needed
+#     by go test -race) and curl (used by scripts/demo.sh).
+#   - .bin/dex, built from the pinned Dex in tools/dex (when missing or when
+#     tools/dex/go.mod or go.sum is newer than the binary).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+log() { echo "[install-deps] $*"; }
+die() { echo "[install-deps] ERROR: $*" >&2; exit 1; }
+
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="$PATH:/usr/local/go/bin"
+fi
+command -v go >/dev/null 2>&1 || die "Go is not installed (expected Go >= 1.26, e.g. in /usr/local/go/bin)"
+
+# --- Debian packages --------------------------------------------------------
+# binary:package pairs
+wanted=(
+	redis-server:redis-server
+	redis-sentinel:redis-sentinel
+	redis-cli:redis-tools
+	chromium:chromium
+	wrk:wrk
+	gcc:gcc
+	curl:curl
+)
+missing=()
+for pair in "${wanted[@]}"; do
+	bin=${pair%%:*}
+	pkg=${pair#*:}
+	if ! command -v "$bin" >/dev/null 2>&1; then
+		missing+=("$pkg")
+	fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+	log "missing packages: ${missing[*]}"
+	command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install manually: ${missing[*]}"
+	SUDO=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || die "not root and no sudo; install manually: ${missing[*]}"
+		SUDO=(sudo)
+	fi
+	# The tests start their own Redis on random ports: keep the package
+	# scripts from starting a system-wide redis (no-op without a service
+	# manager, but harmless).
+	policy_created=""
+	if [ ! -e /usr/sbin/policy-rc.d ] && [ "$(id -u)" -eq 0 ]; then
+		log "temporarily creating /usr/sbin/policy-rc.d so packages do not start services"
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		policy_created=1
+	fi
+	cleanup_policy() { if [ -n "$policy_created" ]; then rm -f /usr/sbin/policy-rc.d; fi; }
+	trap cleanup_policy EXIT
+	log "apt-get update"
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+	log "apt-get install -y ${missing[*]}"
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+	cleanup_policy
+	policy_created=""
+	for pair in "${wanted[@]}"; do
+		command -v "${pair%%:*}" >/dev/null 2>&1 || die "${pair%%:*} still missing after installing ${pair#*:}"
+	done
+else
+	log "apt packages: all present (redis-server redis-sentinel redis-tools chromium wrk gcc curl)"
+fi
+
+# --- Dex ---------------------------------------------------------------------
+dex_bin="$ROOT/.bin/dex"
+mkdir -p "$ROOT/.bin"
+if [ ! -x "$dex_bin" ] || [ tools/dex/go.mod -nt "$dex_bin" ] || [ tools/dex/go.sum -nt "$dex_bin" ]; then
+	log "building Dex (pinned in tools/dex/go.mod) into .bin/dex; this takes a few minutes the first time"
+	(cd tools/dex && go build -o ../../.bin/dex github.com/dexidp/dex/cmd/dex)
+	[ -x "$dex_bin" ] || die "Dex build produced no $dex_bin"
+	touch "$dex_bin" # go build may keep an identical old file (and its mtime)
+	log "built $("$dex_bin" version 2>&1 | head -n1)"
+else
+	log "dex: .bin/dex is up to date"
+fi
+
+log "done"
