@@ -48,7 +48,9 @@ func (s *CookieStore) Bind(env Env) error {
 
 // Load implements Store.
 func (s *CookieStore) Load(_ context.Context, value string) (*Session, error) {
-	sealed, err := base64.RawURLEncoding.DecodeString(value)
+	// Strict: a value whose last character differs only in padding bits
+	// must not be accepted as another spelling of the same session.
+	sealed, err := base64.RawURLEncoding.Strict().DecodeString(value)
 	if err != nil {
 		return nil, ErrNoSession
 	}
