@@ -135,7 +135,8 @@ func (j *Jar) chunkIndex(name string) (int, bool) {
 		return 0, false
 	}
 	i, err := strconv.Atoi(rest)
-	return i, err == nil && i >= 0
+	// Only the canonical spelling: Atoi also takes "+1", "-0" and "01".
+	return i, err == nil && i >= 0 && strconv.Itoa(i) == rest
 }
 
 // FlowPrefix starts the name of every login flow cookie.

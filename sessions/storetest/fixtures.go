@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -50,10 +51,11 @@ func secondsDuration(n int) time.Duration { return time.Duration(n) * time.Secon
 // multi-valued and non-ASCII claims, JWT-shaped ID and access tokens, an
 // opaque refresh token, and all times (whole seconds).
 func FullSession() *sessions.Session {
+	g := newGen(1)
 	now := Now()
 	sub := "CiQwOGE4Njg0Yi1kYjg4LTRiNzMtOTBhOS0zY2QxNjYxZjU0NjYSBWxvY2Fs"
 	groups := []string{"engineering", "platform-team", "oncall", "Ünïcødé group", "cn=admins,ou=groups,dc=example,dc=com"}
-	claims := jwtClaims(now, sub, groups)
+	claims := g.claims(now, sub, groups)
 	claims["sid"] = "a1b2c3d4-e5f6-7890-abcd-ef0123456789"
 	access := maps.Clone(claims)
 	delete(access, "nonce")
@@ -72,9 +74,9 @@ func FullSession() *sessions.Session {
 			"empty-value":        {""},
 		},
 		SID:          "a1b2c3d4-e5f6-7890-abcd-ef0123456789",
-		IDToken:      FakeJWT(jwtHeader(), claims),
-		AccessToken:  FakeJWT(jwtHeader(), access),
-		RefreshToken: randomString(40),
+		IDToken:      g.jwt(claims),
+		AccessToken:  g.jwt(access),
+		RefreshToken: g.str(40),
 		TokenIssued:  now,
 		TokenExpiry:  now.Add(time.Hour),
 		CreatedAt:    now.Add(-time.Minute),
@@ -105,13 +107,14 @@ func DexSession(withTokens bool) *sessions.Session {
 		ExpiresAt:     now.Add(24 * time.Hour),
 	}
 	if withTokens {
-		claims := jwtClaims(now, sub, groups)
-		s.IDToken = FakeJWT(jwtHeader(), claims)
+		g := newGen(2)
+		claims := g.claims(now, sub, groups)
+		s.IDToken = g.jwt(claims)
 		access := maps.Clone(claims)
-		access["nonce"] = randomString(43)
+		access["nonce"] = g.str(43)
 		delete(access, "at_hash")
-		s.AccessToken = FakeJWT(jwtHeader(), access)
-		s.RefreshToken = randomAlnum(40)
+		s.AccessToken = g.jwt(access)
+		s.RefreshToken = g.alnum(40)
 	}
 	return s
 }
@@ -120,15 +123,50 @@ func jwtHeader() map[string]any {
 	return map[string]any{"alg": "RS256", "kid": hex.EncodeToString(randomBytes(20))}
 }
 
-func jwtClaims(now time.Time, sub string, groups []string) map[string]any {
+// gen makes the fixtures' random-looking parts (signatures, nonces, key
+// ids) from a fixed seed, so sizes and benchmarks are the same every run.
+type gen struct{ r *rand.ChaCha8 }
+
+func newGen(seed byte) gen { return gen{rand.NewChaCha8([32]byte{seed})} }
+
+func (g gen) bytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = g.r.Read(b)
+	return b
+}
+
+// str returns n base64url characters.
+func (g gen) str(n int) string {
+	b := g.bytes(n)
+	for i := range b {
+		b[i] = b64url[b[i]%64]
+	}
+	return string(b)
+}
+
+func (g gen) alnum(n int) string {
+	const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := g.bytes(n)
+	for i := range b {
+		b[i] = alnum[int(b[i])%len(alnum)]
+	}
+	return string(b)
+}
+
+func (g gen) jwt(payload map[string]any) string {
+	header := map[string]any{"alg": "RS256", "kid": hex.EncodeToString(g.bytes(20))}
+	return jwtWithSignature(header, payload, g.bytes(256))
+}
+
+func (g gen) claims(now time.Time, sub string, groups []string) map[string]any {
 	return map[string]any{
 		"iss":            "https://dex.example.com/dex",
 		"sub":            sub,
 		"aud":            "oidc-session",
 		"exp":            now.Add(24 * time.Hour).Unix(),
 		"iat":            now.Unix(),
-		"nonce":          randomString(43),
-		"at_hash":        randomString(22),
+		"nonce":          g.str(43),
+		"at_hash":        g.str(22),
 		"email":          "jane.doe@example.com",
 		"email_verified": true,
 		"name":           "Jane Doe",
@@ -140,6 +178,10 @@ func jwtClaims(now time.Time, sub string, groups []string) map[string]any {
 // a 256-byte random signature, the size RS256 with a 2048-bit key makes.
 // Nothing verifies it; it has the size and compressibility of a real one.
 func FakeJWT(header, payload map[string]any) string {
+	return jwtWithSignature(header, payload, randomBytes(256))
+}
+
+func jwtWithSignature(header, payload map[string]any, sig []byte) string {
 	enc := func(v any) string {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -147,16 +189,7 @@ func FakeJWT(header, payload map[string]any) string {
 		}
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
-	return enc(header) + "." + enc(payload) + "." + base64.RawURLEncoding.EncodeToString(randomBytes(256))
-}
-
-func randomAlnum(n int) string {
-	const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-	b := randomBytes(n)
-	for i := range b {
-		b[i] = alnum[int(b[i])%len(alnum)]
-	}
-	return string(b)
+	return enc(header) + "." + enc(payload) + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 // Clone returns a deep copy of s.

@@ -1,0 +1,294 @@
+package sessions_test
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/base64"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oidc-session/oidc_session/sessions"
+	"github.com/oidc-session/oidc_session/sessions/storetest"
+)
+
+func decodeNoPanic(t testing.TB, b []byte) (s *sessions.Session, err error) {
+	t.Helper()
+	defer func() {
+		if p := recover(); p != nil {
+			t.Fatalf("Decode(%x) panicked: %v", b, p)
+		}
+	}()
+	return sessions.Decode(b)
+}
+
+func roundTrip(t *testing.T, s *sessions.Session) *sessions.Session {
+	t.Helper()
+	rec := sessions.Encode(s)
+	got, err := sessions.Decode(rec)
+	if err != nil {
+		t.Fatalf("Decode(Encode(s)): %v", err)
+	}
+	if d := storetest.Diff(s, got); d != "" {
+		t.Fatalf("Decode(Encode(s)) differs from s:\n%s", d)
+	}
+	return got
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	now := storetest.Now()
+	for name, s := range map[string]*sessions.Session{
+		"full":          storetest.FullSession(),
+		"dex":           storetest.DexSession(true),
+		"dex no tokens": storetest.DexSession(false),
+		"empty":         {},
+		"identity only": {Subject: "s", Email: "e@x", Name: "n", Groups: []string{""}, Claims: map[string][]string{"": nil}},
+		"times only":    {CreatedAt: now, ExpiresAt: now.Add(time.Hour), TokenExpiry: time.Unix(1, 0), LastSeen: time.Unix(-1, 0)},
+		"far future":    {ExpiresAt: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)},
+		"pre-1970":      {CreatedAt: time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)},
+		"long strings":  {Subject: strings.Repeat("s", 70000), Groups: []string{strings.Repeat("g", 300)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			roundTrip(t, s)
+			if a, b := sessions.Encode(s), sessions.Encode(s); !bytes.Equal(a, b) {
+				t.Error("Encode is not deterministic")
+			}
+		})
+	}
+}
+
+func TestCodecCompressesFullSession(t *testing.T) {
+	s := storetest.DexSession(true)
+	rec := sessions.Encode(s)
+	if rec[0] != 1 {
+		t.Errorf("version byte %d, want 1", rec[0])
+	}
+	if rec[1]&1 == 0 {
+		t.Error("a Dex session with tokens was not compressed")
+	}
+	if raw := len(s.IDToken) + len(s.AccessToken) + len(s.RefreshToken); len(rec) >= raw*3/4 {
+		t.Errorf("record is %d bytes, tokens alone %d as text: JWTs are not stored decoded/compressed", len(rec), raw)
+	}
+	small := sessions.Encode(&sessions.Session{Subject: "x"})
+	if small[1]&1 != 0 {
+		t.Error("a tiny session was compressed")
+	}
+}
+
+func TestCodecTokensVerbatim(t *testing.T) {
+	jwt := storetest.FakeJWT(map[string]any{"alg": "RS256"}, map[string]any{"sub": "x"})
+	segs := strings.Split(jwt, ".")
+
+	// A canonical segment of 7 bytes ends in a character with 4 padding
+	// bits; setting one gives another spelling of the same bytes.
+	canon := base64.RawURLEncoding.EncodeToString([]byte(`{"a":1}`))
+	nonCanon := canon[:len(canon)-1] + string(canon[len(canon)-1]+1)
+	if b, err := base64.RawURLEncoding.DecodeString(nonCanon); err != nil || string(b) != `{"a":1}` || nonCanon == canon {
+		t.Fatalf("test setup: %q is not a non-canonical spelling of %q (%q, %v)", nonCanon, canon, b, err)
+	}
+
+	tokens := map[string]string{
+		"jwt":                    jwt,
+		"opaque":                 "ya29.a0AfH6SMBx-opaque_token",
+		"opaque 40":              "Chl6bXl2b2VxZnJ0Y2V4dGFvYnN3ZGNidmNlEhlv",
+		"two dots, bad base64":   "eyJhbGciOiJub25lIn0.not*base64!.sig",
+		"two dots, bad length":   "a.b.c",
+		"empty parts":            "..",
+		"non-canonical segment":  segs[0] + "." + nonCanon + "." + segs[2],
+		"non-canonical last seg": segs[0] + "." + segs[1] + "." + nonCanon,
+		"padded segments":        base64.URLEncoding.EncodeToString([]byte("{\"alg\":\"x\"}")) + "." + segs[1] + "." + segs[2],
+		"std alphabet":           strings.ReplaceAll(strings.ReplaceAll(jwt, "-", "+"), "_", "/"),
+		"four parts":             jwt + ".extra",
+		"JWE-like five parts":    "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d",
+		"leading dot":            "." + segs[1] + "." + segs[2],
+		"whitespace":             segs[0] + ".\n" + segs[1] + "." + segs[2],
+		"binary":                 "\x00\xff.\x01.\x02",
+	}
+	for name, tok := range tokens {
+		t.Run(name, func(t *testing.T) {
+			s := &sessions.Session{IDToken: tok, AccessToken: tok, RefreshToken: tok}
+			got := roundTrip(t, s)
+			for _, g := range []string{got.IDToken, got.AccessToken, got.RefreshToken} {
+				if g != tok {
+					t.Errorf("token altered:\n got %q\nwant %q", g, tok)
+				}
+			}
+		})
+	}
+
+	// The JWT form is used where it can be: a small (uncompressed) record
+	// holds the signature's raw bytes, not their base64url text.
+	sig := bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 16)
+	small := segs[0] + ".eyJzdWIiOiJ4In0." + base64.RawURLEncoding.EncodeToString(sig)
+	rec := sessions.Encode(&sessions.Session{IDToken: small})
+	if rec[1] != 0 {
+		t.Fatal("test setup: small record is compressed")
+	}
+	if !bytes.Contains(rec, sig) || len(rec) >= len(small) {
+		t.Errorf("a %d-byte JWT encodes into %d bytes without its decoded signature: not stored decoded", len(small), len(rec))
+	}
+}
+
+func validRecords() map[string][]byte {
+	return map[string][]byte{
+		"compressed":   sessions.Encode(storetest.FullSession()),
+		"uncompressed": sessions.Encode(&sessions.Session{Subject: "u", Groups: []string{"g"}, IDToken: "a.b.c", ExpiresAt: time.Unix(1e9, 0)}),
+		"empty":        sessions.Encode(&sessions.Session{}),
+	}
+}
+
+func TestDecodeTruncated(t *testing.T) {
+	recs := validRecords()
+	if recs["compressed"][1] != 1 || recs["uncompressed"][1] != 0 {
+		t.Fatal("test setup: the records are not compressed/uncompressed as named")
+	}
+	for name, rec := range recs {
+		if _, err := sessions.Decode(rec); err != nil {
+			t.Fatalf("%s: positive control: %v", name, err)
+		}
+		for n := range len(rec) {
+			if s, err := decodeNoPanic(t, rec[:n]); err == nil || s != nil {
+				t.Errorf("%s: Decode of the first %d of %d bytes = (%v, %v), want an error", name, n, len(rec), s, err)
+			}
+		}
+		if _, err := decodeNoPanic(t, append(bytes.Clone(rec), 0)); err == nil && rec[1] == 0 {
+			t.Errorf("%s: Decode accepted a trailing byte", name)
+		}
+	}
+	for _, bad := range [][]byte{nil, {}, {1}, {0, 0}, {2, 0}, {0xff, 0xff}} {
+		if _, err := decodeNoPanic(t, bad); err == nil {
+			t.Errorf("Decode(%x) succeeded", bad)
+		}
+	}
+}
+
+func TestDecodeRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 20000 {
+		b := make([]byte, r.IntN(400))
+		for j := range b {
+			b[j] = byte(r.Uint32())
+		}
+		// Mostly a valid header, so the body parser gets exercised.
+		if len(b) >= 2 && i%10 != 0 {
+			b[0], b[1] = 1, byte(i%2)
+		}
+		if s, err := decodeNoPanic(t, b); err == nil || s != nil {
+			t.Errorf("Decode of %d random bytes (%x…) succeeded", len(b), b[:min(len(b), 16)])
+		}
+	}
+	// Random bytes in place of a valid record's body, keeping its start.
+	rec := validRecords()["uncompressed"]
+	for n := 2; n < len(rec); n++ {
+		for range 50 {
+			b := bytes.Clone(rec)
+			for j := n; j < len(b); j++ {
+				b[j] = byte(r.Uint32())
+			}
+			if bytes.Equal(b, rec) {
+				continue
+			}
+			_, _ = decodeNoPanic(t, b) // may be valid; must not panic
+		}
+	}
+}
+
+func deflateRaw(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := flate.NewWriter(&buf, flate.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestDecodeRefusesInflationBomb(t *testing.T) {
+	// Positive control: a hand-made compressed record is understood, so
+	// the refusal below is about size, not format.
+	plain := sessions.Encode(&sessions.Session{Subject: "hand-made", Email: "x@example.com"})
+	if plain[1] != 0 {
+		t.Fatal("test setup: small record is compressed")
+	}
+	handMade := append([]byte{1, 1}, deflateRaw(t, plain[2:])...)
+	s, err := sessions.Decode(handMade)
+	if err != nil || s.Subject != "hand-made" {
+		t.Fatalf("hand-made compressed record: (%v, %v)", s, err)
+	}
+
+	bomb := append([]byte{1, 1}, deflateRaw(t, make([]byte, 2<<20))...)
+	t.Logf("bomb: %d bytes inflating to 2 MB", len(bomb))
+	if s, err := decodeNoPanic(t, bomb); err == nil || s != nil {
+		t.Errorf("Decode of a record inflating to 2 MB = (%v, %v), want an error", s, err)
+	}
+
+	// Just under the bound decodes; just over does not.
+	under := &sessions.Session{Subject: strings.Repeat("a", sessions.MaxDecoded-100)}
+	roundTrip(t, under)
+	over := &sessions.Session{Subject: strings.Repeat("a", sessions.MaxDecoded+1)}
+	if _, err := sessions.Decode(sessions.Encode(over)); err == nil {
+		t.Error("a record whose body inflates past the bound was decoded")
+	}
+}
+
+// TestCookieSize measures what a realistic Dex session costs in cookie
+// bytes, with and without tokens.
+func TestCookieSize(t *testing.T) {
+	env := storetest.NewEnv(t)
+	store := newCookieStore(t, env)
+	for _, tc := range []struct {
+		tokens bool
+		limit  int
+	}{{true, 4000}, {false, 600}} {
+		s := storetest.DexSession(tc.tokens)
+		encoded := sessions.Encode(s)
+		sealed := env.Keys.Seal(encoded, env.Binding)
+		value, err := store.Save(t.Context(), "", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(value) != base64.RawURLEncoding.EncodedLen(len(sealed)) {
+			t.Errorf("cookie value is %d bytes, expected base64url of the %d sealed bytes", len(value), len(sealed))
+		}
+		if tc.tokens {
+			t.Logf("tokens: id %d, access %d, refresh %d bytes (%d as text)", len(s.IDToken), len(s.AccessToken),
+				len(s.RefreshToken), len(s.IDToken)+len(s.AccessToken)+len(s.RefreshToken))
+		}
+		t.Logf("tokens=%v: encoded %d, sealed %d, cookie value %d bytes", tc.tokens, len(encoded), len(sealed), len(value))
+		if len(value) >= tc.limit {
+			t.Errorf("tokens=%v: cookie value is %d bytes, want < %d", tc.tokens, len(value), tc.limit)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, rec := range validRecords() {
+		f.Add(rec)
+	}
+	f.Add(sessions.Encode(storetest.DexSession(false)))
+	f.Add([]byte{1, 0})
+	f.Add([]byte{1, 1, 0x03, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := sessions.Decode(b)
+		if err != nil {
+			if s != nil {
+				t.Fatal("Decode returned a session and an error")
+			}
+			return
+		}
+		again, err := sessions.Decode(sessions.Encode(s))
+		if err != nil {
+			t.Fatalf("Decode accepted %x but not its re-encoding: %v", b, err)
+		}
+		if d := storetest.Diff(s, again); d != "" {
+			t.Fatalf("re-encoding changed the session:\n%s", d)
+		}
+	})
+}
