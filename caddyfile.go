@@ -281,8 +281,9 @@ func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
 }
 
 func flag(d *caddyfile.Dispenser, dst *bool) error {
+	name := d.Val()
 	if d.NextArg() {
-		return d.Errf("%s takes no value", d.Val())
+		return d.Errf("%s takes no value", name)
 	}
 	*dst = true
 	return nil

@@ -109,7 +109,7 @@ func TestSafeReturnToNoAllowedHosts(t *testing.T) {
 	}
 }
 
-func TestAbsoluteURL(t *testing.T) {
+func TestRedirectAbsoluteURL(t *testing.T) {
 	cases := []struct {
 		name   string
 		tls    bool
