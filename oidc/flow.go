@@ -72,7 +72,7 @@ func UnmarshalFlow(b []byte) (*Flow, error) {
 
 // AuthCodeURL is where the browser is sent to log in.
 func (d *Discovered) AuthCodeURL(f *Flow, redirectURL string) string {
-	cfg := d.oauth
+	cfg := *d.oauth
 	cfg.RedirectURL = redirectURL
 	opts := []oauth2.AuthCodeOption{gooidc.Nonce(f.Nonce)}
 	if f.Verifier != "" {

@@ -50,7 +50,8 @@ type Provider struct {
 type Discovered struct {
 	provider *gooidc.Provider
 	verifier *gooidc.IDTokenVerifier
-	oauth    oauth2.Config
+	// oauth has no RedirectURL: it depends on the request's host.
+	oauth *oauth2.Config
 	// EndSessionEndpoint is the IdP's RP-initiated logout endpoint, or "".
 	EndSessionEndpoint string
 	// HasUserInfo reports whether the IdP has a userinfo endpoint.
@@ -105,21 +106,41 @@ func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 		return nil, err
 	}
 	var extra struct {
-		EndSession string `json:"end_session_endpoint"`
+		EndSession  string   `json:"end_session_endpoint"`
+		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 	}
 	_ = gp.Claims(&extra) // optional metadata: absent is fine
+	endpoint := gp.Endpoint()
+	endpoint.AuthStyle = authStyle(extra.AuthMethods)
 	return &Discovered{
 		provider: gp,
 		verifier: gp.Verifier(&gooidc.Config{ClientID: p.cfg.ClientID}),
-		oauth: oauth2.Config{
+		oauth: &oauth2.Config{
 			ClientID:     p.cfg.ClientID,
 			ClientSecret: p.cfg.ClientSecret,
-			Endpoint:     gp.Endpoint(),
+			Endpoint:     endpoint,
 			Scopes:       p.cfg.Scopes,
 		},
 		EndSessionEndpoint: extra.EndSession,
 		HasUserInfo:        gp.UserInfoEndpoint() != "",
 	}, nil
+}
+
+// authStyle picks how the client authenticates at the token endpoint from
+// what the IdP advertises. Left to golang.org/x/oauth2 to guess, every
+// token call to an IdP that only takes form parameters would be made twice.
+func authStyle(methods []string) oauth2.AuthStyle {
+	for _, m := range methods {
+		if m == "client_secret_basic" {
+			return oauth2.AuthStyleInHeader
+		}
+	}
+	for _, m := range methods {
+		if m == "client_secret_post" {
+			return oauth2.AuthStyleInParams
+		}
+	}
+	return oauth2.AuthStyleAutoDetect
 }
 
 // clientContext carries the IdP client for golang.org/x/oauth2 and go-oidc.

@@ -34,7 +34,7 @@ type Tokens struct {
 // it wraps ErrUnavailable.
 func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, redirectURL string, fetchUserInfo bool) (*Tokens, error) {
 	ctx = p.clientContext(ctx)
-	cfg := d.oauth
+	cfg := *d.oauth
 	cfg.RedirectURL = redirectURL
 	var opts []oauth2.AuthCodeOption
 	if f.Verifier != "" {

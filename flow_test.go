@@ -1,0 +1,542 @@
+package oidcsession_test
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+)
+
+func TestLoginFlow(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, ""))
+	b := newBrowser(t)
+
+	resp, _ := b.navigate(base + "/app/page?x=1")
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("unauthenticated navigation: want 302, got %d", resp.StatusCode)
+	}
+	auth, _ := url.Parse(resp.Header.Get("Location"))
+	q := auth.Query()
+	if !strings.HasPrefix(auth.String(), idp.AuthorizationEndpoint()) {
+		t.Fatalf("redirected to %s, not the IdP", auth)
+	}
+	for _, p := range []string{"state", "nonce", "code_challenge"} {
+		if q.Get(p) == "" {
+			t.Errorf("authorization request lacks %s", p)
+		}
+	}
+	if q.Get("code_challenge_method") != "S256" {
+		t.Errorf("code_challenge_method = %q, want S256", q.Get("code_challenge_method"))
+	}
+	if want := base + "/oauth2/callback"; q.Get("redirect_uri") != want {
+		t.Errorf("redirect_uri = %q, want %q", q.Get("redirect_uri"), want)
+	}
+	flow := setCookieNamed(resp, "_oauth2_proxy_flow_"+q.Get("state")[:10])
+	if flow == nil || !flow.HttpOnly || flow.MaxAge <= 0 {
+		t.Fatalf("no HttpOnly flow cookie named after the state: %v", resp.Header["Set-Cookie"])
+	}
+
+	cb := b.authorize(auth.String())
+	resp, body := b.navigate(cb)
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/app/page?x=1" {
+		t.Fatalf("callback: want 302 to /app/page?x=1, got %d %q %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	sc := setCookieNamed(resp, "_oauth2_proxy")
+	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteLaxMode || sc.Path != "/" {
+		t.Fatalf("session cookie missing or without HttpOnly/SameSite=Lax/Path=/: %v", resp.Header["Set-Cookie"])
+	}
+	if len(sc.Value) > 4000 {
+		t.Errorf("session cookie is %d bytes", len(sc.Value))
+	}
+	t.Logf("mockoidc session cookie: %d bytes", len(sc.Value))
+	if del := setCookieNamed(resp, flow.Name); del == nil || del.MaxAge >= 0 {
+		t.Errorf("callback did not delete the flow cookie")
+	}
+
+	resp, body = b.navigate(base + "/app/page?x=1")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("protected page: %d %s", resp.StatusCode, body)
+	}
+	for _, want := range []string{"id=1234567890", "email=jane.doe@example.com", "groups=engineering,design", "xfu=1234567890", "xfe=jane.doe@example.com", "name=jane.doe"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q: %s", want, body)
+		}
+	}
+	if strings.Contains(body, "_oauth2_proxy") {
+		t.Errorf("the plugin's cookies reached the next handler: %s", body)
+	}
+
+	resp, body = b.do(http.MethodGet, base+"/oauth2/userinfo", "Accept: application/json")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("userinfo: %d", resp.StatusCode)
+	}
+	var info map[string]any
+	if err := json.Unmarshal([]byte(body), &info); err != nil || info["user"] != "1234567890" || info["email"] != "jane.doe@example.com" {
+		t.Fatalf("userinfo = %s", body)
+	}
+	if strings.Contains(strings.ToLower(body), "token") || strings.Contains(body, "eyJ") {
+		t.Errorf("userinfo leaks tokens: %s", body)
+	}
+}
+
+func TestUnauthenticatedAPICallsGet401(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, ""))
+	b := newBrowser(t)
+	cases := []struct {
+		method  string
+		headers []string
+	}{
+		{"GET", []string{"Accept: application/json"}},
+		{"GET", []string{"Accept: */*"}},
+		{"GET", []string{"Accept: text/html", "Sec-Fetch-Mode: cors"}},
+		{"GET", []string{"Accept: text/html", "X-Requested-With: XMLHttpRequest"}},
+		{"POST", []string{"Accept: text/html", "Sec-Fetch-Mode: navigate"}},
+		{"DELETE", nil},
+	}
+	for _, c := range cases {
+		resp, _ := b.do(c.method, base+"/api/x", c.headers...)
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Location") != "" {
+			t.Errorf("%s %v: want 401 without redirect, got %d %q", c.method, c.headers, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	resp, _ := b.do("GET", base+"/oauth2/userinfo")
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("userinfo without session: %d", resp.StatusCode)
+	}
+}
+
+func TestUnauthenticatedModes(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, "unauthenticated deny"))
+	resp, _ := newBrowser(t).navigate(base + "/")
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("deny: navigation got %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestSpoofedIdentityHeadersRemoved(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, ""))
+	b := newBrowser(t)
+	spoof := []string{"X-Forwarded-User: admin", "x-forwarded-email: admin@evil.com", "X-FORWARDED-USER: root"}
+
+	// Unauthenticated: the spoofed headers open nothing.
+	resp, _ := b.do("GET", base+"/", append(spoof, "Accept: application/json")...)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("spoofed headers without session: %d", resp.StatusCode)
+	}
+	b.login(base + "/")
+	_, body := b.navigate(base+"/", spoof...)
+	if !strings.Contains(body, "xfu=1234567890 ") || !strings.Contains(body, "xfe=jane.doe@example.com ") || strings.Contains(body, "admin") || strings.Contains(body, "root") {
+		t.Errorf("spoofed identity headers reached the next handler: %s", body)
+	}
+}
+
+func TestRefreshBeforeExpiry(t *testing.T) {
+	idp := startMockIdP(t, 3*time.Second, false)
+	base := startCaddy(t, siteConfig(idp, ""))
+	b := newBrowser(t)
+	b.login(base + "/")
+	before := b.cookie(base, "_oauth2_proxy").Value
+
+	// Within the token's first two thirds: no refresh.
+	resp, _ := b.navigate(base + "/")
+	if resp.StatusCode != 200 || idp.refreshes.Load() != 0 {
+		t.Fatalf("fresh token: status %d, %d refreshes", resp.StatusCode, idp.refreshes.Load())
+	}
+	time.Sleep(2200 * time.Millisecond) // into the last third of 3 s
+
+	// Many requests of one session at once: one refresh, all served.
+	var wg sync.WaitGroup
+	codes := make(chan int, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", base+"/", nil)
+			req.Header.Set("Accept", "text/html")
+			req.Header.Set("Sec-Fetch-Mode", "navigate")
+			resp, err := b.client.Do(req)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusOK {
+			t.Errorf("concurrent request at expiry got %d", c)
+		}
+	}
+	if n := idp.refreshes.Load(); n != 1 {
+		t.Errorf("%d refresh grants for one session, want 1", n)
+	}
+	if after := b.cookie(base, "_oauth2_proxy").Value; after == before {
+		t.Errorf("refresh did not update the session cookie")
+	}
+	resp, _ = b.navigate(base + "/")
+	if resp.StatusCode != 200 || idp.refreshes.Load() != 1 {
+		t.Errorf("after refresh: status %d, %d refreshes (want no second refresh)", resp.StatusCode, idp.refreshes.Load())
+	}
+}
+
+func TestRefreshFailures(t *testing.T) {
+	idp := startMockIdP(t, 3*time.Second, false)
+	base := startCaddy(t, siteConfig(idp, ""))
+	b := newBrowser(t)
+	b.login(base + "/")
+	time.Sleep(2200 * time.Millisecond)
+
+	// A transient IdP failure keeps the session.
+	idp.failRefresh.Store("unavailable")
+	resp, body := b.navigate(base + "/")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=1234567890") {
+		t.Fatalf("IdP down during refresh: want the page, got %d", resp.StatusCode)
+	}
+	if c := setCookieNamed(resp, "_oauth2_proxy"); c != nil && c.MaxAge < 0 {
+		t.Fatalf("IdP down during refresh cleared the session cookie")
+	}
+
+	// invalid_grant ends it: a new login, and the cookie is cleared.
+	idp.failRefresh.Store("invalid_grant")
+	resp, _ = b.navigate(base + "/")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), idp.AuthorizationEndpoint()) {
+		t.Fatalf("invalid_grant: want a new login, got %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if c := setCookieNamed(resp, "_oauth2_proxy"); c == nil || c.MaxAge >= 0 {
+		t.Errorf("invalid_grant did not clear the session cookie")
+	}
+}
+
+func TestSessionLifetimeNotExtendedByRefresh(t *testing.T) {
+	idp := startMockIdP(t, 3*time.Second, false)
+	base := startCaddy(t, siteConfig(idp, "session_lifetime 4s"))
+	b := newBrowser(t)
+	b.login(base + "/")
+	time.Sleep(2200 * time.Millisecond)
+	if resp, _ := b.navigate(base + "/"); resp.StatusCode != 200 || idp.refreshes.Load() != 1 {
+		t.Fatalf("refresh: %d, %d refreshes", resp.StatusCode, idp.refreshes.Load())
+	}
+	time.Sleep(2 * time.Second) // past the 4 s absolute lifetime
+	resp, _ := b.navigate(base + "/")
+	if resp.StatusCode != http.StatusFound {
+		t.Errorf("past the absolute lifetime: want a new login, got %d", resp.StatusCode)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, "idle_timeout 2s"))
+	b := newBrowser(t)
+	b.login(base + "/")
+	for i := 0; i < 3; i++ { // kept alive by use
+		time.Sleep(800 * time.Millisecond)
+		if resp, _ := b.navigate(base + "/"); resp.StatusCode != 200 {
+			t.Fatalf("active session ended after %d uses: %d", i, resp.StatusCode)
+		}
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+		t.Errorf("idle session: want a new login, got %d", resp.StatusCode)
+	}
+}
+
+func TestLogoutLocal(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, ""))
+	b := newBrowser(t)
+	b.login(base + "/")
+	old := b.cookie(base, "_oauth2_proxy").Value
+
+	// A cross-site request cannot log the user out.
+	resp, _ := b.do("GET", base+"/oauth2/sign_out", "Sec-Fetch-Site: cross-site")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site sign_out: %d, want 403", resp.StatusCode)
+	}
+	resp, _ = b.navigate(base + "/oauth2/sign_out?rd=https://evil.example/")
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/" {
+		t.Fatalf("sign_out with a foreign rd: %d to %q, want 302 to /", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if c := setCookieNamed(resp, "_oauth2_proxy"); c == nil || c.MaxAge >= 0 {
+		t.Fatalf("sign_out did not clear the cookie")
+	}
+	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+		t.Errorf("after sign_out: %d, want a new login", resp.StatusCode)
+	}
+	// The cookie store cannot revoke a copied cookie before it expires; the
+	// README says so. What it does promise: a new login mints a new value.
+	b.login(base + "/")
+	if b.cookie(base, "_oauth2_proxy").Value == old {
+		t.Errorf("a new login reused the old session cookie value")
+	}
+	resp, _ = b.navigate(base + "/oauth2/sign_out?rd=/bye")
+	if resp.Header.Get("Location") != "/bye" {
+		t.Errorf("sign_out rd=/bye went to %q", resp.Header.Get("Location"))
+	}
+}
+
+func TestLogoutRPInitiated(t *testing.T) {
+	idp := startMockIdP(t, 0, true)
+	base := startCaddy(t, siteConfig(idp, "post_logout_redirect /logged-out"))
+	b := newBrowser(t)
+	b.login(base + "/")
+	resp, _ := b.navigate(base + "/oauth2/sign_out")
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), idp.Issuer()+idp.endSession) {
+		t.Fatalf("sign_out: want 302 to the end_session_endpoint, got %d %q", resp.StatusCode, loc)
+	}
+	q := loc.Query()
+	if q.Get("id_token_hint") == "" || q.Get("client_id") != idp.ClientID || q.Get("post_logout_redirect_uri") != base+"/logged-out" {
+		t.Errorf("end_session parameters: %v", q)
+	}
+	// Without a session there is no id_token_hint to send: a local redirect.
+	resp, _ = b.navigate(base + "/oauth2/sign_out?rd=//evil.example")
+	if resp.Header.Get("Location") != "/logged-out" {
+		t.Errorf("sign_out without a session went to %q", resp.Header.Get("Location"))
+	}
+}
+
+func TestReturnURLOpenRedirects(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, "allowed_redirect_hosts partner.example"))
+	for rd, want := range map[string]string{
+		"/ok?a=1":                   "/ok?a=1",
+		"//evil.example":            "/",
+		"/\\evil.example":           "/",
+		"https://evil.example/":     "/",
+		"/%2F%2Fevil.example":       "/",
+		"https://partner.example/x": "https://partner.example/x",
+		"javascript:alert(1)":       "/",
+	} {
+		b := newBrowser(t)
+		resp, _ := b.navigate(base + "/oauth2/start?rd=" + url.QueryEscape(rd))
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("start: %d", resp.StatusCode)
+		}
+		resp, _ = b.navigate(b.authorize(resp.Header.Get("Location")))
+		if got := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || got != want {
+			t.Errorf("rd=%q: callback sent the browser to %q, want %q", rd, got, want)
+		}
+	}
+}
+
+func TestCallbackStateAttacks(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, ""))
+
+	b := newBrowser(t)
+	for _, path := range []string{
+		"/oauth2/callback",
+		"/oauth2/callback?code=x",
+		"/oauth2/callback?code=x&state=short",
+		"/oauth2/callback?code=x&state=" + strings.Repeat("A", 26),
+		"/oauth2/callback?code=x&state=" + strings.Repeat("A", 5000),
+	} {
+		if resp, _ := b.navigate(base + path); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", path[:min(len(path), 60)], resp.StatusCode)
+		}
+	}
+
+	// Login CSRF: a callback made for the attacker's browser fails in the
+	// victim's, which has no flow cookie for that state.
+	attacker, victim := newBrowser(t), newBrowser(t)
+	resp, _ := attacker.navigate(base + "/")
+	cb := attacker.authorize(resp.Header.Get("Location"))
+	if resp, _ := victim.navigate(cb); resp.StatusCode != http.StatusBadRequest || setCookieNamed(resp, "_oauth2_proxy") != nil {
+		t.Errorf("victim accepted the attacker's callback: %d", resp.StatusCode)
+	}
+
+	// Replay: a used callback URL is refused, even with the same browser.
+	if resp, _ := attacker.navigate(cb); resp.StatusCode != http.StatusFound {
+		t.Fatalf("first use of the callback: %d", resp.StatusCode)
+	}
+	if resp, _ := attacker.navigate(cb); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("replayed callback: %d, want 400", resp.StatusCode)
+	}
+
+	// A state whose flow cookie was swapped for another flow's value.
+	b = newBrowser(t)
+	r1, _ := b.navigate(base + "/one")
+	r2, _ := b.navigate(base + "/two")
+	s1 := mustQuery(t, r1.Header.Get("Location"), "state")
+	s2 := mustQuery(t, r2.Header.Get("Location"), "state")
+	c2 := b.cookie(base, "_oauth2_proxy_flow_"+s2[:10])
+	b.setCookie(base, "_oauth2_proxy_flow_"+s1[:10], c2.Value)
+	cb1 := b.authorize(r1.Header.Get("Location"))
+	if resp, _ := b.navigate(cb1); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("flow cookie swapped between states: %d, want 400", resp.StatusCode)
+	}
+
+	// The IdP reporting an error is a clear 4xx.
+	b = newBrowser(t)
+	r, _ := b.navigate(base + "/")
+	st := mustQuery(t, r.Header.Get("Location"), "state")
+	if resp, _ := b.navigate(base + "/oauth2/callback?error=access_denied&state=" + st); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("IdP error: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestSeveralTabsLogInAtOnce(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, "max_login_flows 3"))
+	b := newBrowser(t)
+	r1, _ := b.navigate(base + "/tab1")
+	r2, _ := b.navigate(base + "/tab2")
+	cb1 := b.authorize(r1.Header.Get("Location"))
+	cb2 := b.authorize(r2.Header.Get("Location"))
+	for cb, want := range map[string]string{cb2: "/tab2", cb1: "/tab1"} {
+		resp, body := b.navigate(cb)
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != want {
+			t.Errorf("tab callback: %d to %q, want %s: %s", resp.StatusCode, resp.Header.Get("Location"), want, body)
+		}
+	}
+
+	// Abandoned logins are capped.
+	b = newBrowser(t)
+	for i := 0; i < 8; i++ {
+		b.navigate(base + "/")
+	}
+	u, _ := url.Parse(base)
+	n := 0
+	for _, c := range b.client.Jar.Cookies(u) {
+		if strings.HasPrefix(c.Name, "_oauth2_proxy_flow_") {
+			n++
+		}
+	}
+	if n == 0 || n > 3 {
+		t.Errorf("%d flow cookies after 8 abandoned logins, want 1..3", n)
+	}
+}
+
+func TestBadSessionCookies(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, ""))
+	good := newBrowser(t)
+	good.login(base + "/")
+	value := good.cookie(base, "_oauth2_proxy").Value
+
+	flipped := []byte(value)
+	flipped[len(flipped)/2] ^= 0x01
+	if flipped[len(flipped)/2] == '.' {
+		flipped[len(flipped)/2] = 'A'
+	}
+	for name, v := range map[string]string{
+		"tampered":  string(flipped),
+		"truncated": value[:len(value)/2],
+		"garbage":   "not-a-session",
+		"empty-ish": "A",
+		"oversized": strings.Repeat("A", 12000),
+	} {
+		b := newBrowser(t)
+		b.setCookie(base, "_oauth2_proxy", v)
+		resp, _ := b.navigate(base + "/")
+		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), idp.AuthorizationEndpoint()) {
+			t.Errorf("%s cookie: navigation got %d, want a new login", name, resp.StatusCode)
+		}
+		if resp, _ := b.do("GET", base+"/api", "Accept: application/json"); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s cookie: API call got %d, want 401", name, resp.StatusCode)
+		}
+	}
+	// Forged chunks: too many, and with a gap.
+	b := newBrowser(t)
+	for i := 0; i < 12; i++ {
+		b.setCookie(base, "_oauth2_proxy_"+strconv.Itoa(i), strings.Repeat("B", 1000))
+	}
+	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+		t.Errorf("forged chunks: %d, want a new login", resp.StatusCode)
+	}
+	b = newBrowser(t)
+	b.setCookie(base, "_oauth2_proxy_0", value[:100])
+	b.setCookie(base, "_oauth2_proxy_2", value[100:])
+	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+		t.Errorf("chunks with a gap: %d, want a new login", resp.StatusCode)
+	}
+	// Beyond Caddy's header limit the server itself answers 431, never a 5xx.
+	b = newBrowser(t)
+	b.setCookie(base, "_oauth2_proxy", strings.Repeat("A", 60000))
+	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("60 KB cookie: %d, want 431", resp.StatusCode)
+	}
+	// The good session still works.
+	if resp, _ := good.navigate(base + "/"); resp.StatusCode != http.StatusOK {
+		t.Errorf("the real session stopped working: %d", resp.StatusCode)
+	}
+}
+
+func TestAuthorizationRulesGive403(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, "allowed_groups admins"))
+	b := newBrowser(t)
+	resp, _ := b.navigate(base + "/")
+	resp, _ = b.navigate(b.authorize(resp.Header.Get("Location")))
+	if resp.StatusCode != http.StatusForbidden || setCookieNamed(resp, "_oauth2_proxy") != nil {
+		t.Fatalf("user outside allowed_groups: %d, want 403 and no session", resp.StatusCode)
+	}
+
+	base2 := startCaddy(t, siteConfig(idp, "allowed_groups design\n\t\tallowed_email_domains example.com"))
+	if resp, body := newBrowser(t).login(base2 + "/"); resp.StatusCode != http.StatusOK {
+		t.Errorf("allowed user: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestIdPDownAtStartThenUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	idp := newMockIdP(t, 0, false)
+	m := idp.MockOIDC
+	// The config points at an issuer nobody serves yet; loading must work.
+	site := strings.Replace(siteConfig(idp, ""), "issuer ", "issuer http://"+addr+"/oidc #", 1)
+	base := startCaddy(t, site)
+	b := newBrowser(t)
+	resp, _ := b.navigate(base + "/")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("IdP down: want 503, got %d", resp.StatusCode)
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	if err := m.Start(ln, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, _ = b.navigate(base + "/")
+		if resp.StatusCode == http.StatusFound || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("IdP back: want a login redirect, got %d", resp.StatusCode)
+	}
+	if resp, body := b.login(base + "/"); resp.StatusCode != 200 {
+		t.Errorf("login after IdP came back: %d %s", resp.StatusCode, body)
+	}
+}
+
+func mustQuery(t *testing.T, rawURL, key string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Query().Get(key) == "" {
+		t.Fatalf("no %s in %q", key, rawURL)
+	}
+	return u.Query().Get(key)
+}
