@@ -43,7 +43,13 @@ func freeAddr(t testing.TB) string {
 // caller's to fill in.
 func startCaddy(t *testing.T, site string) string {
 	t.Helper()
-	addr := freeAddr(t)
+	return startCaddyOn(t, freeAddr(t), site)
+}
+
+// startCaddyOn is startCaddy on a given address, for IdPs that must know
+// the callback URL before Caddy starts.
+func startCaddyOn(t *testing.T, addr, site string) string {
+	t.Helper()
 	dir := t.TempDir()
 	logFile := dir + "/caddy.log"
 	cfg := fmt.Sprintf(`{

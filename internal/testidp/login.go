@@ -70,7 +70,7 @@ func LoginDex(client *http.Client, authURL, login, password string) (*http.Respo
 		if hop > maxHops {
 			return nil, fmt.Errorf("testidp: no Dex login form after %d redirects from %s", maxHops, authURL)
 		}
-		resp, err := c.Get(next)
+		resp, err := navigate(&c, next)
 		if err != nil {
 			return nil, fmt.Errorf("testidp: GET %s: %w", next, err)
 		}
@@ -128,11 +128,23 @@ func LoginDex(client *http.Client, authURL, login, password string) (*http.Respo
 		if hop >= maxHops {
 			return nil, fmt.Errorf("testidp: more than %d redirects after login", maxHops)
 		}
-		resp, err = c.Get(loc)
+		resp, err = navigate(&c, loc)
 		if err != nil {
 			return nil, fmt.Errorf("testidp: GET %s: %w", loc, err)
 		}
 	}
+}
+
+// navigate GETs target as a browser's top-level navigation would, so a
+// relying party that answers API calls with 401 redirects it to log in.
+func navigate(c *http.Client, target string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, target, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	return c.Do(req)
 }
 
 // passwordFormAction returns the unescaped action of the first form that
