@@ -119,7 +119,7 @@ func (h *Handler) capFlows(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) openFlow(c *http.Cookie) (*oidc.Flow, error) {
-	sealed, err := base64.RawURLEncoding.DecodeString(c.Value)
+	sealed, err := base64.RawURLEncoding.Strict().DecodeString(c.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +179,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	if err := h.authorize(sess); err != nil {
-		h.logger.Info("login denied by authorization rules", zap.String("user_id", sess.Subject), zap.Error(err))
+		h.logger.Info("login denied by authorization rules", zap.String("sub", sess.Subject), zap.Error(err))
 		return caddyhttp.Error(http.StatusForbidden, err)
 	}
 	// A new login never continues an earlier session (no fixation): the
@@ -188,10 +188,10 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		_ = h.store.Delete(r.Context(), old)
 	}
 	if err := h.saveSession(w, r, "", sess); err != nil {
-		h.logger.Error("could not save new session", zap.String("user_id", sess.Subject), zap.Error(err))
+		h.logger.Error("could not save new session", zap.String("sub", sess.Subject), zap.Error(err))
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
-	h.logger.Info("login", zap.String("user_id", sess.Subject))
+	h.logger.Info("login", zap.String("sub", sess.Subject))
 	http.Redirect(w, r, f.ReturnTo, http.StatusFound)
 	return nil
 }
@@ -216,7 +216,7 @@ func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	if value := h.jar.Read(r); value != "" {
 		if sess, err := h.store.Load(r.Context(), value); err == nil {
 			idToken = sess.IDToken
-			h.logger.Info("logout", zap.String("user_id", sess.Subject))
+			h.logger.Info("logout", zap.String("sub", sess.Subject))
 		}
 		h.endSession(w, r, value)
 	}
@@ -249,6 +249,7 @@ func (h *Handler) serveUserInfo(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	return json.NewEncoder(w).Encode(struct {
 		User          string              `json:"user"`
+		Subject       string              `json:"sub"`
 		Email         string              `json:"email,omitempty"`
 		EmailVerified bool                `json:"email_verified"`
 		Name          string              `json:"name,omitempty"`
@@ -256,7 +257,7 @@ func (h *Handler) serveUserInfo(w http.ResponseWriter, r *http.Request) error {
 		Claims        map[string][]string `json:"claims,omitempty"`
 		CreatedAt     time.Time           `json:"created_at"`
 		ExpiresAt     time.Time           `json:"expires_at"`
-	}{sess.Subject, sess.Email, sess.EmailVerified, sess.Name, sess.Groups, sess.Claims, sess.CreatedAt, sess.ExpiresAt})
+	}{h.userID(sess), sess.Subject, sess.Email, sess.EmailVerified, sess.Name, sess.Groups, sess.Claims, sess.CreatedAt, sess.ExpiresAt})
 }
 
 // acceptsHTML reports whether an Accept header asks for an HTML page.

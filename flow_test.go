@@ -2,9 +2,11 @@ package oidcsession_test
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -538,4 +540,75 @@ func mustQuery(t *testing.T, rawURL, key string) string {
 		t.Fatalf("no %s in %q", key, rawURL)
 	}
 	return u.Query().Get(key)
+}
+
+func TestUserInfoFetchAndUserIDClaim(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, "fetch_userinfo\n\t\tuser_id_claim email\n\t\tclaims preferred_username"))
+	b := newBrowser(t)
+	resp, body := b.login(base + "/")
+	if resp.StatusCode != 200 || !strings.Contains(body, "id=jane.doe@example.com ") || !strings.Contains(body, "xfu=jane.doe@example.com ") {
+		t.Fatalf("user_id_claim email: %d %s", resp.StatusCode, body)
+	}
+	_, body = b.do("GET", base+"/oauth2/userinfo")
+	var info struct {
+		User   string              `json:"user"`
+		Sub    string              `json:"sub"`
+		Claims map[string][]string `json:"claims"`
+	}
+	if err := json.Unmarshal([]byte(body), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.User != "jane.doe@example.com" || info.Sub != "1234567890" || len(info.Claims["preferred_username"]) != 1 || info.Claims["preferred_username"][0] != "jane.doe" {
+		t.Errorf("userinfo = %s", body)
+	}
+}
+
+// TestSecretsStayOutOfLogsAndConfig gives the secrets as {env.*} and
+// {file.*} placeholders, runs a login and a refresh, and checks that no
+// secret or token shows up in Caddy's log or its /config/ output.
+func TestSecretsStayOutOfLogsAndConfig(t *testing.T) {
+	idp := startMockIdP(t, 3*time.Second, false)
+	secretFile := t.TempDir() + "/cookie-secret"
+	if err := os.WriteFile(secretFile, []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OIDC_TEST_CLIENT_SECRET", idp.ClientSecret)
+	site := siteConfig(idp, "")
+	site = strings.Replace(site, "client_secret "+idp.ClientSecret, "client_secret {env.OIDC_TEST_CLIENT_SECRET}", 1)
+	site = strings.Replace(site, "secret "+testSecret, "secret {file."+secretFile+"}", 1)
+	base := startCaddy(t, site)
+	b := newBrowser(t)
+	if resp, body := b.login(base + "/"); resp.StatusCode != 200 {
+		t.Fatalf("login with placeholder secrets: %d %s", resp.StatusCode, body)
+	}
+	time.Sleep(2200 * time.Millisecond)
+	if resp, _ := b.navigate(base + "/"); resp.StatusCode != 200 || idp.refreshes.Load() != 1 {
+		t.Fatalf("refresh: %d, %d refreshes", resp.StatusCode, idp.refreshes.Load())
+	}
+	b.navigate(base + "/oauth2/sign_out")
+
+	resp, err := http.Get(running.admin + "/config/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	logs, err := os.ReadFile(running.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logs), `"msg":"login"`) {
+		t.Fatalf("the log has no login line; is it the right file?")
+	}
+	if !strings.Contains(string(cfg), "{env.OIDC_TEST_CLIENT_SECRET}") || !strings.Contains(string(cfg), "{file."+secretFile+"}") {
+		t.Errorf("/config/ does not keep the placeholders: %s", cfg)
+	}
+	for what, text := range map[string]string{"log": string(logs), "/config/": string(cfg)} {
+		for _, secret := range []string{testSecret, idp.ClientSecret, "eyJ", b.cookie(base, "_oauth2_proxy").String()} {
+			if secret != "" && strings.Contains(text, secret) {
+				t.Errorf("%s contains a secret or token (%.12s...)", what, secret)
+			}
+		}
+	}
 }

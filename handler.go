@@ -64,7 +64,7 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 	if h.needsRefresh(sess, now) {
 		ok, err := h.refresh(ctx, sess)
 		if !ok {
-			h.logger.Info("session ended: refresh token rejected", zap.String("user_id", sess.Subject), zap.Error(err))
+			h.logger.Info("session ended: refresh token rejected", zap.String("sub", sess.Subject), zap.Error(err))
 			h.endSession(w, r, value)
 			return nil, nil
 		}
@@ -78,7 +78,7 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		if err := h.saveSession(w, r, value, sess); err != nil {
 			// The old cookie still holds a usable session; serve this
 			// request and let the next one try to save again.
-			h.logger.Warn("could not save updated session", zap.String("user_id", sess.Subject), zap.Error(err))
+			h.logger.Warn("could not save updated session", zap.String("sub", sess.Subject), zap.Error(err))
 		}
 	}
 	return sess, nil
@@ -129,7 +129,7 @@ func (h *Handler) refresh(ctx context.Context, s *sessions.Session) (bool, error
 	case errors.Is(err, oidc.ErrInvalidGrant):
 		return false, err
 	case err != nil:
-		h.logger.Warn("token refresh failed; keeping the session", zap.String("user_id", s.Subject), zap.Error(err))
+		h.logger.Warn("token refresh failed; keeping the session", zap.String("sub", s.Subject), zap.Error(err))
 		return true, err
 	}
 	if t.Claims != nil {

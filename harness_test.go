@@ -37,6 +37,14 @@ func freeAddr(t testing.TB) string {
 	return addr
 }
 
+// runningCaddy is the test Caddy last started: its admin endpoint and log.
+type runningCaddy struct {
+	admin   string
+	logFile string
+}
+
+var running runningCaddy
+
 // startCaddy runs Caddy in process (one per test binary: tests that use it
 // must not run in parallel; a second call within a test replaces the config) with a site at the returned base URL.
 // site is the body of the site block; %ISSUER% and the like are the
@@ -52,6 +60,8 @@ func startCaddyOn(t *testing.T, addr, site string) string {
 	t.Helper()
 	dir := t.TempDir()
 	logFile := dir + "/caddy.log"
+	admin := freeAddr(t)
+	running = runningCaddy{admin: "http://" + admin, logFile: logFile}
 	cfg := fmt.Sprintf(`{
 	admin %s
 	default_bind 127.0.0.1
@@ -67,7 +77,7 @@ func startCaddyOn(t *testing.T, addr, site string) string {
 http://%s {
 %s
 }
-`, freeAddr(t), dir, logFile, addr, site)
+`, admin, dir, logFile, addr, site)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	js, _, err := adapter.Adapt([]byte(cfg), nil)
 	if err != nil {
@@ -153,6 +163,19 @@ func (idp *mockIdP) middleware(next http.Handler) http.Handler {
 				idp.codeGrants.Add(1)
 			}
 			idp.serveTokenInSeconds(w, r, next)
+			return
+		case strings.HasSuffix(r.URL.Path, mockoidc.UserinfoEndpoint):
+			// OIDC requires sub in userinfo responses; mockoidc omits it.
+			rec := &bufferWriter{header: http.Header{}, status: http.StatusOK}
+			next.ServeHTTP(rec, r)
+			var doc map[string]any
+			if rec.status != http.StatusOK || json.Unmarshal(rec.buf.Bytes(), &doc) != nil {
+				w.WriteHeader(rec.status)
+				return
+			}
+			doc["sub"] = mockoidc.DefaultUser().Subject
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(doc)
 			return
 		case strings.HasSuffix(r.URL.Path, mockoidc.DiscoveryEndpoint):
 			rec := &bufferWriter{header: http.Header{}}

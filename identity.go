@@ -28,16 +28,17 @@ func (h *Handler) newSession(t *oidc.Tokens) (*sessions.Session, error) {
 	return s, nil
 }
 
-// applyClaims sets the session's identity from ID token claims.
+// applyClaims sets the session's identity from ID token claims. Subject is
+// always the sub claim (logout and refresh checks rely on it); a configured
+// user_id_claim is kept with the claims and must be present.
 func (h *Handler) applyClaims(s *sessions.Session, claims map[string]any) error {
-	id := oidc.ClaimString(claims, h.UserIDClaim)
-	if h.UserIDClaim == "sub" || id == "" {
-		id = oidc.ClaimString(claims, "sub")
+	s.Subject = oidc.ClaimString(claims, "sub")
+	if s.Subject == "" {
+		return errors.New("ID token has no sub claim")
 	}
-	if id == "" {
-		return fmt.Errorf("ID token has no %q claim", h.UserIDClaim)
+	if h.UserIDClaim != "sub" && oidc.ClaimString(claims, h.UserIDClaim) == "" {
+		return fmt.Errorf("ID token has no %q claim (user_id_claim)", h.UserIDClaim)
 	}
-	s.Subject = id
 	s.Email = oidc.ClaimString(claims, "email")
 	verified := oidc.ClaimStrings(claims, "email_verified")
 	s.EmailVerified = len(verified) == 1 && verified[0] == "true"
@@ -59,10 +60,25 @@ func (h *Handler) applyClaims(s *sessions.Session, claims map[string]any) error 
 	return nil
 }
 
-// keptClaims are the claims stored in the session: those asked for, and
-// those authorization rules need.
+// userID is the session's {http.auth.user.id}: the sub, or the configured
+// user_id_claim.
+func (h *Handler) userID(s *sessions.Session) string {
+	if h.UserIDClaim == "sub" {
+		return s.Subject
+	}
+	if v := s.Claims[h.UserIDClaim]; len(v) > 0 {
+		return v[0]
+	}
+	return s.Subject
+}
+
+// keptClaims are the claims stored in the session: those asked for, the
+// user id claim, and those authorization rules need.
 func (h *Handler) keptClaims() []string {
 	names := append([]string(nil), h.Claims...)
+	if h.UserIDClaim != "sub" && !contains(names, h.UserIDClaim) {
+		names = append(names, h.UserIDClaim)
+	}
 	for name := range h.RequiredClaims {
 		if !contains(names, name) {
 			names = append(names, name)
@@ -113,7 +129,7 @@ func (h *Handler) authorize(s *sessions.Session) error {
 // if configured, request headers.
 func (h *Handler) expose(r *http.Request, s *sessions.Session) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", s.Subject)
+		repl.Set("http.auth.user.id", h.userID(s))
 		repl.Set("http.auth.user.email", s.Email)
 		repl.Set("http.auth.user.name", s.Name)
 		repl.Set("http.auth.user.groups", strings.Join(s.Groups, ","))
@@ -122,7 +138,7 @@ func (h *Handler) expose(r *http.Request, s *sessions.Session) {
 		}
 	}
 	if hc := h.Headers; hc != nil {
-		setHeader(r, hc.User, s.Subject)
+		setHeader(r, hc.User, h.userID(s))
 		setHeader(r, hc.Email, s.Email)
 		setHeader(r, hc.Name, s.Name)
 		setHeader(r, hc.Groups, strings.Join(s.Groups, ","))

@@ -135,7 +135,14 @@ func TestIdentityApplyClaims(t *testing.T) {
 			name:   "user id from email",
 			h:      Handler{UserIDClaim: "email", GroupsClaim: "groups"},
 			claims: map[string]any{"sub": "u1", "email": "a@example.com"},
-			want:   sessions.Session{Subject: "a@example.com", Email: "a@example.com"},
+			want: sessions.Session{Subject: "u1", Email: "a@example.com",
+				Claims: map[string][]string{"email": {"a@example.com"}}},
+		},
+		{
+			name:    "missing user id claim",
+			h:       Handler{UserIDClaim: "email", GroupsClaim: "groups"},
+			claims:  map[string]any{"sub": "u1"},
+			wantErr: true,
 		},
 		{
 			name:   "groups as single string",
