@@ -132,6 +132,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("max_login_flows must be a positive number, not %q", s)
 				}
 			}
+		case "unavailable_status":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if h.UnavailableStatus, err = strconv.Atoi(v); err != nil || h.UnavailableStatus < 400 || h.UnavailableStatus > 599 {
+					return d.Errf("unavailable_status must be a 4xx or 5xx status code, not %q", v)
+				}
+			}
 		case "login_timeout":
 			err = duration(d, &h.LoginTimeout)
 		case "provider_timeout":

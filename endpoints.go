@@ -69,7 +69,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	d, err := h.provider.Discover(r.Context())
 	if err != nil {
 		h.logger.Error("cannot start login", zap.Error(err))
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
 	if len(returnTo) > maxReturnURL {
 		returnTo = "/"
@@ -163,12 +163,12 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	d, err := h.provider.Discover(r.Context())
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
 	tokens, err := h.provider.Exchange(r.Context(), d, f, code, h.redirectURL(r), h.FetchUserInfo)
 	if errors.Is(err, oidc.ErrUnavailable) {
 		h.logger.Error("login failed: IdP unavailable", zap.Error(err))
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
 	if err != nil {
 		h.logger.Warn("login failed", zap.Error(err))
@@ -189,7 +189,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := h.saveSession(w, r, "", sess); err != nil {
 		h.logger.Error("could not save new session", zap.String("sub", sess.Subject), zap.Error(err))
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
 	h.logger.Info("login", zap.String("sub", sess.Subject))
 	http.Redirect(w, r, f.ReturnTo, http.StatusFound)

@@ -52,7 +52,7 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		return nil, nil
 	case err != nil:
 		h.logger.Error("session store unavailable", zap.Error(err))
-		return nil, caddyhttp.Error(http.StatusServiceUnavailable, sessions.ErrUnavailable)
+		return nil, caddyhttp.Error(h.UnavailableStatus, sessions.ErrUnavailable)
 	}
 	now := time.Now()
 	idle := h.idleTimeout()
@@ -62,13 +62,21 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 	}
 	changed := false
 	if h.needsRefresh(sess, now) {
-		ok, err := h.refresh(ctx, sess)
-		if !ok {
-			h.logger.Info("session ended: refresh token rejected", zap.String("sub", sess.Subject), zap.Error(err))
-			h.endSession(w, r, value)
-			return nil, nil
+		if locker, ok := h.store.(sessions.Locker); ok {
+			// Shared store: refreshed and saved under the store's lock.
+			sess = h.refreshShared(w, r, locker, value, sess)
+			if sess == nil {
+				return nil, nil
+			}
+		} else {
+			ok, err := h.refresh(ctx, sess)
+			if !ok {
+				h.logger.Info("session ended: refresh token rejected", zap.String("sub", sess.Subject), zap.Error(err))
+				h.endSession(w, r, value)
+				return nil, nil
+			}
+			changed = err == nil
 		}
-		changed = err == nil
 	}
 	if touch := min(idle/16, 5*time.Minute); idle > 0 && now.Sub(sess.LastSeen) >= touch {
 		sess.LastSeen = now.Truncate(time.Second)
@@ -103,6 +111,46 @@ func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, value strin
 
 func (h *Handler) idleTimeout() time.Duration {
 	return max(time.Duration(h.IdleTimeout), 0)
+}
+
+// refreshShared refreshes a session kept in a store that several Caddy
+// instances share. Under the session's lock it reads the session again:
+// if another instance (or request) refreshed it meanwhile, that result is
+// used, so a rotating refresh token is redeemed exactly once. The refreshed
+// session is saved before the lock is released. It returns nil when the
+// session has ended (and clears the cookie).
+func (h *Handler) refreshShared(w http.ResponseWriter, r *http.Request, locker sessions.Locker, value string, sess *sessions.Session) *sessions.Session {
+	ctx := r.Context()
+	release, err := locker.Lock(ctx, value)
+	if err != nil {
+		h.logger.Warn("refresh lock not acquired; serving with current tokens", zap.String("sub", sess.Subject), zap.Error(err))
+		return sess
+	}
+	defer release()
+	fresh, err := h.store.Load(ctx, value)
+	switch {
+	case errors.Is(err, sessions.ErrNoSession):
+		h.jar.Clear(w, r)
+		return nil
+	case err != nil:
+		return sess
+	}
+	if !h.needsRefresh(fresh, time.Now()) {
+		return fresh // refreshed by someone else while we waited
+	}
+	ok, err := h.refresh(ctx, fresh)
+	if !ok {
+		h.logger.Info("session ended: refresh token rejected", zap.String("sub", fresh.Subject), zap.Error(err))
+		h.endSession(w, r, value)
+		return nil
+	}
+	if err == nil {
+		fresh.LastSeen = time.Now().Truncate(time.Second)
+		if err := h.saveSession(w, r, value, fresh); err != nil {
+			h.logger.Error("could not save refreshed session", zap.String("sub", fresh.Subject), zap.Error(err))
+		}
+	}
+	return fresh
 }
 
 // needsRefresh decides expiry itself, rather than leaving it to

@@ -19,6 +19,9 @@ import (
 
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
+	// Store modules register themselves; importing them here means building
+	// Caddy with this package brings every store.
+	_ "github.com/oidc-session/oidc_session/sessions/redisstore"
 )
 
 func init() {
@@ -150,6 +153,12 @@ type Handler struct {
 	// ProviderTimeout bounds every call to the IdP. Default: 10s.
 	ProviderTimeout caddy.Duration `json:"provider_timeout,omitempty"`
 
+	// UnavailableStatus is the status answered when a session cannot be
+	// judged because the session store or the IdP cannot be reached. The
+	// user's cookie is kept, so service resumes when they are back.
+	// Default: 503.
+	UnavailableStatus int `json:"unavailable_status,omitempty"`
+
 	provider    *oidc.Provider
 	store       sessions.Store
 	jar         sessions.Jar
@@ -274,7 +283,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading session store: %w", err)
 	}
 	h.store = mod.(sessions.Store)
-	if err := h.store.Bind(sessions.Env{CookieName: h.Cookie.Name, Keys: sessionKeys, Binding: h.binding}); err != nil {
+	if err := h.store.Bind(sessions.Env{
+		CookieName:  h.Cookie.Name,
+		Keys:        sessionKeys,
+		Binding:     h.binding,
+		IdleTimeout: h.idleTimeout(),
+	}); err != nil {
 		return fmt.Errorf("session store: %w", err)
 	}
 
@@ -338,6 +352,9 @@ func (h *Handler) applyDefaults() {
 	if h.LoginTimeout == 0 {
 		h.LoginTimeout = caddy.Duration(10 * time.Minute)
 	}
+	if h.UnavailableStatus == 0 {
+		h.UnavailableStatus = http.StatusServiceUnavailable
+	}
 	if h.ProviderTimeout == 0 {
 		h.ProviderTimeout = caddy.Duration(10 * time.Second)
 	}
@@ -364,6 +381,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.SessionLifetime < 0 {
 		errs = append(errs, errors.New("session_lifetime must be positive"))
+	}
+	if h.UnavailableStatus < 400 || h.UnavailableStatus > 599 {
+		errs = append(errs, fmt.Errorf("unavailable_status must be a 4xx or 5xx status, not %d", h.UnavailableStatus))
 	}
 	if h.MaxLoginFlows < 1 {
 		errs = append(errs, errors.New("max_login_flows must be at least 1"))

@@ -84,6 +84,18 @@ type Env struct {
 	// Binding is authenticated with every encrypted session, so a session made
 	// for one issuer and client cannot be replayed against another.
 	Binding []byte
+	// IdleTimeout is the handler's idle timeout (0: none); server-side
+	// stores expire records at the session's Deadline.
+	IdleTimeout time.Duration
+}
+
+// Locker is implemented by stores shared between Caddy instances, so that
+// one refresh of a session happens at a time across all of them.
+type Locker interface {
+	// Lock takes the refresh lock of the session the cookie value refers
+	// to, waiting for another holder to finish. The lock is kept alive until
+	// release is called, which must happen.
+	Lock(ctx context.Context, value string) (release func(), err error)
 }
 
 // Store keeps sessions. The handler owns the cookie: a store only turns a

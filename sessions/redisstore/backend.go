@@ -1,0 +1,46 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+// backend is the sessions.Backend on a Redis client.
+type backend struct {
+	client redis.UniversalClient
+}
+
+func (b backend) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := b.client.Get(ctx, key).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, sessions.ErrNoSession
+	case err != nil:
+		return nil, unavailable("GET", err)
+	}
+	return v, nil
+}
+
+func (b backend) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := b.client.Set(ctx, key, value, ttl).Err(); err != nil {
+		return unavailable("SET", err)
+	}
+	return nil
+}
+
+func (b backend) Delete(ctx context.Context, key string) error {
+	if err := b.client.Del(ctx, key).Err(); err != nil {
+		return unavailable("DEL", err)
+	}
+	return nil
+}
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%w: redis %s: %v", sessions.ErrUnavailable, op, err)
+}

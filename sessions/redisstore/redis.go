@@ -1,0 +1,362 @@
+// Package redisstore keeps oidc_session sessions in Redis (standalone,
+// Sentinel or Cluster), so several Caddy instances share them. Each session
+// is encrypted with the secret of its own ticket, which only the user's
+// cookie holds.
+package redisstore
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+func init() {
+	caddy.RegisterModule(Store{})
+}
+
+// Store keeps sessions in Redis. The cookie holds a ticket
+// {CookieName}-{ticketID}.{secret}; the key is [key_prefix]{CookieName}-{ticketID}
+// and its value the session encrypted (AES-256-GCM) with a key derived from
+// the ticket's secret, stored with SET EX for the session's remaining
+// lifetime. Without the cookie, nothing in Redis can be read.
+type Store struct {
+	// URL of a standalone Redis: redis://[user:password@]host:port[/db] or
+	// rediss://... for TLS. Exactly one of url, sentinel_master and
+	// cluster_urls is required.
+	URL string `json:"url,omitempty"`
+
+	// SentinelMaster is the master name monitored by the sentinels.
+	SentinelMaster string `json:"sentinel_master,omitempty"`
+	// SentinelURLs are the sentinels, as host:port or redis://host:port[/db];
+	// a db number in them selects the database.
+	SentinelURLs []string `json:"sentinel_urls,omitempty"`
+	// SentinelPassword authenticates to the sentinels themselves.
+	SentinelPassword string `json:"sentinel_password,omitempty"`
+
+	// ClusterURLs are seed nodes of a Redis Cluster, as host:port or
+	// redis://host:port.
+	ClusterURLs []string `json:"cluster_urls,omitempty"`
+
+	// DB selects the database (not for Cluster). Default: from the URL, or 0.
+	DB int `json:"db,omitempty"`
+	// Username and Password authenticate to Redis (ACL user or
+	// requirepass). Placeholders such as {env.REDIS_PASSWORD} work.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+
+	// KeyPrefix is put in front of every key, to share a Redis with other
+	// applications or deployments. Default: none.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+
+	// TLS configures TLS to Redis (also implied by a rediss:// URL).
+	TLS *TLSConfig `json:"tls,omitempty"`
+
+	// PoolSize is the connection pool size per node. Default: go-redis's
+	// (10 per CPU).
+	PoolSize int `json:"pool_size,omitempty"`
+	// DialTimeout, ReadTimeout and WriteTimeout bound each Redis call, and
+	// so how long a request waits before answering 503 when Redis is down.
+	// Defaults: 2s, 1s, 1s.
+	DialTimeout  caddy.Duration `json:"dial_timeout,omitempty"`
+	ReadTimeout  caddy.Duration `json:"read_timeout,omitempty"`
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	// LockTTL is the lifetime of a session's refresh lock; it is renewed
+	// while the refresh runs, so it only matters if an instance dies
+	// holding it. Default: 5s.
+	LockTTL caddy.Duration `json:"lock_ttl,omitempty"`
+	// LockWait is how long a request waits for another instance's refresh
+	// of the same session before going on with the tokens it has.
+	// Default: 15s (longer than a slow token call).
+	LockWait caddy.Duration `json:"lock_wait,omitempty"`
+
+	sessions.TicketStore `json:"-"`
+
+	client  redis.UniversalClient
+	poolKey string
+	logger  *zap.Logger
+}
+
+// TLSConfig is TLS to Redis.
+type TLSConfig struct {
+	// CA is a PEM file of the CA(s) that sign the server's certificate.
+	// Default: the system's roots.
+	CA string `json:"ca,omitempty"`
+	// Cert and Key are a PEM client certificate and its key, for mutual TLS.
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+	// ServerName overrides the name checked in the server's certificate.
+	ServerName string `json:"server_name,omitempty"`
+	// InsecureSkipVerify accepts any server certificate. For tests only:
+	// anyone on the path can then read every session.
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Store) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.oidc_session.stores.redis",
+		New: func() caddy.Module { return new(Store) },
+	}
+}
+
+// clients shares one Redis client per distinct connection config across
+// handlers and config reloads: a reload provisions the new config before
+// cleaning up the old one, so the client (and its connections) live on.
+var clients = caddy.NewUsagePool()
+
+type pooledClient struct{ redis.UniversalClient }
+
+func (c pooledClient) Destruct() error { return c.Close() }
+
+// Provision connects lazily: go-redis dials on first use, so Caddy starts
+// while Redis is down and recovers on its own when it comes back.
+func (s *Store) Provision(ctx caddy.Context) error {
+	s.logger = ctx.Logger()
+	if err := s.validate(); err != nil {
+		return err
+	}
+	repl := caddy.NewReplacer()
+	conn := s.connection(repl)
+	key, err := conn.fingerprint()
+	if err != nil {
+		return err
+	}
+	val, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
+		c, err := conn.newClient()
+		if err != nil {
+			return nil, err
+		}
+		return pooledClient{c}, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.poolKey = key
+	s.client = val.(pooledClient).UniversalClient
+	s.TicketStore.Backend = backend{client: s.client}
+	s.TicketStore.KeyPrefix = repl.ReplaceKnown(s.KeyPrefix, "")
+	if s.LockTTL == 0 {
+		s.LockTTL = caddy.Duration(5 * time.Second)
+	}
+	if s.LockWait == 0 {
+		s.LockWait = caddy.Duration(15 * time.Second)
+	}
+	return nil
+}
+
+// Cleanup releases this handler's use of the shared client.
+func (s *Store) Cleanup() error {
+	if s.poolKey == "" {
+		return nil
+	}
+	_, err := clients.Delete(s.poolKey)
+	return err
+}
+
+func (s *Store) validate() error {
+	modes := 0
+	for _, set := range []bool{s.URL != "", s.SentinelMaster != "" || len(s.SentinelURLs) > 0, len(s.ClusterURLs) > 0} {
+		if set {
+			modes++
+		}
+	}
+	switch {
+	case modes == 0:
+		return errors.New("redis store: one of url, sentinel_master (with sentinel_urls) or cluster_urls is required")
+	case s.SentinelMaster != "" && len(s.ClusterURLs) > 0 || len(s.SentinelURLs) > 0 && len(s.ClusterURLs) > 0:
+		return errors.New("redis store: sentinel and cluster are mutually exclusive: use either sentinel_master + sentinel_urls or cluster_urls")
+	case modes > 1:
+		return errors.New("redis store: url cannot be combined with sentinel or cluster settings: use only one connection mode")
+	case (s.SentinelMaster == "") != (len(s.SentinelURLs) == 0):
+		return errors.New("redis store: sentinel needs both sentinel_master and sentinel_urls")
+	case s.DB < 0 || len(s.ClusterURLs) > 0 && s.DB != 0:
+		return errors.New("redis store: db must be >= 0, and Redis Cluster has only db 0")
+	case s.TLS != nil && (s.TLS.Cert == "") != (s.TLS.Key == ""):
+		return errors.New("redis store: tls cert and key go together")
+	}
+	return nil
+}
+
+// connection is the resolved connection config: what identifies a client.
+type connection struct {
+	URL              string     `json:"url,omitempty"`
+	SentinelMaster   string     `json:"sentinel_master,omitempty"`
+	SentinelAddrs    []string   `json:"sentinel_addrs,omitempty"`
+	SentinelPassword string     `json:"sentinel_password,omitempty"`
+	ClusterAddrs     []string   `json:"cluster_addrs,omitempty"`
+	DB               int        `json:"db,omitempty"`
+	Username         string     `json:"username,omitempty"`
+	Password         string     `json:"password,omitempty"`
+	TLS              *TLSConfig `json:"tls,omitempty"`
+	PoolSize         int        `json:"pool_size,omitempty"`
+	Dial             time.Duration
+	Read             time.Duration
+	Write            time.Duration
+}
+
+func (s *Store) connection(repl *caddy.Replacer) connection {
+	r := func(v string) string { return repl.ReplaceKnown(v, "") }
+	c := connection{
+		URL:              r(s.URL),
+		SentinelMaster:   r(s.SentinelMaster),
+		SentinelPassword: r(s.SentinelPassword),
+		DB:               s.DB,
+		Username:         r(s.Username),
+		Password:         r(s.Password),
+		TLS:              s.TLS,
+		PoolSize:         s.PoolSize,
+		Dial:             durationOr(s.DialTimeout, 2*time.Second),
+		Read:             durationOr(s.ReadTimeout, time.Second),
+		Write:            durationOr(s.WriteTimeout, time.Second),
+	}
+	for _, u := range s.SentinelURLs {
+		addr, db := hostPortDB(r(u))
+		c.SentinelAddrs = append(c.SentinelAddrs, addr)
+		if db > 0 && c.DB == 0 {
+			c.DB = db
+		}
+	}
+	for _, u := range s.ClusterURLs {
+		addr, _ := hostPortDB(r(u))
+		c.ClusterAddrs = append(c.ClusterAddrs, addr)
+	}
+	return c
+}
+
+// fingerprint names the config in the usage pool without keeping the
+// password in the key.
+func (c connection) fingerprint() (string, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return "oidc_session.redis:" + hex.EncodeToString(sum[:]), nil
+}
+
+func (c connection) newClient() (redis.UniversalClient, error) {
+	tlsConf, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.URL != "":
+		opts, err := redis.ParseURL(c.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis store: url: %w", err)
+		}
+		if c.Username != "" {
+			opts.Username = c.Username
+		}
+		if c.Password != "" {
+			opts.Password = c.Password
+		}
+		if c.DB != 0 {
+			opts.DB = c.DB
+		}
+		if tlsConf != nil {
+			opts.TLSConfig = tlsConf
+		}
+		opts.PoolSize, opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = c.PoolSize, c.Dial, c.Read, c.Write
+		return redis.NewClient(opts), nil
+	case c.SentinelMaster != "":
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName:       c.SentinelMaster,
+			SentinelAddrs:    c.SentinelAddrs,
+			SentinelPassword: c.SentinelPassword,
+			Username:         c.Username,
+			Password:         c.Password,
+			DB:               c.DB,
+			TLSConfig:        tlsConf,
+			PoolSize:         c.PoolSize,
+			DialTimeout:      c.Dial,
+			ReadTimeout:      c.Read,
+			WriteTimeout:     c.Write,
+		}), nil
+	default:
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:        c.ClusterAddrs,
+			Username:     c.Username,
+			Password:     c.Password,
+			TLSConfig:    tlsConf,
+			PoolSize:     c.PoolSize,
+			DialTimeout:  c.Dial,
+			ReadTimeout:  c.Read,
+			WriteTimeout: c.Write,
+		}), nil
+	}
+}
+
+func (c connection) tlsConfig() (*tls.Config, error) {
+	t := c.TLS
+	if t == nil {
+		return nil, nil
+	}
+	conf := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify,
+	}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("redis store: tls ca: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis store: tls ca %s holds no PEM certificate", t.CA)
+		}
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("redis store: tls client certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// hostPortDB accepts host:port or redis[s]://host:port[/db].
+func hostPortDB(v string) (string, int) {
+	if !strings.Contains(v, "://") {
+		return v, 0
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return v, 0
+	}
+	db, _ := strconv.Atoi(strings.Trim(u.Path, "/"))
+	return u.Host, db
+}
+
+func durationOr(d caddy.Duration, def time.Duration) time.Duration {
+	if d > 0 {
+		return time.Duration(d)
+	}
+	return def
+}
+
+// Interface guards
+var (
+	_ sessions.Store     = (*Store)(nil)
+	_ sessions.Locker    = (*Store)(nil)
+	_ caddy.Provisioner  = (*Store)(nil)
+	_ caddy.CleanerUpper = (*Store)(nil)
+)

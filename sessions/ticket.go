@@ -1,0 +1,105 @@
+package sessions
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"strings"
+)
+
+// A ticket is the cookie value of a server-side session, in the format
+// oauth2-proxy documents: {CookieName}-{ticketID}.{secret}. The ticket ID is
+// 128 random bits in lowercase hex; the secret is 128 random bits in
+// base64url without padding, different for every session. The handle
+// {CookieName}-{ticketID} names the stored record; the secret never leaves
+// the cookie and is the only way to decrypt the record, so the store alone
+// reveals no token, email or subject.
+const (
+	ticketIDLen     = 16
+	ticketSecretLen = 16
+)
+
+// Ticket is a parsed server-side session cookie value.
+type Ticket struct {
+	// Handle is {CookieName}-{ticketID}, the record's name in the store.
+	Handle string
+	secret []byte
+}
+
+// NewTicket mints a ticket with a fresh ID and secret.
+func NewTicket(cookieName string) *Ticket {
+	id := make([]byte, ticketIDLen)
+	secret := make([]byte, ticketSecretLen)
+	rand.Read(id)
+	rand.Read(secret)
+	return &Ticket{Handle: cookieName + "-" + hex.EncodeToString(id), secret: secret}
+}
+
+// ParseTicket reads a ticket made for cookieName. The cookie name may itself
+// contain dots and dashes: the secret is what follows the last dot (base64url
+// has none), and the ticket ID the 32 hex digits before it.
+func ParseTicket(cookieName, value string) (*Ticket, bool) {
+	dot := strings.LastIndexByte(value, '.')
+	if dot < 0 {
+		return nil, false
+	}
+	handle, enc := value[:dot], value[dot+1:]
+	id, ok := strings.CutPrefix(handle, cookieName+"-")
+	if !ok || len(id) != 2*ticketIDLen || !isLowerHex(id) {
+		return nil, false
+	}
+	secret, err := base64.RawURLEncoding.Strict().DecodeString(enc)
+	if err != nil || len(secret) != ticketSecretLen {
+		return nil, false
+	}
+	return &Ticket{Handle: handle, secret: secret}, true
+}
+
+// Value is the cookie value.
+func (t *Ticket) Value() string {
+	return t.Handle + "." + base64.RawURLEncoding.EncodeToString(t.secret)
+}
+
+// Seal encrypts a session under this ticket's own key. The handle and the
+// deployment's binding are authenticated, so a record cannot be moved to
+// another handle or read by another issuer/client.
+func (t *Ticket) Seal(s *Session, binding []byte) []byte {
+	return t.key().seal(Encode(s), t.aad(binding))
+}
+
+// Open decrypts a record sealed by Seal.
+func (t *Ticket) Open(sealed, binding []byte) (*Session, error) {
+	if len(sealed) < sealOverhead || sealed[0] != sealVersion {
+		return nil, ErrNoSession
+	}
+	plain, err := t.key().open(sealed, t.aad(binding))
+	if err != nil {
+		return nil, ErrNoSession
+	}
+	s, err := Decode(plain)
+	if err != nil {
+		return nil, ErrNoSession
+	}
+	return s, nil
+}
+
+func (t *Ticket) key() sealKey {
+	k, err := deriveKey(t.secret, "ticket")
+	if err != nil {
+		panic(err) // HKDF-SHA256 cannot fail for a 32-byte output
+	}
+	return k
+}
+
+func (t *Ticket) aad(binding []byte) []byte {
+	return append(append([]byte(t.Handle), 0), binding...)
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
