@@ -34,6 +34,7 @@ type Keyring struct {
 
 type sealKey struct {
 	id   [kidLen]byte
+	raw  []byte // the AES key, kept to derive per-session keys from
 	aead cipher.AEAD
 }
 
@@ -70,12 +71,31 @@ func deriveKey(secret []byte, purpose string) (sealKey, error) {
 		return k, err
 	}
 	copy(k.id[:], id)
+	return k, k.setKey(key)
+}
+
+func (k *sealKey) setKey(key []byte) error {
 	block, err := aes.NewCipher(key)
 	if err != nil {
-		return k, err
+		return err
 	}
+	k.raw = key
 	k.aead, err = cipher.NewGCM(block)
-	return k, err
+	return err
+}
+
+// derive makes the key of one server-side session: from the session's own
+// secret (which only its cookie holds) salted with this server key, so
+// neither the store's contents with a stolen cookie nor a leaked server
+// secret alone can decrypt a session. The key id stays the server key's,
+// so rotation works as for cookies.
+func (k sealKey) derive(sessionSecret []byte) (sealKey, error) {
+	sub := sealKey{id: k.id}
+	key, err := hkdf.Key(sha256.New, sessionSecret, k.raw, "oidc_session/v1/key/ticket", 32)
+	if err != nil {
+		return sub, err
+	}
+	return sub, sub.setKey(key)
 }
 
 // Seal encrypts and authenticates plain together with aad (which is
@@ -87,12 +107,34 @@ func (kr *Keyring) Seal(plain, aad []byte) []byte {
 
 // Open reverses Seal with whichever key matches the value's key id.
 func (kr *Keyring) Open(sealed, aad []byte) ([]byte, error) {
+	return kr.open(sealed, aad, func(k sealKey) (sealKey, error) { return k, nil })
+}
+
+// SealSession is Seal under the key derived for one server-side session
+// from its own secret.
+func (kr *Keyring) SealSession(sessionSecret, plain, aad []byte) ([]byte, error) {
+	k, err := kr.keys[0].derive(sessionSecret)
+	if err != nil {
+		return nil, err
+	}
+	return k.seal(plain, aad), nil
+}
+
+// OpenSession reverses SealSession.
+func (kr *Keyring) OpenSession(sessionSecret, sealed, aad []byte) ([]byte, error) {
+	return kr.open(sealed, aad, func(k sealKey) (sealKey, error) { return k.derive(sessionSecret) })
+}
+
+func (kr *Keyring) open(sealed, aad []byte, key func(sealKey) (sealKey, error)) ([]byte, error) {
 	if len(sealed) < sealOverhead || sealed[0] != sealVersion {
 		return nil, errOpen
 	}
 	for _, k := range kr.keys {
-		if subtle.ConstantTimeCompare(k.id[:], sealed[1:1+kidLen]) == 1 {
-			if plain, err := k.open(sealed, aad); err == nil {
+		if subtle.ConstantTimeCompare(k.id[:], sealed[1:1+kidLen]) != 1 {
+			continue
+		}
+		if dk, err := key(k); err == nil {
+			if plain, err := dk.open(sealed, aad); err == nil {
 				return plain, nil
 			}
 		}

@@ -12,7 +12,7 @@ import (
 // 128 random bits in lowercase hex; the secret is 128 random bits in
 // base64url without padding, different for every session. The handle
 // {CookieName}-{ticketID} names the stored record; the secret never leaves
-// the cookie and is the only way to decrypt the record, so the store alone
+// the cookie and is needed to decrypt the record, so the store alone
 // reveals no token, email or subject.
 const (
 	ticketIDLen     = 16
@@ -60,19 +60,17 @@ func (t *Ticket) Value() string {
 	return t.Handle + "." + base64.RawURLEncoding.EncodeToString(t.secret)
 }
 
-// Seal encrypts a session under this ticket's own key. The handle and the
+// Seal encrypts a session under this ticket's own key (derived from the
+// ticket's secret and the server's current key). The handle and the
 // deployment's binding are authenticated, so a record cannot be moved to
 // another handle or read by another issuer/client.
-func (t *Ticket) Seal(s *Session, binding []byte) []byte {
-	return t.key().seal(Encode(s), t.aad(binding))
+func (t *Ticket) Seal(s *Session, env Env) ([]byte, error) {
+	return env.Keys.SealSession(t.secret, Encode(s), t.aad(env.Binding))
 }
 
 // Open decrypts a record sealed by Seal.
-func (t *Ticket) Open(sealed, binding []byte) (*Session, error) {
-	if len(sealed) < sealOverhead || sealed[0] != sealVersion {
-		return nil, ErrNoSession
-	}
-	plain, err := t.key().open(sealed, t.aad(binding))
+func (t *Ticket) Open(sealed []byte, env Env) (*Session, error) {
+	plain, err := env.Keys.OpenSession(t.secret, sealed, t.aad(env.Binding))
 	if err != nil {
 		return nil, ErrNoSession
 	}
@@ -81,14 +79,6 @@ func (t *Ticket) Open(sealed, binding []byte) (*Session, error) {
 		return nil, ErrNoSession
 	}
 	return s, nil
-}
-
-func (t *Ticket) key() sealKey {
-	k, err := deriveKey(t.secret, "ticket")
-	if err != nil {
-		panic(err) // HKDF-SHA256 cannot fail for a 32-byte output
-	}
-	return k
 }
 
 func (t *Ticket) aad(binding []byte) []byte {

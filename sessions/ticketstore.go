@@ -51,7 +51,7 @@ func (s *TicketStore) Load(ctx context.Context, value string) (*Session, error) 
 	if err != nil {
 		return nil, err
 	}
-	return t.Open(sealed, s.env.Binding)
+	return t.Open(sealed, s.env)
 }
 
 // Save implements Store. A new session (prev == "") always gets a new
@@ -68,7 +68,11 @@ func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (str
 	// Whole seconds, rounded up, so the record never outlives the cookie
 	// by more than a second and Redis gets a plain SET EX.
 	ttl = ttl.Truncate(time.Second) + time.Second
-	if err := s.Backend.Set(ctx, s.Key(t), t.Seal(sess, s.env.Binding), ttl); err != nil {
+	sealed, err := t.Seal(sess, s.env)
+	if err != nil {
+		return "", err
+	}
+	if err := s.Backend.Set(ctx, s.Key(t), sealed, ttl); err != nil {
 		return "", err
 	}
 	return t.Value(), nil
