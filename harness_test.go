@@ -2,6 +2,7 @@ package oidcsession_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,6 +60,14 @@ func startCaddy(t *testing.T, site string) string {
 // the callback URL before Caddy starts.
 func startCaddyOn(t *testing.T, addr, site string) string {
 	t.Helper()
+	startCaddySites(t, map[string]string{addr: site})
+	return "http://" + addr
+}
+
+// startCaddySites runs one Caddy with a site per address: several
+// instances of the handler, as several Caddy servers would have.
+func startCaddySites(t *testing.T, sites map[string]string) {
+	t.Helper()
 	dir := t.TempDir()
 	logFile := dir + "/caddy.log"
 	admin := freeAddr(t)
@@ -74,10 +84,10 @@ func startCaddyOn(t *testing.T, addr, site string) string {
 		level INFO
 	}
 }
-http://%s {
-%s
-}
-`, admin, dir, logFile, addr, site)
+`, admin, dir, logFile)
+	for addr, site := range sites {
+		cfg += fmt.Sprintf("http://%s {\n%s\n}\n", addr, site)
+	}
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	js, _, err := adapter.Adapt([]byte(cfg), nil)
 	if err != nil {
@@ -94,7 +104,6 @@ http://%s {
 		}
 		_ = caddy.Stop()
 	})
-	return "http://" + addr
 }
 
 // mockIdP runs mockoidc with hooks for tests: counting token grants and
@@ -105,6 +114,16 @@ type mockIdP struct {
 	codeGrants  atomic.Int32
 	failRefresh atomic.Value // "", "invalid_grant" or "unavailable"
 	endSession  string
+
+	// With rotate on, every refresh returns a new refresh token and a
+	// refresh token used twice is refused with invalid_grant, as strict
+	// IdPs do. mockoidc keeps one token per session, so the middleware
+	// hands out aliases of it.
+	rotate  atomic.Bool
+	rotMu   sync.Mutex
+	aliases map[string]string // alias -> mockoidc's refresh token
+	used    map[string]bool
+	reused  atomic.Int32
 }
 
 func startMockIdP(t *testing.T, accessTTL time.Duration, endSession bool) *mockIdP {
@@ -132,7 +151,7 @@ func newMockIdP(t *testing.T, accessTTL time.Duration, endSession bool) *mockIdP
 	if accessTTL > 0 {
 		m.AccessTTL = accessTTL
 	}
-	idp := &mockIdP{MockOIDC: m}
+	idp := &mockIdP{MockOIDC: m, aliases: map[string]string{}, used: map[string]bool{}}
 	idp.failRefresh.Store("")
 	if endSession {
 		idp.endSession = "/end_session"
@@ -157,6 +176,9 @@ func (idp *mockIdP) middleware(next http.Handler) http.Handler {
 					return
 				case "unavailable":
 					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				if idp.rotate.Load() && !idp.redeemAlias(w, r) {
 					return
 				}
 			case "authorization_code":
@@ -197,14 +219,47 @@ func (idp *mockIdP) middleware(next http.Handler) http.Handler {
 	})
 }
 
+// redeemAlias swaps a refresh token alias for mockoidc's token, refusing
+// one used before. It reports whether the request may go on.
+func (idp *mockIdP) redeemAlias(w http.ResponseWriter, r *http.Request) bool {
+	idp.rotMu.Lock()
+	defer idp.rotMu.Unlock()
+	alias := r.Form.Get("refresh_token")
+	real, ok := idp.aliases[alias]
+	if !ok || idp.used[alias] {
+		idp.reused.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"error":"invalid_grant","error_description":"refresh token reused"}`)
+		return false
+	}
+	idp.used[alias] = true
+	r.Form.Set("refresh_token", real)
+	r.PostForm.Set("refresh_token", real)
+	return true
+}
+
+// newAlias hands out a fresh alias of mockoidc's refresh token.
+func (idp *mockIdP) newAlias(real string) string {
+	idp.rotMu.Lock()
+	defer idp.rotMu.Unlock()
+	alias := "rt-" + rand.Text()
+	idp.aliases[alias] = real
+	return alias
+}
+
 // serveTokenInSeconds fixes mockoidc's token response, which gives
-// expires_in in nanoseconds instead of seconds.
+// expires_in in nanoseconds instead of seconds, and rotates refresh tokens
+// when asked to.
 func (idp *mockIdP) serveTokenInSeconds(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	rec := &bufferWriter{header: http.Header{}, status: http.StatusOK}
 	next.ServeHTTP(rec, r)
 	var doc map[string]any
 	if rec.status == http.StatusOK && json.Unmarshal(rec.buf.Bytes(), &doc) == nil {
 		doc["expires_in"] = int(idp.AccessTTL / time.Second)
+		if rt, _ := doc["refresh_token"].(string); rt != "" && idp.rotate.Load() {
+			doc["refresh_token"] = idp.newAlias(rt)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(doc)
 		return

@@ -1,0 +1,150 @@
+package oidcsession_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oidc-session/oidc_session/internal/testredis"
+)
+
+// concurrentNavigations sends n requests at once, spread over the bases,
+// with the browser's cookies, and returns their status codes.
+func concurrentNavigations(t *testing.T, b *browser, bases []string, n int) []int {
+	t.Helper()
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", bases[i%len(bases)]+"/", nil)
+			req.Header.Set("Accept", "text/html")
+			req.Header.Set("Sec-Fetch-Mode", "navigate")
+			resp, err := b.client.Do(req)
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}(i)
+	}
+	wg.Wait()
+	return codes
+}
+
+func allOK(codes []int) bool {
+	for _, c := range codes {
+		if c != http.StatusOK {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRotatingRefreshCookieStore: one instance, cookie store, an IdP that
+// rotates refresh tokens and refuses reuse; 30 requests at token expiry.
+func TestRotatingRefreshCookieStore(t *testing.T) {
+	idp := startMockIdP(t, 3*time.Second, false)
+	idp.rotate.Store(true)
+	base := startCaddy(t, siteConfig(idp, ""))
+	b := newBrowser(t)
+	b.login(base + "/")
+	time.Sleep(2200 * time.Millisecond)
+	codes := concurrentNavigations(t, b, []string{base}, 30)
+	if !allOK(codes) || idp.reused.Load() != 0 || idp.refreshes.Load() != 1 {
+		t.Errorf("codes %v, %d reused refresh tokens, %d refreshes (want all 200, 0, 1)", codes, idp.reused.Load(), idp.refreshes.Load())
+	}
+	// Later requests, some still with the pre-refresh cookie, keep working.
+	time.Sleep(2200 * time.Millisecond)
+	if codes := concurrentNavigations(t, b, []string{base}, 10); !allOK(codes) || idp.reused.Load() != 0 {
+		t.Errorf("second round: %v, %d reused", codes, idp.reused.Load())
+	}
+}
+
+// TestRedisTwoInstances: two handler instances share sessions through a
+// real Redis: log in at one, use the other, refresh at expiry with strict
+// refresh token rotation from both at once, log out at the other, and
+// ride out Redis going down.
+func TestRedisTwoInstances(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
+	idp := startMockIdP(t, 3*time.Second, false)
+	idp.rotate.Store(true)
+	store := fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t\tkey_prefix e2e:\n\t\t\tdial_timeout 300ms\n\t\t}", srv.URL())
+	a, b := freeAddr(t), freeAddr(t)
+	startCaddySites(t, map[string]string{a: siteConfig(idp, store), b: siteConfig(idp, store)})
+	baseA, baseB := "http://"+a, "http://"+b
+
+	br := newBrowser(t)
+	if resp, body := br.login(baseA + "/"); resp.StatusCode != 200 || !strings.Contains(body, "id=1234567890") {
+		t.Fatalf("login at A: %d %s", resp.StatusCode, body)
+	}
+	value := br.cookie(baseA, "_oauth2_proxy").Value
+	if len(value) > 80 || !strings.HasPrefix(value, "_oauth2_proxy-") {
+		t.Fatalf("cookie is not a ticket: %q", value)
+	}
+	rdb := srv.Client()
+	if keys := rdb.Keys(context.Background(), "e2e:_oauth2_proxy-*").Val(); len(keys) != 1 {
+		t.Fatalf("Redis keys after login: %v", keys)
+	}
+	if resp, body := br.navigate(baseB + "/"); resp.StatusCode != 200 || !strings.Contains(body, "id=1234567890") {
+		t.Fatalf("session made at A used at B: %d %s", resp.StatusCode, body)
+	}
+
+	time.Sleep(2200 * time.Millisecond)
+	codes := concurrentNavigations(t, br, []string{baseA, baseB}, 30)
+	if !allOK(codes) || idp.reused.Load() != 0 {
+		t.Fatalf("at expiry across two instances: %v, %d refresh tokens reused", codes, idp.reused.Load())
+	}
+	if n := idp.refreshes.Load(); n != 1 {
+		t.Errorf("%d refreshes for one session across two instances, want 1", n)
+	}
+	if v := br.cookie(baseA, "_oauth2_proxy").Value; v != value {
+		t.Errorf("refresh changed the ticket")
+	}
+
+	// Redis down: 503, the cookie stays; back: the session works again.
+	srv.Stop()
+	resp, _ := br.navigate(baseA + "/")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("Redis down: %d, want 503", resp.StatusCode)
+	}
+	if setCookieNamed(resp, "_oauth2_proxy") != nil {
+		t.Errorf("Redis down: the response touched the session cookie")
+	}
+	srv.Restart(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, _ = br.navigate(baseB + "/")
+		if resp.StatusCode == 200 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("after Redis came back: %d", resp.StatusCode)
+	}
+
+	// Logout at B ends the session everywhere: a copy of the cookie is dead.
+	thief := newBrowser(t)
+	thief.setCookie(baseA, "_oauth2_proxy", value)
+	if resp, _ := thief.navigate(baseA + "/"); resp.StatusCode != 200 {
+		t.Fatalf("copied cookie before logout: %d", resp.StatusCode)
+	}
+	br.navigate(baseB + "/oauth2/sign_out")
+	if keys := rdb.Keys(context.Background(), "e2e:_oauth2_proxy-*").Val(); len(keys) != 0 {
+		t.Errorf("Redis keys after sign_out: %v", keys)
+	}
+	if resp, _ := thief.navigate(baseA + "/"); resp.StatusCode != http.StatusFound {
+		t.Errorf("copied cookie after logout at B: %d, want a new login", resp.StatusCode)
+	}
+	// A new login mints a new ticket (no fixation).
+	br.login(baseA + "/")
+	if br.cookie(baseA, "_oauth2_proxy").Value == value {
+		t.Errorf("a new login reused the ticket")
+	}
+}
