@@ -292,6 +292,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("session store: %w", err)
 	}
 
+	registry.join(h, h.store)
+
 	if err := h.provisionEndpoints(); err != nil {
 		return err
 	}
@@ -396,6 +398,13 @@ func (h *Handler) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Cleanup takes the handler's store out of the admin API's view. The store
+// module itself is cleaned up by Caddy.
+func (h *Handler) Cleanup() error {
+	registry.leave(h)
+	return nil
+}
+
 func checkAbsoluteURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -432,5 +441,6 @@ func contains(list []string, v string) bool {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -3,6 +3,7 @@ package oidcsession_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -107,8 +108,15 @@ func TestRedisTwoInstances(t *testing.T) {
 		t.Errorf("refresh changed the ticket")
 	}
 
+	if code, body := health(t); code != 200 || !strings.Contains(body, `"store":"redis","reachable":true`) {
+		t.Errorf("health with Redis up: %d %s", code, body)
+	}
+
 	// Redis down: 503, the cookie stays; back: the session works again.
 	srv.Stop()
+	if code, body := health(t); code != http.StatusServiceUnavailable || !strings.Contains(body, `"reachable":false`) {
+		t.Errorf("health with Redis down: %d %s", code, body)
+	}
 	resp, _ := br.navigate(baseA + "/")
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("Redis down: %d, want 503", resp.StatusCode)
@@ -147,4 +155,16 @@ func TestRedisTwoInstances(t *testing.T) {
 	if br.cookie(baseA, "_oauth2_proxy").Value == value {
 		t.Errorf("a new login reused the ticket")
 	}
+}
+
+// health reads the admin API's readiness view of the running test Caddy.
+func health(t *testing.T) (int, string) {
+	t.Helper()
+	resp, err := http.Get(running.admin + "/oidc_session/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

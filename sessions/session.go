@@ -89,6 +89,13 @@ type Env struct {
 	IdleTimeout time.Duration
 }
 
+// Pinger is implemented by stores that depend on a server, for readiness
+// checks.
+type Pinger interface {
+	// Ping reports whether the store's server can be reached.
+	Ping(ctx context.Context) error
+}
+
 // Locker is implemented by stores shared between Caddy instances, so that
 // one refresh of a session happens at a time across all of them.
 type Locker interface {

@@ -44,3 +44,19 @@ func (b backend) Delete(ctx context.Context, key string) error {
 func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: redis %s: %v", sessions.ErrUnavailable, op, err)
 }
+
+// Ping implements sessions.Pinger; on a Cluster every master must answer.
+func (s *Store) Ping(ctx context.Context) error {
+	var err error
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return c.Ping(ctx).Err()
+		})
+	} else {
+		err = s.client.Ping(ctx).Err()
+	}
+	if err != nil {
+		return unavailable("PING", err)
+	}
+	return nil
+}

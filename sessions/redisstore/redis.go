@@ -357,6 +357,7 @@ func durationOr(d caddy.Duration, def time.Duration) time.Duration {
 var (
 	_ sessions.Store     = (*Store)(nil)
 	_ sessions.Locker    = (*Store)(nil)
+	_ sessions.Pinger    = (*Store)(nil)
 	_ caddy.Provisioner  = (*Store)(nil)
 	_ caddy.CleanerUpper = (*Store)(nil)
 )

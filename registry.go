@@ -1,0 +1,45 @@
+package oidcsession
+
+import (
+	"sync"
+
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+// registry holds the stores of the handlers of the running config(s), for
+// the admin API: admin modules are created apart from the apps and cannot
+// reach handlers otherwise. Handlers join in Provision and leave in Cleanup.
+var registry = &storeRegistry{entries: map[*Handler]sessions.Store{}}
+
+type storeRegistry struct {
+	mu      sync.RWMutex
+	entries map[*Handler]sessions.Store
+}
+
+func (r *storeRegistry) join(h *Handler, s sessions.Store) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.entries[h] = s
+}
+
+func (r *storeRegistry) leave(h *Handler) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.entries, h)
+}
+
+// stores returns the registered stores, each once even when several
+// handlers share it.
+func (r *storeRegistry) stores() []sessions.Store {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	seen := map[sessions.Store]bool{}
+	var out []sessions.Store
+	for _, s := range r.entries {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
