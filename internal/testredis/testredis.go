@@ -164,7 +164,9 @@ func (s *Server) Stop() {
 // Restart stops the server if it is running, starts it again with the same
 // command line on the same port and waits (bounded) until it answers PING.
 // Without persistence the data is gone afterwards. A cluster node keeps its
-// nodes.conf and so its identity and slots.
+// nodes.conf and so its identity and slots. A Sentinel data server comes back
+// with its original role (the initial replica with --replicaof the initial
+// master); see Sentinel.WaitReplicaSynced.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -182,6 +183,21 @@ func TestSentinelFailover(t *testing.T) {
 	start = time.Now()
 	s.WaitReplicaSynced(t)
 	t.Logf("former master resynced as replica in %v", time.Since(start))
+
+	// And back: the pair is complete again.
+	start = time.Now()
+	s.Failover(t)
+	t.Logf("second Failover took %v", time.Since(start))
+	if s.Master != oldMaster {
+		t.Fatal("second Failover did not return to the original master")
+	}
+	eventually(t, 10*time.Second, "read after second failover", func(ctx context.Context) error {
+		got, err := c.Get(ctx, "after").Result()
+		if err == nil && got != "2" {
+			err = fmt.Errorf("got %q", got)
+		}
+		return err
+	})
 }
 
 func TestSentinelKillMaster(t *testing.T) {
@@ -218,6 +234,47 @@ func TestSentinelKillMaster(t *testing.T) {
 		return err
 	})
 	t.Logf("failover client recovered in %v", time.Since(start))
+
+	// The killed master comes back empty and becomes a replica again.
+	s.Replica.Restart(t)
+	start = time.Now()
+	s.WaitReplicaSynced(t)
+	t.Logf("restarted former master resynced in %v", time.Since(start))
+	if got, err := s.Replica.Client().Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Fatalf("GET on resynced replica = %q, %v", got, err)
+	}
+}
+
+// TestStartRetriesOnBindFailure: a process that cannot bind is retried on
+// a new port.
+func TestStartRetriesOnBindFailure(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := l.Addr().(*net.TCPAddr).Port
+	attempts := 0
+	s, err := startServer(t, "retry", Binary(t, "redis-server"), "", func(port int, dir string) ([]string, error) {
+		attempts++
+		if attempts == 1 {
+			port = taken // fails: address already in use
+		}
+		return serverArgs(port, dir, "", nil), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 2 {
+		t.Fatalf("%d attempts, want 2", attempts)
+	}
+	if err := s.Client().Ping(ctxT(t, 5*time.Second)).Err(); err != nil {
+		t.Fatalf("PING: %v", err)
+	}
+	if log := tail(s.LogPath(), 100); !strings.Contains(log, "Address already in use") {
+		t.Errorf("log does not show the bind failure:\n%s", log)
+	}
 }
 
 func TestCluster(t *testing.T) {
