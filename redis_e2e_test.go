@@ -168,3 +168,28 @@ func health(t *testing.T) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestRedisDownAtStartup: a config whose Redis is not running loads; a
+// request with a session cookie gets the configured status and keeps its
+// cookie, one without a cookie is sent to log in; when Redis starts, the
+// login works.
+func TestRedisDownAtStartup(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	srv.Stop() // its port stays reserved for Restart
+	idp := startMockIdP(t, 0, false)
+	store := fmt.Sprintf("unavailable_status 502\n\t\tstore redis {\n\t\t\turl %s\n\t\t\tdial_timeout 200ms\n\t\t}", srv.URL())
+	base := startCaddy(t, siteConfig(idp, store))
+	b := newBrowser(t)
+	b.setCookie(base, "_oauth2_proxy", "_oauth2_proxy-"+strings.Repeat("a", 32)+"."+strings.Repeat("A", 22))
+	resp, _ := b.navigate(base + "/")
+	if resp.StatusCode != http.StatusBadGateway || setCookieNamed(resp, "_oauth2_proxy") != nil {
+		t.Fatalf("Redis down, with a cookie: %d (want the configured 502) %v", resp.StatusCode, resp.Header["Set-Cookie"])
+	}
+	if resp, _ := newBrowser(t).navigate(base + "/"); resp.StatusCode != http.StatusFound {
+		t.Errorf("Redis down, no cookie: %d, want a login redirect", resp.StatusCode)
+	}
+	srv.Restart(t)
+	if resp, body := newBrowser(t).login(base + "/"); resp.StatusCode != 200 {
+		t.Errorf("login after Redis started: %d %s", resp.StatusCode, body)
+	}
+}
