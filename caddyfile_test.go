@@ -327,7 +327,12 @@ const testSecret = "0123456789abcdef0123456789abcdef"
 func provisioned(t *testing.T, h *Handler) error {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
+	// As Caddy does when a config is unloaded: the handler's Cleanup, then
+	// the context's (which cleans up its store).
+	t.Cleanup(func() {
+		_ = h.Cleanup()
+		cancel()
+	})
 	return h.Provision(ctx)
 }
 
