@@ -4,9 +4,11 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -123,6 +125,19 @@ func (kr *Keyring) SealSession(sessionSecret, plain, aad []byte) ([]byte, error)
 // OpenSession reverses SealSession.
 func (kr *Keyring) OpenSession(sessionSecret, sealed, aad []byte) ([]byte, error) {
 	return kr.open(sealed, aad, func(k sealKey) (sealKey, error) { return k.derive(sessionSecret) })
+}
+
+// MACs returns an HMAC-SHA256 of data under each key, current key first:
+// names derived from a value (an index by subject) that reveal nothing
+// without the secret; looking up under every key keeps rotation working.
+func (kr *Keyring) MACs(data string) []string {
+	out := make([]string, len(kr.keys))
+	for i, k := range kr.keys {
+		m := hmac.New(sha256.New, k.raw)
+		m.Write([]byte("oidc_session/v1/index\x00" + data))
+		out[i] = hex.EncodeToString(m.Sum(nil)[:16])
+	}
+	return out
 }
 
 func (kr *Keyring) open(sealed, aad []byte, key func(sealKey) (sealKey, error)) ([]byte, error) {

@@ -87,6 +87,9 @@ type Env struct {
 	// IdleTimeout is the handler's idle timeout (0: none); server-side
 	// stores expire records at the session's Deadline.
 	IdleTimeout time.Duration
+	// MaxPerUser caps the sessions of one subject in server-side stores: a
+	// new login beyond it ends that subject's oldest session. 0: no cap.
+	MaxPerUser int
 }
 
 // Pinger is implemented by stores that depend on a server, for readiness

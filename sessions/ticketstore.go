@@ -2,32 +2,60 @@ package sessions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"sort"
+	"strings"
 	"time"
 )
 
 // Backend is the key-value store with expiry that a TicketStore keeps its
-// encrypted records in (memory, Redis).
+// records in (memory, Redis). Every error other than ErrNoSession must wrap
+// ErrUnavailable.
 type Backend interface {
-	// Get returns the value, ErrNoSession if the key does not exist, or an
-	// error wrapping ErrUnavailable.
+	// Get returns the value, or ErrNoSession if the key does not exist.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// GetMany returns the values of keys, nil for those that do not exist.
+	GetMany(ctx context.Context, keys []string) ([][]byte, error)
 	// Set stores the value for ttl (at least one second).
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
-	// Delete removes the key; a missing key is not an error.
-	Delete(ctx context.Context, key string) error
+	// Delete removes keys; missing keys are not an error.
+	Delete(ctx context.Context, keys ...string) error
+	// IndexAdd adds member to the set at key, with the time it expires;
+	// the set lives as long as its latest member.
+	IndexAdd(ctx context.Context, key, member string, expires time.Time) error
+	// IndexMembers returns the unexpired members of the set at key (and
+	// may drop the expired ones).
+	IndexMembers(ctx context.Context, key string) ([]string, error)
+	// IndexRemove removes members from the set at key.
+	IndexRemove(ctx context.Context, key string, members ...string) error
+	// Scan calls fn with batches of the keys that start with prefix.
+	Scan(ctx context.Context, prefix string, fn func(keys []string) error) error
 }
 
-// TicketStore is the Store logic shared by the server-side stores: tickets
-// in the cookie, one record per session encrypted with the ticket's secret,
-// expiring with the session.
+// TicketStore is the logic shared by the server-side stores: tickets in the
+// cookie; per session, a record encrypted with the ticket's secret and a
+// metadata record (no tokens) encrypted with the server's key; indexes by
+// subject and IdP session id whose names are keyed hashes, so the backend
+// alone reveals no subject. Everything expires with the session.
+//
+// Keys, with P the key prefix and N the cookie name:
+//
+//	P N-<ticketID>          the session
+//	P N-<ticketID>.meta     its metadata
+//	P N:sub:<hmac(sub)>     index: the subject's sessions
+//	P N:sid:<hmac(sid)>     index: the IdP session's sessions
 type TicketStore struct {
 	Backend Backend
-	// KeyPrefix goes in front of every ticket handle to form the key.
+	// KeyPrefix goes in front of every key.
 	KeyPrefix string
+	// Name is the store's name in listings (memory, redis).
+	Name string
 
 	env Env
 }
+
+const metaSuffix = ".meta"
 
 // Bind implements Store.
 func (s *TicketStore) Bind(env Env) error {
@@ -40,6 +68,18 @@ func (s *TicketStore) Env() Env { return s.env }
 
 // Key is the backend key of a ticket's record.
 func (s *TicketStore) Key(t *Ticket) string { return s.KeyPrefix + t.Handle }
+
+func (s *TicketStore) metaKey(handle string) string { return s.KeyPrefix + handle + metaSuffix }
+
+// indexKeys names the index of a subject or sid under every server key,
+// the current one first.
+func (s *TicketStore) indexKeys(kind, value string) []string {
+	macs := s.env.Keys.MACs(kind + "\x00" + value)
+	for i, m := range macs {
+		macs[i] = s.KeyPrefix + s.env.CookieName + ":" + kind + ":" + m
+	}
+	return macs
+}
 
 // Load implements Store.
 func (s *TicketStore) Load(ctx context.Context, value string) (*Session, error) {
@@ -55,13 +95,15 @@ func (s *TicketStore) Load(ctx context.Context, value string) (*Session, error) 
 }
 
 // Save implements Store. A new session (prev == "") always gets a new
-// ticket; an update keeps the ticket it had.
+// ticket, and may end the subject's oldest session (MaxPerUser); an update
+// keeps the ticket it had.
 func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (string, error) {
 	t, ok := ParseTicket(s.env.CookieName, prev)
 	if prev == "" || !ok {
 		t = NewTicket(s.env.CookieName)
 	}
-	ttl := time.Until(sess.Deadline(s.env.IdleTimeout))
+	deadline := sess.Deadline(s.env.IdleTimeout)
+	ttl := time.Until(deadline)
 	if ttl < time.Second {
 		return "", errors.New("session already expired")
 	}
@@ -75,7 +117,51 @@ func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (str
 	if err := s.Backend.Set(ctx, s.Key(t), sealed, ttl); err != nil {
 		return "", err
 	}
+	meta := Meta{ID: t.Handle, Subject: sess.Subject, Email: sess.Email, Name: sess.Name, SID: sess.SID,
+		CreatedAt: sess.CreatedAt, LastSeen: sess.LastSeen, ExpiresAt: deadline}
+	if err := s.Backend.Set(ctx, s.metaKey(t.Handle), s.sealMeta(meta), ttl); err != nil {
+		return "", err
+	}
+	if err := s.Backend.IndexAdd(ctx, s.indexKeys("sub", sess.Subject)[0], t.Handle, deadline); err != nil {
+		return "", err
+	}
+	if sess.SID != "" {
+		if err := s.Backend.IndexAdd(ctx, s.indexKeys("sid", sess.SID)[0], t.Handle, deadline); err != nil {
+			return "", err
+		}
+	}
+	if prev == "" && s.env.MaxPerUser > 0 {
+		if err := s.enforceLimit(ctx, sess.Subject, t.Handle); err != nil {
+			return "", err
+		}
+	}
 	return t.Value(), nil
+}
+
+// enforceLimit ends the subject's oldest sessions beyond MaxPerUser,
+// never the one just made.
+func (s *TicketStore) enforceLimit(ctx context.Context, sub, keep string) error {
+	var metas []Meta
+	err := s.Sessions(ctx, sub, func(m Meta) error {
+		if m.ID != keep {
+			metas = append(metas, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	excess := len(metas) + 1 - s.env.MaxPerUser
+	if excess <= 0 {
+		return nil
+	}
+	sort.Slice(metas, func(i, j int) bool { return metas[i].CreatedAt.Before(metas[j].CreatedAt) })
+	for _, m := range metas[:excess] {
+		if err := s.end(ctx, m.ID, &m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Delete implements Store.
@@ -84,5 +170,200 @@ func (s *TicketStore) Delete(ctx context.Context, value string) error {
 	if !ok {
 		return nil
 	}
-	return s.Backend.Delete(ctx, s.Key(t))
+	return s.end(ctx, t.Handle, nil)
 }
+
+// end deletes a session, its metadata and its index entries. meta may be
+// nil, in which case it is read (for the index names) when still there.
+func (s *TicketStore) end(ctx context.Context, handle string, meta *Meta) error {
+	if meta == nil {
+		if m, err := s.readMeta(ctx, handle); err == nil {
+			meta = m
+		} else if !errors.Is(err, ErrNoSession) {
+			return err
+		}
+	}
+	if err := s.Backend.Delete(ctx, s.KeyPrefix+handle, s.metaKey(handle)); err != nil {
+		return err
+	}
+	if meta != nil {
+		for _, key := range s.indexKeys("sub", meta.Subject) {
+			if err := s.Backend.IndexRemove(ctx, key, handle); err != nil {
+				return err
+			}
+		}
+		if meta.SID != "" {
+			for _, key := range s.indexKeys("sid", meta.SID) {
+				if err := s.Backend.IndexRemove(ctx, key, handle); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (s *TicketStore) sealMeta(m Meta) []byte {
+	b, _ := json.Marshal(m) // cannot fail for this type
+	return s.env.Keys.Seal(b, s.metaAAD(m.ID))
+}
+
+func (s *TicketStore) openMeta(handle string, sealed []byte) (*Meta, error) {
+	plain, err := s.env.Keys.Open(sealed, s.metaAAD(handle))
+	if err != nil {
+		return nil, ErrNoSession
+	}
+	var m Meta
+	if err := json.Unmarshal(plain, &m); err != nil || m.ID != handle {
+		return nil, ErrNoSession
+	}
+	m.Store = s.Name
+	return &m, nil
+}
+
+func (s *TicketStore) metaAAD(handle string) []byte {
+	return append([]byte("meta\x00"+handle+"\x00"), s.env.Binding...)
+}
+
+func (s *TicketStore) readMeta(ctx context.Context, handle string) (*Meta, error) {
+	sealed, err := s.Backend.Get(ctx, s.metaKey(handle))
+	if err != nil {
+		return nil, err
+	}
+	return s.openMeta(handle, sealed)
+}
+
+// Sessions implements Manager.
+func (s *TicketStore) Sessions(ctx context.Context, sub string, fn func(Meta) error) error {
+	if sub != "" {
+		handles, err := s.members(ctx, s.indexKeys("sub", sub))
+		if err != nil {
+			return err
+		}
+		return s.walk(ctx, handles, func(m Meta) error {
+			if m.Subject != sub {
+				return nil // a stale index entry of a reused handle cannot happen, but be exact
+			}
+			return fn(m)
+		})
+	}
+	prefix := s.KeyPrefix + s.env.CookieName + "-"
+	return s.Backend.Scan(ctx, prefix, func(keys []string) error {
+		var handles []string
+		for _, k := range keys {
+			if h, ok := strings.CutSuffix(k, metaSuffix); ok {
+				handles = append(handles, strings.TrimPrefix(h, s.KeyPrefix))
+			}
+		}
+		return s.walk(ctx, handles, fn)
+	})
+}
+
+// walk reads the metadata of handles in one batch and calls fn for the
+// live ones.
+func (s *TicketStore) walk(ctx context.Context, handles []string, fn func(Meta) error) error {
+	if len(handles) == 0 {
+		return nil
+	}
+	keys := make([]string, len(handles))
+	for i, h := range handles {
+		keys[i] = s.metaKey(h)
+	}
+	vals, err := s.Backend.GetMany(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for i, v := range vals {
+		if v == nil {
+			continue
+		}
+		m, err := s.openMeta(handles[i], v)
+		if err != nil {
+			continue // another deployment's record under the same prefix
+		}
+		if err := fn(*m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *TicketStore) members(ctx context.Context, indexKeys []string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, key := range indexKeys {
+		ms, err := s.Backend.IndexMembers(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			if !seen[m] {
+				seen[m] = true
+				out = append(out, m)
+			}
+		}
+	}
+	return out, nil
+}
+
+// EndID implements Manager.
+func (s *TicketStore) EndID(ctx context.Context, id string) (bool, error) {
+	if !strings.HasPrefix(id, s.env.CookieName+"-") {
+		return false, nil
+	}
+	m, err := s.readMeta(ctx, id)
+	if errors.Is(err, ErrNoSession) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, s.end(ctx, id, m)
+}
+
+// EndSubject implements Manager.
+func (s *TicketStore) EndSubject(ctx context.Context, sub string) (int, error) {
+	return s.endMatching(ctx, func(fn func(Meta) error) error { return s.Sessions(ctx, sub, fn) })
+}
+
+// EndSID implements Manager.
+func (s *TicketStore) EndSID(ctx context.Context, sid string) (int, error) {
+	handles, err := s.members(ctx, s.indexKeys("sid", sid))
+	if err != nil {
+		return 0, err
+	}
+	return s.endMatching(ctx, func(fn func(Meta) error) error {
+		return s.walk(ctx, handles, func(m Meta) error {
+			if m.SID != sid {
+				return nil
+			}
+			return fn(m)
+		})
+	})
+}
+
+// EndAll implements Manager.
+func (s *TicketStore) EndAll(ctx context.Context) (int, error) {
+	return s.endMatching(ctx, func(fn func(Meta) error) error { return s.Sessions(ctx, "", fn) })
+}
+
+// endMatching collects the sessions a walk yields, then ends them (ending
+// while walking would disturb a backend's scan).
+func (s *TicketStore) endMatching(ctx context.Context, walk func(func(Meta) error) error) (int, error) {
+	var metas []Meta
+	if err := walk(func(m Meta) error { metas = append(metas, m); return nil }); err != nil {
+		return 0, err
+	}
+	for i := range metas {
+		if err := s.end(ctx, metas[i].ID, &metas[i]); err != nil {
+			return i, err
+		}
+	}
+	return len(metas), nil
+}
+
+// Interface guards
+var (
+	_ Store   = (*TicketStore)(nil)
+	_ Manager = (*TicketStore)(nil)
+)

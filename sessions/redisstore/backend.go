@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -35,11 +36,117 @@ func (b backend) Set(ctx context.Context, key string, value []byte, ttl time.Dur
 	return nil
 }
 
-func (b backend) Delete(ctx context.Context, key string) error {
-	if err := b.client.Del(ctx, key).Err(); err != nil {
+func (b backend) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
+	// One pipelined GET per key rather than MGET: on a Cluster the keys
+	// live in different slots, and go-redis splits a pipeline by node.
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("GET", err)
+	}
+	out := make([][]byte, len(keys))
+	for i, c := range cmds {
+		if v, err := c.Bytes(); err == nil {
+			out[i] = v
+		}
+	}
+	return out, nil
+}
+
+func (b backend) Delete(ctx context.Context, keys ...string) error {
+	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Del(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
 		return unavailable("DEL", err)
 	}
 	return nil
+}
+
+// Indexes are sorted sets scored by each member's expiry; the set expires
+// with its latest member. Each script touches one key, so it is atomic and
+// works on a Cluster.
+var (
+	indexAddScript = redis.NewScript(`
+redis.call("ZADD", KEYS[1], ARGV[1], ARGV[2])
+local top = redis.call("ZRANGE", KEYS[1], -1, -1, "WITHSCORES")
+redis.call("EXPIREAT", KEYS[1], math.floor(tonumber(top[2])) + 1)
+return 1`)
+	indexMembersScript = redis.NewScript(`
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", ARGV[1])
+return redis.call("ZRANGE", KEYS[1], 0, -1)`)
+)
+
+func (b backend) IndexAdd(ctx context.Context, key, member string, expires time.Time) error {
+	if err := indexAddScript.Run(ctx, b.client, []string{key}, expires.Unix(), member).Err(); err != nil {
+		return unavailable("ZADD", err)
+	}
+	return nil
+}
+
+func (b backend) IndexMembers(ctx context.Context, key string) ([]string, error) {
+	ms, err := indexMembersScript.Run(ctx, b.client, []string{key}, time.Now().Unix()).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("ZRANGE", err)
+	}
+	return ms, nil
+}
+
+func (b backend) IndexRemove(ctx context.Context, key string, members ...string) error {
+	args := make([]any, len(members))
+	for i, m := range members {
+		args[i] = m
+	}
+	if err := b.client.ZRem(ctx, key, args...).Err(); err != nil {
+		return unavailable("ZREM", err)
+	}
+	return nil
+}
+
+// Scan walks the keyspace with SCAN (never KEYS), on every master of a
+// Cluster.
+func (b backend) Scan(ctx context.Context, prefix string, fn func(keys []string) error) error {
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, globEscape(prefix)+"*", 1000).Result()
+			if err != nil {
+				return unavailable("SCAN", err)
+			}
+			if len(keys) > 0 {
+				if err := fn(keys); err != nil {
+					return err
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	if cc, ok := b.client.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	}
+	return scan(ctx, b.client)
+}
+
+// globEscape quotes the characters SCAN MATCH treats as a pattern.
+func globEscape(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			sb.WriteByte('\\')
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
 }
 
 func unavailable(op string, err error) error {

@@ -150,6 +150,7 @@ func (s *Store) Provision(ctx caddy.Context) error {
 	s.poolKey = key
 	s.client = val.(pooledClient).UniversalClient
 	s.TicketStore.Backend = backend{client: s.client}
+	s.TicketStore.Name = "redis"
 	s.TicketStore.KeyPrefix = repl.ReplaceKnown(s.KeyPrefix, "")
 	if s.LockTTL == 0 {
 		s.LockTTL = caddy.Duration(5 * time.Second)
