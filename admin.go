@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -19,7 +21,14 @@ func init() {
 // AdminAPI serves oidc_session's endpoints on Caddy's admin API. It needs
 // no configuration: Caddy loads every admin.api module.
 //
-//	GET /oidc_session/health  whether each session store is reachable
+//	GET    /oidc_session/health             whether each session store is reachable
+//	GET    /oidc_session/sessions[?sub=S]   live sessions of the server-side stores (streamed)
+//	DELETE /oidc_session/sessions/<id>      end one session
+//	DELETE /oidc_session/sessions?sub=S     end a user's sessions
+//	DELETE /oidc_session/sessions           end all sessions
+//
+// Sessions in the cookie store live only in browsers: they cannot be
+// listed or ended here (responses name such stores under "unmanaged").
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -32,13 +41,12 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 
 // Routes returns the admin routes.
 func (AdminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{
-		Pattern: "/oidc_session/health",
-		Handler: caddy.AdminHandlerFunc(serveHealth),
-	}}
+	return []caddy.AdminRoute{
+		{Pattern: "/oidc_session/health", Handler: caddy.AdminHandlerFunc(serveHealth)},
+		{Pattern: "/oidc_session/sessions", Handler: caddy.AdminHandlerFunc(serveSessions)},
+		{Pattern: "/oidc_session/sessions/", Handler: caddy.AdminHandlerFunc(serveSessions)},
+	}
 }
-
-var errMethod = errors.New("method not allowed")
 
 type storeHealth struct {
 	Store     string `json:"store"`
@@ -50,7 +58,7 @@ type storeHealth struct {
 // with the detail per store. It is meant for readiness probes.
 func serveHealth(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errMethod}
+		return methodNotAllowed()
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
@@ -73,6 +81,90 @@ func serveHealth(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	return json.NewEncoder(w).Encode(out)
+}
+
+func serveSessions(w http.ResponseWriter, r *http.Request) error {
+	id, hasID := strings.CutPrefix(r.URL.Path, "/oidc_session/sessions/")
+	managers, unmanaged := registry.managers()
+	switch {
+	case r.Method == http.MethodGet && !hasID:
+		return listSessions(w, r, managers, unmanaged)
+	case r.Method == http.MethodDelete:
+		return endSessions(w, r, managers, unmanaged, id, hasID)
+	}
+	return methodNotAllowed()
+}
+
+// listSessions streams the sessions as they are read, so a store with
+// 100k sessions never sits in memory at once. An error after the first
+// byte ends the array and is reported in an "error" member.
+func listSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Manager, unmanaged []string) error {
+	sub := r.URL.Query().Get("sub")
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	fmt.Fprint(w, `{"sessions":[`)
+	n := 0
+	var walkErr error
+	for _, m := range managers {
+		walkErr = m.Sessions(r.Context(), sub, func(meta sessions.Meta) error {
+			if n > 0 {
+				fmt.Fprint(w, ",")
+			}
+			n++
+			return enc.Encode(meta)
+		})
+		if walkErr != nil {
+			break
+		}
+	}
+	fmt.Fprintf(w, `],"count":%d`, n)
+	if len(unmanaged) > 0 {
+		b, _ := json.Marshal(unmanaged)
+		fmt.Fprintf(w, `,"unmanaged":%s`, b)
+	}
+	if walkErr != nil {
+		b, _ := json.Marshal(walkErr.Error())
+		fmt.Fprintf(w, `,"error":%s`, b)
+	}
+	fmt.Fprint(w, "}\n")
+	return nil
+}
+
+func endSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Manager, unmanaged []string, id string, hasID bool) error {
+	ctx := r.Context()
+	sub := r.URL.Query().Get("sub")
+	ended := 0
+	for _, m := range managers {
+		var n int
+		var err error
+		switch {
+		case hasID:
+			var ok bool
+			if ok, err = m.EndID(ctx, id); ok {
+				n = 1
+			}
+		case sub != "":
+			n, err = m.EndSubject(ctx, sub)
+		default:
+			n, err = m.EndAll(ctx)
+		}
+		ended += n
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+		}
+	}
+	if hasID && ended == 0 {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("no such session")}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(struct {
+		Ended     int      `json:"ended"`
+		Unmanaged []string `json:"unmanaged,omitempty"`
+	}{ended, unmanaged})
+}
+
+func methodNotAllowed() error {
+	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("method not allowed")}
 }
 
 func storeName(s sessions.Store) string {

@@ -132,6 +132,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("max_login_flows must be a positive number, not %q", s)
 				}
 			}
+		case "max_sessions_per_user":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if h.MaxSessionsPerUser, err = strconv.Atoi(v); err != nil || h.MaxSessionsPerUser < 1 {
+					return d.Errf("max_sessions_per_user must be a positive number, not %q", v)
+				}
+			}
 		case "unavailable_status":
 			var v string
 			if err = oneArg(d, &v); err == nil {

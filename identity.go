@@ -15,7 +15,7 @@ import (
 
 // newSession builds a session from a login's verified tokens.
 func (h *Handler) newSession(t *oidc.Tokens) (*sessions.Session, error) {
-	now := time.Now().Truncate(time.Second)
+	now := time.Now().Truncate(time.Millisecond)
 	s := &sessions.Session{
 		CreatedAt: now,
 		LastSeen:  now,

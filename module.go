@@ -153,6 +153,11 @@ type Handler struct {
 	// ProviderTimeout bounds every call to the IdP. Default: 10s.
 	ProviderTimeout caddy.Duration `json:"provider_timeout,omitempty"`
 
+	// MaxSessionsPerUser caps the sessions of one user (subject) in a
+	// server-side store: a new login beyond the cap ends that user's oldest
+	// session. Needs the memory or redis store. Default: 0 (no cap).
+	MaxSessionsPerUser int `json:"max_sessions_per_user,omitempty"`
+
 	// UnavailableStatus is the status answered when a session cannot be
 	// judged because the session store or the IdP cannot be reached. The
 	// user's cookie is kept, so service resumes when they are back.
@@ -283,11 +288,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading session store: %w", err)
 	}
 	h.store = mod.(sessions.Store)
+	if _, ok := h.store.(sessions.Manager); !ok && h.MaxSessionsPerUser > 0 {
+		return errors.New("max_sessions_per_user needs a server-side store (store memory or store redis): the cookie store cannot see a user's other sessions")
+	}
 	if err := h.store.Bind(sessions.Env{
 		CookieName:  h.Cookie.Name,
 		Keys:        sessionKeys,
 		Binding:     h.binding,
 		IdleTimeout: h.idleTimeout(),
+		MaxPerUser:  h.MaxSessionsPerUser,
 	}); err != nil {
 		return fmt.Errorf("session store: %w", err)
 	}
@@ -386,6 +395,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.UnavailableStatus < 400 || h.UnavailableStatus > 599 {
 		errs = append(errs, fmt.Errorf("unavailable_status must be a 4xx or 5xx status, not %d", h.UnavailableStatus))
+	}
+	if h.MaxSessionsPerUser < 0 {
+		errs = append(errs, errors.New("max_sessions_per_user must be 0 (no cap) or more"))
 	}
 	if h.MaxLoginFlows < 1 {
 		errs = append(errs, errors.New("max_login_flows must be at least 1"))

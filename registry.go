@@ -43,3 +43,18 @@ func (r *storeRegistry) stores() []sessions.Store {
 	}
 	return out
 }
+
+// managers returns the stores that can list and end sessions, and the
+// names of those that cannot.
+func (r *storeRegistry) managers() ([]sessions.Manager, []string) {
+	var ms []sessions.Manager
+	var unmanaged []string
+	for _, s := range r.stores() {
+		if m, ok := s.(sessions.Manager); ok {
+			ms = append(ms, m)
+		} else if name := storeName(s); !contains(unmanaged, name) {
+			unmanaged = append(unmanaged, name)
+		}
+	}
+	return ms, unmanaged
+}

@@ -21,7 +21,8 @@ import (
 //
 // Layout: version byte, flags byte, then the body (deflated if flagCompressed).
 // The body is a sequence of fields in fixed order: uvarint-length-prefixed
-// strings, varint times (unix seconds, 0 for zero), and for tokens a form byte
+// strings, varint times (unix milliseconds, 0 for zero; milliseconds keep
+// the order of logins made within one second), and for tokens a form byte
 // (raw or JWT) followed by the parts.
 
 const (
@@ -146,7 +147,7 @@ func putTime(w []byte, t time.Time) []byte {
 	if t.IsZero() {
 		return binary.AppendVarint(w, 0)
 	}
-	return binary.AppendVarint(w, t.Unix())
+	return binary.AppendVarint(w, t.UnixMilli())
 }
 
 // putToken stores a JWT as its three decoded parts when decoding and
@@ -257,7 +258,7 @@ func (r *reader) time() time.Time {
 	if v == 0 {
 		return time.Time{}
 	}
-	return time.Unix(v, 0)
+	return time.UnixMilli(v)
 }
 
 func (r *reader) token() string {
