@@ -149,6 +149,9 @@ func endSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Man
 			n, err = m.EndAll(ctx)
 		}
 		ended += n
+		for i := 0; i < n; i++ {
+			metricLogout(logoutAdmin)
+		}
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
 		}

@@ -27,6 +27,9 @@ func (h *Handler) provisionEndpoints() error {
 		h.PathPrefix + "/callback": (*Handler).serveCallback,
 		h.PathPrefix + "/sign_out": (*Handler).serveSignOut,
 		h.PathPrefix + "/userinfo": (*Handler).serveUserInfo,
+
+		h.PathPrefix + "/backchannel_logout":  (*Handler).serveBackchannelLogout,
+		h.PathPrefix + "/frontchannel_logout": (*Handler).serveFrontchannelLogout,
 	}
 	h.callbackURI = h.PathPrefix + "/callback"
 	if h.RedirectURL != "" {
@@ -138,60 +141,65 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	id, ok := oidc.IDFromState(q.Get("state"))
 	if !ok {
-		return caddyhttp.Error(http.StatusBadRequest, errors.New("login callback without a valid state"))
+		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login callback without a valid state"))
 	}
 	c, err := r.Cookie(h.jar.FlowPrefix() + id)
 	if err != nil {
-		return caddyhttp.Error(http.StatusBadRequest, errors.New("unknown or expired login attempt (state matches no login flow of this browser)"))
+		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("unknown or expired login attempt (state matches no login flow of this browser)"))
 	}
 	// A flow is used once, whatever the outcome.
 	h.jar.Delete(w, c.Name)
 	f, err := h.openFlow(c)
 	if err != nil || !f.Matches(q.Get("state")) {
-		return caddyhttp.Error(http.StatusBadRequest, errors.New("login flow cookie invalid or not for this state"))
+		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login flow cookie invalid or not for this state"))
 	}
 	if time.Since(f.Created) > time.Duration(h.LoginTimeout) {
-		return caddyhttp.Error(http.StatusBadRequest, errors.New("login attempt expired"))
+		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login attempt expired"))
 	}
 	if e := q.Get("error"); e != "" {
 		h.logger.Info("IdP refused the login", zap.String("error", truncate(e, 64)))
-		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("login refused by the identity provider: %s", truncate(e, 64)))
+		return loginFailed(http.StatusForbidden, loginFailureIdPError, fmt.Errorf("login refused by the identity provider: %s", truncate(e, 64)))
 	}
 	code := q.Get("code")
 	if code == "" {
-		return caddyhttp.Error(http.StatusBadRequest, errors.New("login callback without a code"))
+		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login callback without a code"))
 	}
-	d, err := h.provider.Discover(r.Context())
+	ctx, sp := idpSpan(r.Context(), "exchange")
+	d, err := h.provider.Discover(ctx)
 	if err != nil {
-		return caddyhttp.Error(h.UnavailableStatus, err)
+		endSpan(sp, err)
+		return loginFailed(h.UnavailableStatus, loginFailureUnavailable, err)
 	}
-	tokens, err := h.provider.Exchange(r.Context(), d, f, code, h.redirectURL(r), h.FetchUserInfo)
+	tokens, err := h.provider.Exchange(ctx, d, f, code, h.redirectURL(r), h.FetchUserInfo)
+	endSpan(sp, err)
 	if errors.Is(err, oidc.ErrUnavailable) {
 		h.logger.Error("login failed: IdP unavailable", zap.Error(err))
-		return caddyhttp.Error(h.UnavailableStatus, err)
+		return loginFailed(h.UnavailableStatus, loginFailureUnavailable, err)
 	}
 	if err != nil {
 		h.logger.Warn("login failed", zap.Error(err))
-		return caddyhttp.Error(http.StatusBadRequest, err)
+		return loginFailed(http.StatusBadRequest, loginFailureExchange, err)
 	}
 	sess, err := h.newSession(tokens)
 	if err != nil {
-		return caddyhttp.Error(http.StatusBadRequest, err)
+		return loginFailed(http.StatusBadRequest, loginFailureVerify, err)
 	}
 	if err := h.authorize(sess); err != nil {
 		h.logger.Info("login denied by authorization rules", zap.String("sub", sess.Subject), zap.Error(err))
-		return caddyhttp.Error(http.StatusForbidden, err)
+		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
 	}
 	// A new login never continues an earlier session (no fixation): the
 	// old one is ended and the store mints a new identifier.
 	if old := h.jar.Read(r); old != "" {
-		_ = h.store.Delete(r.Context(), old)
+		_ = h.storeDelete(r.Context(), old)
 	}
 	if err := h.saveSession(w, r, "", sess); err != nil {
 		h.logger.Error("could not save new session", zap.String("sub", sess.Subject), zap.Error(err))
 		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
 	h.logger.Info("login", zap.String("sub", sess.Subject))
+	metricLogin()
+	h.emit(eventCreated, sess, "")
 	http.Redirect(w, r, f.ReturnTo, http.StatusFound)
 	return nil
 }
@@ -212,28 +220,35 @@ func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		target = h.PostLogoutRedirect
 	}
-	var idToken string
 	if value := h.jar.Read(r); value != "" {
-		if sess, err := h.store.Load(r.Context(), value); err == nil {
-			idToken = sess.IDToken
+		sess, err := h.storeLoad(r.Context(), value)
+		kind := logoutLocal
+		if err == nil {
 			h.logger.Info("logout", zap.String("sub", sess.Subject))
-		}
-		h.endSession(w, r, value)
-	}
-	if idToken != "" {
-		if d, err := h.provider.Discover(r.Context()); err == nil && d.EndSessionEndpoint != "" {
-			if u, err := url.Parse(d.EndSessionEndpoint); err == nil {
-				q := u.Query()
-				q.Set("id_token_hint", idToken)
-				q.Set("client_id", h.provider.ClientID())
-				q.Set("post_logout_redirect_uri", absoluteURL(r, target))
-				u.RawQuery = q.Encode()
-				target = u.String()
+			if d, derr := h.provider.Discover(r.Context()); derr == nil && sess.IDToken != "" && d.EndSessionEndpoint != "" {
+				kind = logoutRPInitiated
+				target = h.endSessionURL(r, d.EndSessionEndpoint, sess.IDToken, target)
 			}
 		}
+		h.endSession(w, r, value, sess, kind)
 	}
 	http.Redirect(w, r, target, http.StatusFound)
 	return nil
+}
+
+// endSessionURL is the IdP's logout URL with id_token_hint, client_id and
+// where to come back to (made absolute, as the IdP needs).
+func (h *Handler) endSessionURL(r *http.Request, endpoint, idToken, target string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return target
+	}
+	q := u.Query()
+	q.Set("id_token_hint", idToken)
+	q.Set("client_id", h.provider.ClientID())
+	q.Set("post_logout_redirect_uri", absoluteURL(r, target))
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // serveUserInfo answers with the session's identity as JSON; never tokens.
@@ -258,6 +273,12 @@ func (h *Handler) serveUserInfo(w http.ResponseWriter, r *http.Request) error {
 		CreatedAt     time.Time           `json:"created_at"`
 		ExpiresAt     time.Time           `json:"expires_at"`
 	}{h.userID(sess), sess.Subject, sess.Email, sess.EmailVerified, sess.Name, sess.Groups, sess.Claims, sess.CreatedAt, sess.ExpiresAt})
+}
+
+// loginFailed counts a failed login by reason and makes its error.
+func loginFailed(status int, reason string, err error) error {
+	metricLoginFailure(reason)
+	return caddyhttp.Error(status, err)
 }
 
 // acceptsHTML reports whether an Accept header asks for an HTML page.

@@ -45,7 +45,7 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		return nil, nil
 	}
 	ctx := r.Context()
-	sess, err := h.store.Load(ctx, value)
+	sess, err := h.storeLoad(ctx, value)
 	switch {
 	case errors.Is(err, sessions.ErrNoSession):
 		h.jar.Clear(w, r) // junk or expired: stop the browser sending it
@@ -57,7 +57,7 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 	now := time.Now()
 	idle := h.idleTimeout()
 	if sess.Expired(now, idle) {
-		h.endSession(w, r, value)
+		h.endSession(w, r, value, sess, logoutExpired)
 		return nil, nil
 	}
 	changed := false
@@ -72,7 +72,7 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 			ok, err := h.refresh(ctx, sess)
 			if !ok {
 				h.logger.Info("session ended: refresh token rejected", zap.String("sub", sess.Subject), zap.Error(err))
-				h.endSession(w, r, value)
+				h.endSession(w, r, value, sess, logoutOther)
 				return nil, nil
 			}
 			changed = err == nil
@@ -94,19 +94,22 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 
 // saveSession stores sess and writes its cookie. prev is "" at login.
 func (h *Handler) saveSession(w http.ResponseWriter, r *http.Request, prev string, sess *sessions.Session) error {
-	value, err := h.store.Save(r.Context(), prev, sess)
+	value, err := h.storeSave(r.Context(), prev, sess)
 	if err != nil {
 		return err
 	}
 	return h.jar.Write(w, r, value, sess.Deadline(h.idleTimeout()))
 }
 
-// endSession deletes the session from its store and clears the cookie.
-func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, value string) {
-	if err := h.store.Delete(r.Context(), value); err != nil {
+// endSession deletes the session from its store and clears the cookie;
+// kind says why (a logouts_total label).
+func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, value string, sess *sessions.Session, kind string) {
+	if err := h.storeDelete(r.Context(), value); err != nil {
 		h.logger.Warn("could not delete session from store", zap.Error(err))
 	}
 	h.jar.Clear(w, r)
+	metricLogout(kind)
+	h.emit(eventEnded, sess, kind)
 }
 
 func (h *Handler) idleTimeout() time.Duration {
@@ -127,7 +130,7 @@ func (h *Handler) refreshShared(w http.ResponseWriter, r *http.Request, locker s
 		return sess
 	}
 	defer release()
-	fresh, err := h.store.Load(ctx, value)
+	fresh, err := h.storeLoad(ctx, value)
 	switch {
 	case errors.Is(err, sessions.ErrNoSession):
 		h.jar.Clear(w, r)
@@ -141,7 +144,7 @@ func (h *Handler) refreshShared(w http.ResponseWriter, r *http.Request, locker s
 	ok, err := h.refresh(ctx, fresh)
 	if !ok {
 		h.logger.Info("session ended: refresh token rejected", zap.String("sub", fresh.Subject), zap.Error(err))
-		h.endSession(w, r, value)
+		h.endSession(w, r, value, fresh, logoutOther)
 		return nil
 	}
 	if err == nil {
@@ -175,18 +178,27 @@ func (h *Handler) refresh(ctx context.Context, s *sessions.Session) (bool, error
 	t, err := h.refreshTokens(ctx, s.RefreshToken)
 	switch {
 	case errors.Is(err, oidc.ErrInvalidGrant):
+		metricRefreshFailure(refreshFailureInvalidGrant)
 		return false, err
 	case err != nil:
+		if errors.Is(err, oidc.ErrUnavailable) {
+			metricRefreshFailure(refreshFailureUnavailable)
+		} else {
+			metricRefreshFailure(refreshFailureOther)
+		}
 		h.logger.Warn("token refresh failed; keeping the session", zap.String("sub", s.Subject), zap.Error(err))
 		return true, err
 	}
 	if t.Claims != nil {
 		before := s.Subject
 		if err := h.applyClaims(s, t.Claims); err != nil || s.Subject != before {
+			metricRefreshFailure(refreshFailureOther)
 			return false, errors.New("refreshed ID token is for another subject")
 		}
 	}
 	applyTokens(s, t)
+	metricRefresh()
+	h.emit(eventRefreshed, s, "")
 	return true, nil
 }
 
@@ -206,12 +218,14 @@ func (h *Handler) refreshTokens(ctx context.Context, refreshToken string) (*oidc
 		}
 		// The refresh outlives a cancelled request: others may be waiting
 		// for it, and a token the IdP already rotated must not be lost.
-		ctx := context.WithoutCancel(ctx)
+		ctx, sp := idpSpan(context.WithoutCancel(ctx), "refresh")
 		d, err := h.provider.Discover(ctx)
 		if err != nil {
+			endSpan(sp, err)
 			return nil, err
 		}
 		t, err := h.provider.Refresh(ctx, d, refreshToken)
+		endSpan(sp, err)
 		if err != nil {
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
@@ -175,6 +176,10 @@ type Handler struct {
 	stripNames  map[string]bool
 	refreshes   *singleflight.Group
 	recent      *recentRefreshes
+	jtis        *oidc.JTICache
+	storeName   string
+	events      *caddyevents.App
+	ctx         caddy.Context
 	logger      *zap.Logger
 }
 
@@ -302,6 +307,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	registry.join(h, h.store)
+	if err := h.provisionObservability(ctx); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 
 	if err := h.provisionEndpoints(); err != nil {
 		return err
@@ -309,6 +317,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.stripNames = identityHeaderNames(h.Headers)
 	h.refreshes = new(singleflight.Group)
 	h.recent = newRecentRefreshes(30 * time.Second)
+	// Logout tokens older than the verifier's max age are refused anyway,
+	// so remembering jtis for that long catches every replay.
+	h.jtis = oidc.NewJTICache(oidc.DefaultLogoutMaxAge+oidc.LogoutClockSkew, 100000)
 
 	h.provider = oidc.NewProvider(oidc.Config{
 		Issuer:       issuer,

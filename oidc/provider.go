@@ -69,8 +69,11 @@ func NewProvider(cfg Config) *Provider {
 	return &Provider{cfg: cfg}
 }
 
-// Client returns the configured client id.
+// ClientID returns the configured client id.
 func (p *Provider) ClientID() string { return p.cfg.ClientID }
+
+// Issuer returns the configured issuer.
+func (p *Provider) Issuer() string { return p.cfg.Issuer }
 
 // Discover returns the discovered IdP, running discovery if it has not yet
 // succeeded and the last attempt is not too recent.

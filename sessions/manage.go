@@ -36,4 +36,6 @@ type Manager interface {
 	EndSID(ctx context.Context, sid string) (int, error)
 	// EndAll ends every session of the store.
 	EndAll(ctx context.Context) (int, error)
+	// Count returns the number of live sessions.
+	Count(ctx context.Context) (int, error)
 }

@@ -347,6 +347,20 @@ func (s *TicketStore) EndAll(ctx context.Context) (int, error) {
 	return s.endMatching(ctx, func(fn func(Meta) error) error { return s.Sessions(ctx, "", fn) })
 }
 
+// Count implements Manager, from key names alone.
+func (s *TicketStore) Count(ctx context.Context) (int, error) {
+	n := 0
+	err := s.Backend.Scan(ctx, s.KeyPrefix+s.env.CookieName+"-", func(keys []string) error {
+		for _, k := range keys {
+			if strings.HasSuffix(k, metaSuffix) {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
 // endMatching collects the sessions a walk yields, then ends them (ending
 // while walking would disturb a backend's scan).
 func (s *TicketStore) endMatching(ctx context.Context, walk func(func(Meta) error) error) (int, error) {
