@@ -1,0 +1,135 @@
+package oidcsession_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/oidc-session/oidc_session/internal/testredis"
+)
+
+// logoutToken makes a back-channel logout token for sub, signed by key;
+// edit changes the claims before signing.
+func logoutToken(t *testing.T, idp *mockIdP, key *mockoidc.Keypair, sub string, edit func(jwt.MapClaims)) string {
+	t.Helper()
+	claims := jwt.MapClaims{
+		"iss":    idp.Issuer(),
+		"aud":    idp.ClientID,
+		"iat":    time.Now().Unix(),
+		"exp":    time.Now().Add(2 * time.Minute).Unix(),
+		"jti":    fmt.Sprintf("jti-%d", time.Now().UnixNano()),
+		"sub":    sub,
+		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
+	}
+	if edit != nil {
+		edit(claims)
+	}
+	tok, err := key.SignJWT(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func postLogout(t *testing.T, base, token string) (int, string) {
+	t.Helper()
+	resp, err := http.PostForm(base+"/oauth2/backchannel_logout", url.Values{"logout_token": {token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// testBackchannelLogout logs users in, then has the IdP end one user's
+// sessions through the back channel, and checks the bad tokens are refused.
+func testBackchannelLogout(t *testing.T, storeConfig string) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, storeConfig))
+	alice1 := loginAs(t, idp, base, "alice")
+	alice2 := loginAs(t, idp, base, "alice")
+	bob := loginAs(t, idp, base, "bob")
+
+	other, err := mockoidc.RandomKeypair(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range map[string]string{
+		"wrong signature": logoutToken(t, idp, other, "alice", nil),
+		"wrong aud":       logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["aud"] = "someone-else" }),
+		"wrong iss":       logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["iss"] = "https://evil.example" }),
+		"no events":       logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { delete(c, "events") }),
+		"nonce":           logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["nonce"] = "n" }),
+		"no sub or sid":   logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { delete(c, "sub") }),
+		"old iat":         logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["iat"] = time.Now().Add(-time.Hour).Unix() }),
+		"garbage":         "not.a.token",
+	} {
+		if code, body := postLogout(t, base, tok); code != http.StatusBadRequest || !strings.Contains(body, `"error"`) {
+			t.Errorf("%s: %d %s, want 400 with a JSON error", name, code, body)
+		}
+	}
+	for _, b := range []*browser{alice1, alice2, bob} {
+		if resp, _ := b.navigate(base + "/"); resp.StatusCode != 200 {
+			t.Fatalf("a refused logout token ended a session: %d", resp.StatusCode)
+		}
+	}
+
+	valid := logoutToken(t, idp, idp.Keypair, "alice", nil)
+	if code, body := postLogout(t, base, valid); code != http.StatusOK {
+		t.Fatalf("valid logout token: %d %s", code, body)
+	}
+	for _, b := range []*browser{alice1, alice2} {
+		if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+			t.Errorf("alice's session survived back-channel logout: %d", resp.StatusCode)
+		}
+	}
+	if resp, _ := bob.navigate(base + "/"); resp.StatusCode != 200 {
+		t.Errorf("bob's session ended by alice's logout: %d", resp.StatusCode)
+	}
+	if code, body := postLogout(t, base, valid); code != http.StatusBadRequest || !strings.Contains(body, "replay") {
+		t.Errorf("replayed jti: %d %s, want 400", code, body)
+	}
+	if resp, _ := http.Get(base + "/oauth2/backchannel_logout"); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET back-channel logout: %d", resp.StatusCode)
+	}
+
+	// Metrics, scraped from Caddy's admin endpoint.
+	resp, err := http.Get(running.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"caddy_oidc_session_logins_total",
+		`caddy_oidc_session_logouts_total{kind="backchannel"}`,
+		`caddy_oidc_session_store_duration_seconds_count{op="load"`,
+		`caddy_oidc_session_active_sessions{store=`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestBackchannelLogoutRedis(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	testBackchannelLogout(t, fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t}", srv.URL()))
+}
+
+func TestBackchannelLogoutCookieStore(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, ""))
+	code, body := postLogout(t, base, logoutToken(t, idp, idp.Keypair, "alice", nil))
+	if code != http.StatusNotImplemented || !strings.Contains(body, "cookie store") {
+		t.Errorf("back-channel logout with the cookie store: %d %s, want 501 saying why", code, body)
+	}
+}
