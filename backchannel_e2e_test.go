@@ -133,3 +133,34 @@ func TestBackchannelLogoutCookieStore(t *testing.T) {
 		t.Errorf("back-channel logout with the cookie store: %d %s, want 501 saying why", code, body)
 	}
 }
+
+func TestFrontchannelLogout(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	idp := startMockIdP(t, 0, false)
+	base := startCaddy(t, siteConfig(idp, fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t}", srv.URL())))
+	alice := loginAs(t, idp, base, "alice")
+	bob := loginAs(t, idp, base, "bob")
+	for _, q := range []string{"?iss=https://evil.example&sid=s1", "?iss=" + url.QueryEscape(idp.Issuer()), "?sid=s1"} {
+		if resp, _ := alice.navigate(base + "/oauth2/frontchannel_logout" + q); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("front-channel logout %s: %d, want 400", q, resp.StatusCode)
+		}
+	}
+	// A sid of another IdP session leaves this browser's session alone.
+	resp, _ := alice.navigate(base + "/oauth2/frontchannel_logout?iss=" + url.QueryEscape(idp.Issuer()) + "&sid=other")
+	if resp.StatusCode != 200 || setCookieNamed(resp, "_oauth2_proxy") != nil {
+		t.Errorf("front-channel logout of another sid: %d %v", resp.StatusCode, resp.Header["Set-Cookie"])
+	}
+	resp, body := alice.navigate(base + "/oauth2/frontchannel_logout")
+	if resp.StatusCode != 200 || !strings.Contains(body, "Logged out") || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("front-channel logout: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := alice.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+		t.Errorf("alice still logged in after front-channel logout: %d", resp.StatusCode)
+	}
+	if resp, _ := bob.navigate(base + "/"); resp.StatusCode != 200 {
+		t.Errorf("bob logged out by alice's front-channel logout: %d", resp.StatusCode)
+	}
+	if l := adminList(t, ""); l.Count != 1 {
+		t.Errorf("sessions after front-channel logout: %+v", l)
+	}
+}
