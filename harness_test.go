@@ -47,6 +47,10 @@ type runningCaddy struct {
 
 var running runningCaddy
 
+// extraApps, when set by a test, are added to the next test Caddy's JSON
+// config (for apps the Caddyfile cannot express, such as events).
+var extraApps map[string]any
+
 // startCaddy runs Caddy in process (one per test binary: tests that use it
 // must not run in parallel; a second call within a test replaces the config) with a site at the returned base URL.
 // site is the body of the site block; %ISSUER% and the like are the
@@ -92,6 +96,17 @@ func startCaddySites(t *testing.T, sites map[string]string) {
 	js, _, err := adapter.Adapt([]byte(cfg), nil)
 	if err != nil {
 		t.Fatalf("adapt: %v\n%s", err, cfg)
+	}
+	if extraApps != nil {
+		var doc map[string]any
+		if err := json.Unmarshal(js, &doc); err != nil {
+			t.Fatal(err)
+		}
+		apps, _ := doc["apps"].(map[string]any)
+		for name, app := range extraApps {
+			apps[name] = app
+		}
+		js, _ = json.Marshal(doc)
 	}
 	if err := caddy.Load(js, true); err != nil {
 		t.Fatalf("load: %v", err)
