@@ -1,0 +1,48 @@
+package oidcsession
+
+import (
+	"context"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/oidc-session/oidc_session/sessions"
+	"github.com/oidc-session/oidc_session/sessions/storetest"
+)
+
+// TestStoreSpans: with a span in the request context (as Caddy's tracing
+// handler puts there), store calls become child spans of it.
+func TestStoreSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	ctx, parent := tp.Tracer("caddy").Start(context.Background(), "request")
+
+	store := &sessions.CookieStore{}
+	_ = store.Bind(storetest.NewEnv(t))
+	h := &Handler{store: store, storeName: "cookie"}
+	v, err := h.storeSave(ctx, "", storetest.FullSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.storeLoad(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	_ = h.storeDelete(ctx, v)
+	parent.End()
+
+	want := map[string]bool{"oidc_session.store.save": false, "oidc_session.store.load": false, "oidc_session.store.delete": false}
+	for _, s := range rec.Ended() {
+		if _, ok := want[s.Name()]; ok {
+			want[s.Name()] = true
+			if s.Parent().SpanID() != parent.SpanContext().SpanID() {
+				t.Errorf("%s is not a child of the request span", s.Name())
+			}
+		}
+	}
+	for name, seen := range want {
+		if !seen {
+			t.Errorf("no span %s", name)
+		}
+	}
+}
