@@ -27,6 +27,12 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	if err := r.ParseForm(); err != nil {
 		return backchannelError(w, http.StatusBadRequest, "invalid_request", "unreadable form body")
 	}
+	// Anyone can POST here, and a token with an unknown key id makes the
+	// verifier fetch the IdP's keys again: bound the rate so the endpoint
+	// cannot be used to hammer the IdP.
+	if !h.logoutLimiter.Allow() {
+		return backchannelError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many logout requests")
+	}
 	raw := r.PostForm.Get("logout_token")
 	if raw == "" {
 		return backchannelError(w, http.StatusBadRequest, "invalid_request", "logout_token is missing")

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
@@ -165,22 +166,23 @@ type Handler struct {
 	// Default: 503.
 	UnavailableStatus int `json:"unavailable_status,omitempty"`
 
-	provider    *oidc.Provider
-	store       sessions.Store
-	jar         sessions.Jar
-	flowKeys    *sessions.Keyring
-	binding     []byte
-	redirect    *url.URL
-	callbackURI string
-	endpoints   map[string]endpoint
-	stripNames  map[string]bool
-	refreshes   *singleflight.Group
-	recent      *recentRefreshes
-	jtis        *oidc.JTICache
-	storeName   string
-	events      *caddyevents.App
-	ctx         caddy.Context
-	logger      *zap.Logger
+	provider      *oidc.Provider
+	store         sessions.Store
+	jar           sessions.Jar
+	flowKeys      *sessions.Keyring
+	binding       []byte
+	redirect      *url.URL
+	callbackURI   string
+	endpoints     map[string]endpoint
+	stripNames    map[string]bool
+	refreshes     *singleflight.Group
+	recent        *recentRefreshes
+	jtis          *oidc.JTICache
+	logoutLimiter *rate.Limiter
+	storeName     string
+	events        *caddyevents.App
+	ctx           caddy.Context
+	logger        *zap.Logger
 }
 
 // CookieConfig is the session cookie's name, secrets and attributes.
@@ -320,6 +322,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Logout tokens older than the verifier's max age are refused anyway,
 	// so remembering jtis for that long catches every replay.
 	h.jtis = oidc.NewJTICache(oidc.DefaultLogoutMaxAge+oidc.LogoutClockSkew, 100000)
+	h.logoutLimiter = rate.NewLimiter(20, 50)
 
 	h.provider = oidc.NewProvider(oidc.Config{
 		Issuer:       issuer,
