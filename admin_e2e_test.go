@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/oidc-session/oidc_session/internal/testredis"
@@ -156,5 +158,38 @@ func TestSessionAdminCookieStore(t *testing.T) {
 	}
 	if code, body := adminDo(t, "DELETE", "/oidc_session/sessions"); code != 200 || !strings.Contains(body, `"unmanaged":["cookie"]`) {
 		t.Errorf("delete all with the cookie store: %d %s", code, body)
+	}
+}
+
+func TestSessionAdminMemory(t *testing.T) {
+	testSessionAdmin(t, "store memory {\n\t\t\tstate_file "+t.TempDir()+"/sessions.state\n\t\t}")
+}
+
+// TestMemoryStateFileSurvivesRestart stops Caddy and starts it again with
+// the same state file: the user is still logged in.
+func TestMemoryStateFileSurvivesRestart(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	state := t.TempDir() + "/sessions.state"
+	site := siteConfig(idp, "store memory {\n\t\t\tstate_file "+state+"\n\t\t}")
+	addr := freeAddr(t)
+	base := startCaddyOn(t, addr, site)
+	b := loginAs(t, idp, base, "alice")
+	if err := caddy.Stop(); err != nil { // as at shutdown: the state file is written
+		t.Fatal(err)
+	}
+	info, err := os.Stat(state)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("state file after stop: %v %v", info, err)
+	}
+	raw, _ := os.ReadFile(state)
+	if strings.Contains(string(raw), "alice") || strings.Contains(string(raw), "eyJ") {
+		t.Errorf("the state file holds identity or tokens in clear")
+	}
+	startCaddyOn(t, addr, site)
+	if resp, body := b.navigate(base + "/"); resp.StatusCode != 200 || !strings.Contains(body, "id=alice ") {
+		t.Fatalf("after restart: %d %s", resp.StatusCode, body)
+	}
+	if l := adminList(t, ""); l.Count != 1 || l.Sessions[0].Subject != "alice" || l.Sessions[0].Store != "memory" {
+		t.Errorf("listing after restart: %+v", l)
 	}
 }

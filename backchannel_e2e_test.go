@@ -164,3 +164,7 @@ func TestFrontchannelLogout(t *testing.T) {
 		t.Errorf("sessions after front-channel logout: %+v", l)
 	}
 }
+
+func TestBackchannelLogoutMemory(t *testing.T) {
+	testBackchannelLogout(t, "store memory")
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/oidc-session/oidc_session/sessions"
 	// Store modules register themselves; importing them here means building
 	// Caddy with this package brings every store.
+	_ "github.com/oidc-session/oidc_session/sessions/memstore"
 	_ "github.com/oidc-session/oidc_session/sessions/redisstore"
 )
 
