@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -114,7 +115,7 @@ func (b backend) IndexRemove(ctx context.Context, key string, members ...string)
 // Scan walks the keyspace with SCAN (never KEYS), on every master of a
 // Cluster.
 func (b backend) Scan(ctx context.Context, prefix string, fn func(keys []string) error) error {
-	scan := func(ctx context.Context, c redis.Cmdable) error {
+	scan := func(ctx context.Context, c redis.Cmdable, fn func(keys []string) error) error {
 		var cursor uint64
 		for {
 			keys, next, err := c.Scan(ctx, cursor, globEscape(prefix)+"*", 1000).Result()
@@ -131,10 +132,27 @@ func (b backend) Scan(ctx context.Context, prefix string, fn func(keys []string)
 			}
 		}
 	}
-	if cc, ok := b.client.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	cc, ok := b.client.(*redis.ClusterClient)
+	if !ok {
+		return scan(ctx, b.client, fn)
 	}
-	return scan(ctx, b.client)
+	// ForEachMaster scans the masters concurrently: fn is called one batch
+	// at a time, and not again once it has failed.
+	var mu sync.Mutex
+	var fnErr error
+	serial := func(keys []string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fnErr == nil {
+			fnErr = fn(keys)
+		}
+		return fnErr
+	}
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c, serial) })
+	if fnErr != nil {
+		return fnErr // fn's own error, not another master's
+	}
+	return err
 }
 
 // globEscape quotes the characters SCAN MATCH treats as a pattern.
