@@ -1,0 +1,542 @@
+#!/usr/bin/env bash
+# Load benchmark of authenticated requests, written to BENCHMARKS.md.
+#
+# Everything runs on loopback (127.0.0.1): Dex (a real OIDC provider), one
+# redis-server, oauth2-proxy (pinned in tools/bench) and one Caddy process per
+# configuration:
+#   plain       Caddy answering `respond "ok" 200`: the limit
+#   cookie      oidc_session, cookie store
+#   memory      oidc_session, memory store (when this Caddy has it)
+#   redis       oidc_session, Redis store
+#   o2p-cookie  Caddy forward_auth to oauth2-proxy, its cookie store
+#   o2p-redis   Caddy forward_auth to oauth2-proxy, its Redis store
+# Each configuration is logged in once through Dex's login form (curl with a
+# cookie jar, as a browser would), an authenticated GET must answer 200, then
+# wrk replays that session cookie: `wrk -t2 -c50 -d$DURATION`, the
+# configurations interleaved round after round (ROUNDS rounds), the median
+# per configuration reported. Then the Go benchmarks
+# (go test -run XXX -bench . -benchmem ./sessions/ .).
+#
+# Environment: ROUNDS (default 3), DURATION (wrk -d, default 10s: about 5
+# minutes in all), THREADS (2), CONNECTIONS (50), OUT (BENCHMARKS.md),
+# GO_BENCH=0 to leave out the Go benchmarks.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="$PATH:/usr/local/go/bin"
+fi
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-50}
+OUT=${OUT:-BENCHMARKS.md}
+GO_BENCH=${GO_BENCH:-1}
+
+log() { echo "[bench $(date +%H:%M:%S)] $*"; }
+die() { echo "[bench] ERROR: $*" >&2; exit 1; }
+
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
+[[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive integer"
+[[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive integer"
+case $DURATION in
+*s) secs=${DURATION%s} ;;
+*m) secs=$((${DURATION%m} * 60)) ;;
+*) secs=$DURATION ;;
+esac
+[[ $secs =~ ^[1-9][0-9]*$ ]] || die "DURATION must look like 10s, 2m or 30, not '$DURATION'"
+[ "$secs" -le 600 ] || die "DURATION above 10 minutes per run; refusing"
+DURATION="${secs}s"
+
+# --- tools ---------------------------------------------------------------------
+scripts/install-deps.sh # wrk, redis-server, curl; builds .bin/dex
+for bin in wrk redis-server redis-cli curl timeout awk; do
+	command -v "$bin" >/dev/null 2>&1 || die "$bin not found"
+done
+
+log "building .bin/caddy (./cmd/caddy)"
+go build -o .bin/caddy ./cmd/caddy
+log "building .bin/oauth2-proxy (pinned in tools/bench/go.mod)"
+(cd tools/bench && go build -o ../../.bin/oauth2-proxy github.com/oauth2-proxy/oauth2-proxy/v7)
+O2P_VERSION=$(awk '$1 == "github.com/oauth2-proxy/oauth2-proxy/v7" {print $2; exit}' tools/bench/go.mod)
+DEX_VERSION=$(awk '$1 == "github.com/dexidp/dex" {print $2; exit}' tools/dex/go.mod)
+CADDY_VERSION=$(.bin/caddy version | awk '{print $1}')
+
+ROWS=(plain cookie memory redis o2p-cookie o2p-redis)
+modules=$(.bin/caddy list-modules 2>/dev/null) || die ".bin/caddy list-modules failed"
+if ! grep -qx 'http.handlers.oidc_session.stores.memory' <<<"$modules"; then
+	log "this Caddy has no memory store (http.handlers.oidc_session.stores.memory): leaving out that row"
+	ROWS=(plain cookie redis o2p-cookie o2p-redis)
+fi
+declare -A LABEL=(
+	[plain]='Caddy `respond` (no auth): the limit'
+	[cookie]='oidc_session, cookie store'
+	[memory]='oidc_session, memory store'
+	[redis]='oidc_session, Redis store'
+	[o2p-cookie]='Caddy `forward_auth` + oauth2-proxy, cookie store'
+	[o2p-redis]='Caddy `forward_auth` + oauth2-proxy, Redis store'
+)
+# The oauth2-proxy row each plugin row is compared with.
+declare -A PEER=([cookie]=o2p-cookie [redis]=o2p-redis)
+
+# --- processes -----------------------------------------------------------------
+WORK=$(mktemp -d -t oidc-session-bench.XXXXXX)
+PIDS=()
+stop_all() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	PIDS=()
+}
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	stop_all
+	if [ "$rc" -ne 0 ]; then
+		echo "[bench] failed (exit $rc); logs kept in $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# free_port VAR: a free loopback port, never handed out twice.
+USED_PORTS=" "
+free_port() {
+	local p i
+	for i in $(seq 1 500); do
+		p=$((20000 + RANDOM % 40000))
+		case $USED_PORTS in *" $p "*) continue ;; esac
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			USED_PORTS+="$p "
+			printf -v "$1" '%s' "$p"
+			return
+		fi
+	done
+	die "no free loopback port found"
+}
+
+# wait_http NAME PID URL: until URL answers (any status), at most 20 s.
+wait_http() {
+	local i
+	for i in $(seq 1 100); do
+		if curl -s -o /dev/null --max-time 2 "$3" 2>/dev/null; then
+			return
+		fi
+		kill -0 "$2" 2>/dev/null || die "$1 exited during startup; its log: $WORK/$1.log"$'\n'"$(tail -n 20 "$WORK/$1.log" 2>/dev/null)"
+		sleep 0.2
+	done
+	die "$1 did not answer $3 within 20 s; its log: $WORK/$1.log"
+}
+
+rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+
+free_port DEX_PORT
+free_port REDIS_PORT
+declare -A PORT ADMIN
+for row in "${ROWS[@]}"; do
+	free_port "PORT[$row]"
+	free_port "ADMIN[$row]"
+done
+free_port O2P_COOKIE_PORT
+free_port O2P_REDIS_PORT
+
+ISSUER="http://127.0.0.1:$DEX_PORT/dex"
+CLIENT_ID=bench
+CLIENT_SECRET="bench-secret-$(rand_hex 12)"
+PLUGIN_SECRET=$(rand_hex 24)   # 48 characters
+O2P_COOKIE_SECRET=$(rand_hex 16) # 32 characters: an AES-256 key for oauth2-proxy
+SCOPES="openid email profile offline_access"
+LOGIN_EMAIL=admin@example.com
+LOGIN_PASSWORD=password
+
+# Dex: password "password" (bcrypt cost 10); tokens live an hour, longer than
+# any run, so nothing refreshes during the load.
+{
+	cat <<EOF
+issuer: $ISSUER
+storage:
+  type: memory
+web:
+  http: 127.0.0.1:$DEX_PORT
+oauth2:
+  skipApprovalScreen: true
+expiry:
+  idTokens: 1h
+enablePasswordDB: true
+staticPasswords:
+  - email: $LOGIN_EMAIL
+    hash: "\$2a\$10\$mG0TMz.ZLyBr3qD8A/n71.jyKvW28gbYKzXrgsYYhrcynJec3hsBG"
+    username: admin
+    userID: 3f1c2b7e-8d4a-4c59-b6e2-7a9d0f1e2c3b
+    emailVerified: true
+staticClients:
+  - id: $CLIENT_ID
+    name: oidc_session benchmark
+    secret: $CLIENT_SECRET
+    redirectURIs:
+EOF
+	for row in "${ROWS[@]}"; do
+		[ "$row" = plain ] || echo "      - http://127.0.0.1:${PORT[$row]}/oauth2/callback"
+	done
+} >"$WORK/dex.yaml"
+
+log "starting Dex on 127.0.0.1:$DEX_PORT"
+DEX_EXPAND_ENV=false .bin/dex serve "$WORK/dex.yaml" >"$WORK/dex.log" 2>&1 &
+PIDS+=($!)
+wait_http dex $! "$ISSUER/.well-known/openid-configuration"
+
+log "starting redis-server on 127.0.0.1:$REDIS_PORT"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+	--dir "$WORK" --logfile '' >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+redis_pid=$!
+for i in $(seq 1 100); do
+	[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
+	kill -0 "$redis_pid" 2>/dev/null || die "redis-server exited: $(tail -n 5 "$WORK/redis.log")"
+	[ "$i" -lt 100 ] || die "redis-server did not answer PING within 20 s"
+	sleep 0.2
+done
+
+# start_o2p NAME PORT CADDY_PORT [flags...]
+start_o2p() {
+	local name=$1 port=$2 site=$3
+	shift 3
+	log "starting oauth2-proxy ($name) on 127.0.0.1:$port"
+	.bin/oauth2-proxy \
+		--provider=oidc \
+		--oidc-issuer-url="$ISSUER" \
+		--client-id="$CLIENT_ID" \
+		--client-secret="$CLIENT_SECRET" \
+		--cookie-secret="$O2P_COOKIE_SECRET" \
+		--cookie-secure=false \
+		--email-domain='*' \
+		--scope="$SCOPES" \
+		--code-challenge-method=S256 \
+		--upstream=static://200 \
+		--http-address="127.0.0.1:$port" \
+		--redirect-url="http://127.0.0.1:$site/oauth2/callback" \
+		--reverse-proxy \
+		--set-xauthrequest \
+		--skip-provider-button \
+		--approval-prompt=auto \
+		--request-logging=false \
+		"$@" >"$WORK/$name.log" 2>&1 &
+	PIDS+=($!)
+	wait_http "$name" $! "http://127.0.0.1:$port/ping"
+}
+if [ -n "${PORT[o2p-cookie]:-}" ]; then
+	start_o2p oauth2-proxy-cookie "$O2P_COOKIE_PORT" "${PORT[o2p-cookie]}"
+	start_o2p oauth2-proxy-redis "$O2P_REDIS_PORT" "${PORT[o2p-redis]}" \
+		--session-store-type=redis --redis-connection-url="redis://127.0.0.1:$REDIS_PORT/1"
+fi
+
+# caddyfile ROW: the Caddyfile of one configuration.
+caddyfile() {
+	local row=$1 store=""
+	cat <<EOF
+{
+	admin 127.0.0.1:${ADMIN[$row]}
+	default_bind 127.0.0.1
+	auto_https off
+	persist_config off
+	skip_install_trust
+	storage file_system $WORK/storage-$row
+}
+
+http://127.0.0.1:${PORT[$row]} {
+EOF
+	case $row in
+	plain)
+		echo '	respond "ok" 200'
+		;;
+	cookie | memory | redis)
+		case $row in
+		memory) store='store memory' ;;
+		redis) store="store redis {
+			url redis://127.0.0.1:$REDIS_PORT/0
+		}" ;;
+		esac
+		cat <<EOF
+	oidc_session {
+		issuer $ISSUER
+		client_id $CLIENT_ID
+		client_secret $CLIENT_SECRET
+		scopes $SCOPES
+		idle_timeout off
+		headers
+		cookie {
+			secret $PLUGIN_SECRET
+			secure off
+		}
+		$store
+	}
+	respond "ok" 200
+EOF
+		;;
+	o2p-cookie | o2p-redis)
+		local up=$O2P_COOKIE_PORT
+		[ "$row" = o2p-redis ] && up=$O2P_REDIS_PORT
+		cat <<EOF
+	handle /oauth2/* {
+		reverse_proxy 127.0.0.1:$up {
+			header_up X-Real-IP {remote_host}
+			header_up X-Forwarded-Uri {uri}
+		}
+	}
+	handle {
+		forward_auth 127.0.0.1:$up {
+			uri /oauth2/auth
+			header_up X-Real-IP {remote_host}
+			copy_headers X-Auth-Request-User X-Auth-Request-Email
+			@unauthenticated status 401
+			handle_response @unauthenticated {
+				redir * /oauth2/sign_in?rd={uri}
+			}
+		}
+		respond "ok" 200
+	}
+EOF
+		;;
+	esac
+	echo '}'
+}
+
+for row in "${ROWS[@]}"; do
+	caddyfile "$row" >"$WORK/$row.Caddyfile"
+	log "starting Caddy ($row) on 127.0.0.1:${PORT[$row]}"
+	.bin/caddy run --config "$WORK/$row.Caddyfile" --adapter caddyfile >"$WORK/caddy-$row.log" 2>&1 &
+	PIDS+=($!)
+	wait_http "caddy-$row" $! "http://127.0.0.1:${PORT[$row]}/"
+done
+
+# --- one login per configuration ---------------------------------------------------
+NAV=(-H 'Accept: text/html,application/xhtml+xml' -H 'Sec-Fetch-Mode: navigate')
+
+# login ROW: logs in through Dex's form with a fresh cookie jar and sets
+# COOKIE[ROW] to the Cookie header the browser then sends.
+declare -A COOKIE
+login() {
+	local row=$1 base="http://127.0.0.1:${PORT[$1]}" jar="$WORK/jar-$1.txt"
+	local page eff action dex_origin out code
+	: >"$jar"
+	# A protected page, through every redirect, to Dex's password form.
+	out=$(curl -sS -L --max-redirs 10 --max-time 20 -b "$jar" -c "$jar" "${NAV[@]}" \
+		-o "$WORK/login-$row.html" -w '%{http_code} %{url_effective}' "$base/") ||
+		die "$row: GET $base/ failed"
+	code=${out%% *}
+	eff=${out#* }
+	page=$(tr '\n' ' ' <"$WORK/login-$row.html")
+	action=$(grep -o '<form[^>]*action="[^"]*"' <<<"$page" | head -n1 | sed -E 's/.*action="([^"]*)".*/\1/; s/&amp;/\&/g')
+	if [ "$code" != 200 ] || [ -z "$action" ] || ! grep -q 'name="password"' <<<"$page"; then
+		die "$row: no Dex login form after following $base/ (status $code at $eff)"
+	fi
+	dex_origin=$(sed -E 's#^(https?://[^/]+).*#\1#' <<<"$eff")
+	case $action in
+	http://* | https://*) ;;
+	/*) action="$dex_origin$action" ;;
+	*) action="${eff%/*}/$action" ;;
+	esac
+	# Submit login and password; curl turns the POST into GETs along the
+	# 303/302 redirects: Dex, the callback, back to the protected page.
+	out=$(curl -sS -L --max-redirs 10 --max-time 20 -b "$jar" -c "$jar" "${NAV[@]}" \
+		--data-urlencode "login=$LOGIN_EMAIL" --data-urlencode "password=$LOGIN_PASSWORD" \
+		-o "$WORK/after-login-$row.html" -w '%{http_code} %{url_effective}' "$action") ||
+		die "$row: POST to Dex's login form failed"
+	code=${out%% *}
+	eff=${out#* }
+	if [ "$code" != 200 ] || [ "$(cat "$WORK/after-login-$row.html")" != ok ]; then
+		die "$row: login did not end on the protected page (status $code at $eff): $(head -c 300 "$WORK/after-login-$row.html")"
+	fi
+	# The session cookie(s) from the jar (curl marks HttpOnly ones with a
+	# #HttpOnly_ prefix); login flow and CSRF cookies are gone by now.
+	COOKIE[$row]=$(awk -F '\t' 'NF == 7 && $1 ~ /^(#HttpOnly_)?127\.0\.0\.1$/ && $6 ~ /^_oauth2_proxy/ && $6 !~ /_(flow|csrf)/ {
+		printf "%s%s=%s", (n++ ? "; " : ""), $6, $7 }' "$jar")
+	[ -n "${COOKIE[$row]}" ] || die "$row: no session cookie in the jar after login"
+	# The request wrk will send must pass, and must not without the cookie.
+	code=$(curl -sS -o "$WORK/check-$row.html" -w '%{http_code}' --max-time 10 "${NAV[@]}" -H "Cookie: ${COOKIE[$row]}" "$base/")
+	if [ "$code" != 200 ] || [ "$(cat "$WORK/check-$row.html")" != ok ]; then
+		die "$row: authenticated GET with the session cookie answered $code, not 200 ok; see $WORK/caddy-$row.log"
+	fi
+	code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "${NAV[@]}" "$base/")
+	[ "$code" != 200 ] || die "$row: GET without a cookie answered 200: the site is not protected"
+	log "$row: logged in through Dex; session cookie header ${#COOKIE[$row]} bytes; authenticated GET answers 200"
+}
+for row in "${ROWS[@]}"; do
+	[ "$row" = plain ] || login "$row"
+done
+# The plain row gets the same Cookie header as the cookie store row, so the
+# requests are the same size.
+COOKIE[plain]=${COOKIE[cookie]}
+
+# --- load ------------------------------------------------------------------------
+RESULTS="$WORK/results.txt"
+: >"$RESULTS"
+total=$((ROUNDS * ${#ROWS[@]}))
+n=0
+for round in $(seq 1 "$ROUNDS"); do
+	for row in "${ROWS[@]}"; do
+		n=$((n + 1))
+		log "run $n/$total (round $round/$ROUNDS): $row, wrk -t$THREADS -c$CONNECTIONS -d$DURATION"
+		out=$(timeout -k 5 $((secs + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" \
+			-s scripts/bench/report.lua "${NAV[@]}" -H "Cookie: ${COOKIE[$row]}" \
+			"http://127.0.0.1:${PORT[$row]}/" 2>&1) || die "wrk failed on $row: $out"
+		line=$(grep '^RESULT ' <<<"$out") || die "no RESULT line from wrk on $row: $out"
+		# row round rps p50_us p99_us non2xx socket_errors
+		awk -v row="$row" -v round="$round" '{
+			for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+			print row, round, v["rps"], v["p50_us"], v["p99_us"], v["non2xx"], v["socket_errors"]
+		}' <<<"$line" >>"$RESULTS"
+		read -r _ _ rps p50 p99 bad serr < <(tail -n1 "$RESULTS")
+		log "  $rps req/s, p50 ${p50} us, p99 ${p99} us, non-2xx $bad, socket errors $serr"
+		[ "$bad" = 0 ] || log "  WARNING: $bad responses were not 2xx on $row"
+	done
+done
+stop_all
+
+# --- Go benchmarks -------------------------------------------------------------------
+GO_OUT="$WORK/gobench.txt"
+if [ "$GO_BENCH" != 0 ]; then
+	log "Go benchmarks: go test -run XXX -bench . -benchmem ./sessions/ ."
+	timeout -k 10 900 go test -run XXX -bench . -benchmem -timeout 10m ./sessions/ . >"$GO_OUT" 2>&1 ||
+		die "Go benchmarks failed: $(tail -n 30 "$GO_OUT")"
+	grep -E '^(Benchmark|ok|pkg:)' "$GO_OUT" | sed 's/^/  /'
+fi
+
+# --- BENCHMARKS.md -------------------------------------------------------------------
+# stat ROW FIELD: the median of a column over the rounds (3 rps, 4 p50, 5 p99).
+stat() {
+	awk -v row="$1" -v f="$2" '$1 == row {print $f}' "$RESULTS" | sort -g |
+		awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
+sum() { awk -v row="$1" -v f="$2" '$1 == row {s += $f} END {print s + 0}' "$RESULTS"; }
+rounds_rps() { awk -v row="$1" '$1 == row {printf "%s%.0f", (n++ ? " / " : ""), $3}' "$RESULTS"; }
+ms() { awk -v us="$1" 'BEGIN {printf "%.2f ms", us / 1000}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f×", a / b; else print "n/a"}'; }
+
+declare -A RPS
+for row in "${ROWS[@]}"; do
+	RPS[$row]=$(stat "$row" 3)
+done
+
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+mem_total=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+cmd="ROUNDS=$ROUNDS DURATION=$DURATION scripts/bench.sh"
+[ "$THREADS" = 2 ] || cmd="THREADS=$THREADS $cmd"
+[ "$CONNECTIONS" = 50 ] || cmd="CONNECTIONS=$CONNECTIONS $cmd"
+
+{
+	cat <<EOF
+# Benchmarks
+
+Generated by \`scripts/bench.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'). Numbers from one machine, on loopback;
+compare the rows with each other rather than with other machines.
+
+## Machine
+
+| | |
+| --- | --- |
+| CPUs (nproc) | $(nproc) |
+| CPU | ${cpu_model:-unknown} |
+| memory | $mem_total |
+| kernel | $(uname -sr) |
+| Go | $(go version | awk '{print $3, $4}') |
+| Caddy | $CADDY_VERSION |
+| oauth2-proxy | $O2P_VERSION (tools/bench) |
+| Dex | $DEX_VERSION (tools/dex) |
+| Redis | $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/') |
+| wrk | $(wrk --version 2>&1 | head -n1 | awk '{print $2}') |
+
+Reproduce (about 5 minutes with the defaults \`ROUNDS=3 DURATION=10s\`):
+
+\`\`\`sh
+$cmd
+\`\`\`
+
+## Authenticated requests under load
+
+\`wrk -t$THREADS -c$CONNECTIONS -d$DURATION\` against \`GET /\` of each configuration, with the session cookie of one
+login (Dex's password form, through curl with a cookie jar) and browser navigation headers. The configurations
+run interleaved ($(IFS=,; echo "${ROWS[*]}" | sed 's/,/, /g'), then again), rounds: $ROUNDS; the table shows the
+median of the rounds (requests/s of each round in the last column). Non-2xx counts every response of every round
+that was not 2xx (a lost session would show up there as a redirect to the login).
+
+| configuration | requests/s | p50 | p99 | non-2xx | vs plain Caddy | vs oauth2-proxy, same store | requests/s per round |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |
+EOF
+	for row in "${ROWS[@]}"; do
+		peer=${PEER[$row]:-}
+		if [ -n "$peer" ] && [ -n "${RPS[$peer]:-}" ]; then
+			vs_peer="$(ratio "${RPS[$row]}" "${RPS[$peer]}") ($peer)"
+		else
+			vs_peer="—"
+		fi
+		printf '| %s | %.0f | %s | %s | %s | %s | %s | %s |\n' \
+			"${LABEL[$row]}" "${RPS[$row]}" "$(ms "$(stat "$row" 4)")" "$(ms "$(stat "$row" 5)")" \
+			"$(sum "$row" 6)" "$(ratio "${RPS[$row]}" "${RPS[plain]}")" "$vs_peer" "$(rounds_rps "$row")"
+	done
+	serr=$(awk '{s += $7} END {print s + 0}' "$RESULTS")
+	cat <<EOF
+
+Socket errors (connect, read, write, timeout) over all runs: $serr.
+
+What the rows are (every Caddy is its own process with \`default_bind 127.0.0.1\` and its own admin port; the
+handlers answer \`respond "ok" 200\`, there is no upstream):
+
+- **plain**: \`respond "ok" 200\` only, sent the same Cookie header as the cookie store row. The ceiling of
+  this machine with wrk beside Caddy.
+- **oidc_session** rows: \`scopes $SCOPES\`, \`headers\` (X-Forwarded-User/-Email/-Groups set for the next
+  handler), \`idle_timeout off\` so that the one cookie wrk replays never needs rewriting (with an idle timeout a
+  browser's cookie is rewritten at most once every 5 minutes, which is negligible in real traffic but would
+  turn every request of a replayed stale cookie into a write). The memory and Redis stores keep a ticket cookie and
+  read the session from memory or Redis (one GET) per request.
+- **oauth2-proxy** rows: oauth2-proxy $O2P_VERSION (\`--provider=oidc --reverse-proxy --set-xauthrequest
+  --skip-provider-button --approval-prompt=auto --request-logging=false --upstream=static://200\`, same scopes), behind Caddy's
+  \`forward_auth\` to \`/oauth2/auth\` copying X-Auth-Request-User/-Email, \`/oauth2/*\` proxied to it. Request
+  logging is off because Caddy logs no requests here either. The Redis row uses
+  \`--session-store-type=redis\` on the same redis-server (another db).
+- The memory store has no oauth2-proxy counterpart (oauth2-proxy keeps sessions in cookies or Redis only).
+- Dex issues 1 h tokens: no refresh happens during a run.
+- wrk shares the $(nproc) CPUs with the server (and, for the oauth2-proxy rows, with oauth2-proxy): the numbers
+  are what one box can do end to end, not the server's own limit. The wrk Lua script
+  (\`scripts/bench/report.lua\`) looks at every response's status, which costs wrk some CPU in every row alike.
+EOF
+	if [ "$GO_BENCH" != 0 ]; then
+		cat <<EOF
+
+## Go benchmarks
+
+\`go test -run XXX -bench . -benchmem ./sessions/ .\` (same machine, run after the load tests, with the processes
+above stopped):
+
+- \`BenchmarkServeHTTP{Cookie,Memory,Redis}\`: one authenticated request through the handler's \`ServeHTTP\`,
+  called directly (no HTTP server or network), with a real session cookie from a login through an in-process
+  Caddy against mockoidc; a no-op next handler. The loop builds a request with a replacer in its context and a
+  recorder each time: \`BenchmarkServeHTTPBaseline\` is that loop without the handler, to subtract.
+  \`cookie-bytes\` is the Cookie header's size. Redis is a real redis-server on loopback.
+- \`BenchmarkCallback/callback\`: only the callback request through the in-process Caddy (state check, code
+  redemption at the mock IdP, ID token verification, session cookie), over loopback HTTP, **including the mock
+  IdP's token endpoint** (which signs tokens). \`BenchmarkCallback/login\`: the whole login (protected page →
+  IdP → callback), reported as **logins/s including the mock IdP**. Allocations there count the in-process
+  server and mockoidc too.
+- \`./sessions/\`: the cookie store and codec alone, on a realistic Dex session.
+
+\`\`\`
+EOF
+		grep -E '^(goos|goarch|pkg|cpu|Benchmark|ok|PASS)' "$GO_OUT" || true
+		echo '```'
+	fi
+} >"$OUT"
+
+log "wrote $OUT"
+echo
+sed -n '/^| configuration/,/^$/p' "$OUT"
