@@ -96,11 +96,16 @@ func (s *TicketStore) Load(ctx context.Context, value string) (*Session, error) 
 
 // Save implements Store. A new session (prev == "") always gets a new
 // ticket, and may end the subject's oldest session (MaxPerUser); an update
-// keeps the ticket it had.
+// keeps the ticket it had, and returns ErrNoSession if the session has
+// ended meanwhile (EndID, EndSID, the per-user limit): a request that
+// loaded it before must not bring it back.
 func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (string, error) {
 	t, ok := ParseTicket(s.env.CookieName, prev)
-	if prev == "" || !ok {
+	login := prev == "" || !ok
+	if login {
 		t = NewTicket(s.env.CookieName)
+	} else if _, err := s.Backend.Get(ctx, s.Key(t)); err != nil {
+		return "", err
 	}
 	deadline := sess.Deadline(s.env.IdleTimeout)
 	ttl := time.Until(deadline)
@@ -130,7 +135,7 @@ func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (str
 			return "", err
 		}
 	}
-	if prev == "" && s.env.MaxPerUser > 0 {
+	if login && s.env.MaxPerUser > 0 {
 		if err := s.enforceLimit(ctx, sess.Subject, t.Handle); err != nil {
 			return "", err
 		}

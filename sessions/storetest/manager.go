@@ -204,6 +204,54 @@ func RunManager(t *testing.T, newStore func(t *testing.T, env sessions.Env) sess
 		if got := ms.list(t, "alice"); len(got) != 2 {
 			t.Errorf("alice has %d sessions listed, want 2", len(got))
 		}
+		// A prev that is no ticket of this store makes a new session:
+		// a login, which the limit applies to.
+		v, err := ms.st.Save(t.Context(), "not-a-ticket", userSession("alice", "", base.Add(3*time.Minute)))
+		if err != nil {
+			t.Fatalf("Save with an unusable prev: %v", err)
+		}
+		expectNoSession(t, ms.st, alice[1].value, "the oldest of three logins after a fourth (made with an unusable prev)")
+		if got := ms.list(t, "alice"); len(got) != 2 {
+			t.Errorf("alice has %d sessions listed, want 2", len(got))
+		}
+		ms.expectLoads(t, alice[2], &savedSession{value: v, sess: userSession("alice", "", base.Add(3*time.Minute))})
+	})
+
+	t.Run("UpdateDoesNotReviveEnded", func(t *testing.T) {
+		// A request that loaded the session before it was ended (by an
+		// operator, a back-channel logout, the per-user limit) saves it
+		// afterwards: the session must stay ended.
+		ms := open(t, NewEnv(t))
+		pop := ms.populate(t)
+		ends := map[string]func(s *savedSession) error{
+			"EndID": func(s *savedSession) error { _, err := ms.m.EndID(t.Context(), s.handle); return err },
+			"EndSID": func(s *savedSession) error {
+				_, err := ms.m.EndSID(t.Context(), s.sess.SID)
+				return err
+			},
+			"EndSubject": func(s *savedSession) error {
+				_, err := ms.m.EndSubject(t.Context(), s.sess.Subject)
+				return err
+			},
+		}
+		victims := map[string]*savedSession{"EndID": pop[3], "EndSID": pop[0], "EndSubject": pop[4]}
+		for name, end := range ends {
+			s := victims[name]
+			if err := end(s); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			upd := Clone(s.sess)
+			upd.LastSeen = upd.LastSeen.Add(time.Second)
+			upd.AccessToken = "refreshed-" + randomString(20)
+			if _, err := ms.st.Save(t.Context(), s.value, upd); !errors.Is(err, sessions.ErrNoSession) {
+				t.Errorf("update of a session ended by %s: %v, want ErrNoSession", name, err)
+			}
+			expectNoSession(t, ms.st, s.value, "session updated after "+name)
+			if _, listed := ms.list(t, "")[s.handle]; listed {
+				t.Errorf("session updated after %s is listed again", name)
+			}
+			ms.expectNotIndexed(t, s.handle)
+		}
 	})
 
 	t.Run("UpdateIsNotALogin", func(t *testing.T) {
