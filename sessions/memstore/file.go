@@ -37,6 +37,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type snapshot struct {
 	values  []snapValue
 	indexes []snapIndex
+	members []member // of all indexes, each index a range of it
 	gen     uint64
 }
 
@@ -47,30 +48,37 @@ type snapValue struct {
 }
 
 type snapIndex struct {
-	key     string
-	members []member // a copy
+	key        string
+	start, end int // its members are members[start:end]
 }
 
 // snapshot copies out what is live at t. Values are referred to, not
-// copied: the state never writes into a stored value.
+// copied (the state never writes into a stored value), and the members of
+// every index go into one slice: the lock, which holds up writers, is held
+// for a few big allocations.
 func (st *state) snapshot(t int64) *snapshot {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	s := &snapshot{values: make([]snapValue, 0, len(st.values)), gen: st.gen}
+	s := &snapshot{
+		values:  make([]snapValue, 0, len(st.values)),
+		indexes: make([]snapIndex, 0, len(st.indexes)),
+		members: make([]member, 0, len(st.indexes)),
+		gen:     st.gen,
+	}
 	for k, e := range st.values {
 		if e.exp > t {
 			s.values = append(s.values, snapValue{k, e.val, e.exp})
 		}
 	}
 	for k, ix := range st.indexes {
-		var ms []member
+		start := len(s.members)
 		for _, m := range ix.members {
 			if m.exp > t {
-				ms = append(ms, m)
+				s.members = append(s.members, m)
 			}
 		}
-		if len(ms) > 0 {
-			s.indexes = append(s.indexes, snapIndex{k, ms})
+		if len(s.members) > start {
+			s.indexes = append(s.indexes, snapIndex{k, start, len(s.members)})
 		}
 	}
 	return s
@@ -81,12 +89,14 @@ func (st *state) snapshot(t int64) *snapshot {
 func (st *state) restore(s *snapshot) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.values = make(map[string]*entry, len(s.values))
+	st.indexes = make(map[string]*index, len(s.indexes))
 	for _, v := range s.values {
 		st.put(v.key, v.val, v.exp, false)
 	}
 	for _, si := range s.indexes {
 		ix := &index{}
-		for _, m := range si.members {
+		for _, m := range s.members[si.start:si.end] {
 			ix.add(m.name, m.exp)
 			if e := st.values[m.name]; e != nil && e.ri >= 0 && !slices.Contains(e.in, si.key) {
 				e.in = append(e.in, si.key)
@@ -127,8 +137,8 @@ func writeFile(path string, s *snapshot) (err error) {
 	w.uvarint(uint64(len(s.indexes)))
 	for _, ix := range s.indexes {
 		w.bytes([]byte(ix.key))
-		w.uvarint(uint64(len(ix.members)))
-		for _, m := range ix.members {
+		w.uvarint(uint64(ix.end - ix.start))
+		for _, m := range s.members[ix.start:ix.end] {
 			w.bytes([]byte(m.name))
 			w.varint(m.exp)
 		}
@@ -240,14 +250,14 @@ func (d *decoder) snapshot(t int64) (*snapshot, error) {
 		}
 	}
 	for n := d.count(); d.err == nil && n > 0; n-- {
-		ix := snapIndex{key: string(d.bytes())}
+		ix := snapIndex{key: string(d.bytes()), start: len(s.members)}
 		for m := d.count(); d.err == nil && m > 0; m-- {
 			name, exp := string(d.bytes()), d.varint()
 			if d.err == nil && exp > t {
-				ix.members = append(ix.members, member{name, exp})
+				s.members = append(s.members, member{name, exp})
 			}
 		}
-		if len(ix.members) > 0 {
+		if ix.end = len(s.members); ix.end > ix.start {
 			s.indexes = append(s.indexes, ix)
 		}
 	}
