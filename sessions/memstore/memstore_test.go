@@ -193,7 +193,15 @@ func TestStateFileRestart(t *testing.T) {
 		t.Errorf("the state directory holds %d files, want only the state file (temporary files left?)", len(entries))
 	}
 
+	// A save interrupted by a crash left a temporary file: it goes.
+	stale := filepath.Join(filepath.Dir(path), ".sessions.bin.tmp-12345")
+	if err := os.WriteFile(stale, []byte("half a save"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	b := newStore(t, &Store{StateFile: path}, env)
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("a stale temporary file was left")
+	}
 	expectSessions(t, b, values, want)
 	if n := countSessions(t, b); n != len(values) {
 		t.Errorf("%d sessions listed after the restart, want %d", n, len(values))
