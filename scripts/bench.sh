@@ -379,6 +379,12 @@ done
 COOKIE[plain]=${COOKIE[cookie]}
 
 # --- load ------------------------------------------------------------------------
+# Other work on the machine skews every number; the load average before the
+# runs (ours are idle then) says how much there was.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_BEFORE%% *}" -v n="$(nproc)" 'BEGIN {exit !(l > n / 2)}'; then
+	log "WARNING: load average $LOAD_BEFORE before the runs: something else is busy on this machine"
+fi
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 total=$((ROUNDS * ${#ROWS[@]}))
@@ -401,6 +407,7 @@ for round in $(seq 1 "$ROUNDS"); do
 		[ "$bad" = 0 ] || log "  WARNING: $bad responses were not 2xx on $row"
 	done
 done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 stop_all
 
 # --- Go benchmarks -------------------------------------------------------------------
@@ -450,6 +457,7 @@ compare the rows with each other rather than with other machines.
 | memory | $mem_total |
 | kernel | $(uname -sr) |
 | Go | $(go version | awk '{print $3, $4}') |
+| source | $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- '*.go' 2>/dev/null || echo ' with uncommitted changes') |
 | Caddy | $CADDY_VERSION |
 | oauth2-proxy | $O2P_VERSION (tools/bench) |
 | Dex | $DEX_VERSION (tools/dex) |
@@ -487,7 +495,9 @@ EOF
 	serr=$(awk '{s += $7} END {print s + 0}' "$RESULTS")
 	cat <<EOF
 
-Socket errors (connect, read, write, timeout) over all runs: $serr.
+Socket errors (connect, read, write, timeout) over all runs: $serr. Load average (1, 5, 15 min) just before
+the runs: $LOAD_BEFORE; just after: $LOAD_AFTER (wrk and the servers alone keep it near $(nproc); more before the
+runs means other work on the machine shared the CPUs with these measurements).
 
 What the rows are (every Caddy is its own process with \`default_bind 127.0.0.1\` and its own admin port; the
 handlers answer \`respond "ok" 200\`, there is no upstream):
@@ -504,6 +514,9 @@ handlers answer \`respond "ok" 200\`, there is no upstream):
   \`forward_auth\` to \`/oauth2/auth\` copying X-Auth-Request-User/-Email, \`/oauth2/*\` proxied to it. Request
   logging is off because Caddy logs no requests here either. The Redis row uses
   \`--session-store-type=redis\` on the same redis-server (another db).
+- Every request replays the same session cookie (one user). A handler that keeps decoded sessions in memory by
+  cookie value serves all of them from there; with many users the per-request cost of the cookie store moves
+  towards the \`BenchmarkCookieStoreLoad\` figure below.
 - The memory store has no oauth2-proxy counterpart (oauth2-proxy keeps sessions in cookies or Redis only).
 - Dex issues 1 h tokens: no refresh happens during a run.
 - wrk shares the $(nproc) CPUs with the server (and, for the oauth2-proxy rows, with oauth2-proxy): the numbers
