@@ -83,7 +83,12 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		changed = true
 	}
 	if changed {
-		if err := h.saveSession(w, r, value, sess); err != nil {
+		err := h.saveSession(w, r, value, sess)
+		if errors.Is(err, sessions.ErrNoSession) {
+			h.jar.Clear(w, r) // ended meanwhile (logout elsewhere, admin, IdP)
+			return nil, nil
+		}
+		if err != nil {
 			// The old cookie still holds a usable session; serve this
 			// request and let the next one try to save again.
 			h.logger.Warn("could not save updated session", zap.String("sub", sess.Subject), zap.Error(err))
@@ -123,7 +128,26 @@ func (h *Handler) idleTimeout() time.Duration {
 // session is saved before the lock is released. It returns nil when the
 // session has ended (and clears the cookie).
 func (h *Handler) refreshShared(w http.ResponseWriter, r *http.Request, locker sessions.Locker, value string, sess *sessions.Session) *sessions.Session {
-	ctx := r.Context()
+	// Requests of one session on this instance share one trip through the
+	// lock: only the first waits for it, the others take its result,
+	// instead of queueing for the lock one poll interval at a time.
+	v, _, _ := h.refreshes.Do("shared\x00"+value, func() (any, error) {
+		return h.refreshUnderLock(w, r, locker, value, sess), nil
+	})
+	fresh, _ := v.(*sessions.Session)
+	if fresh == nil {
+		return nil
+	}
+	cp := *fresh
+	return &cp
+}
+
+// refreshUnderLock is refreshShared's work, done by one request per
+// instance at a time.
+func (h *Handler) refreshUnderLock(w http.ResponseWriter, r *http.Request, locker sessions.Locker, value string, sess *sessions.Session) *sessions.Session {
+	// Other requests wait for this one: it must not stop because its own
+	// client went away.
+	ctx := context.WithoutCancel(r.Context())
 	release, err := locker.Lock(ctx, value)
 	if err != nil {
 		h.logger.Warn("refresh lock not acquired; serving with current tokens", zap.String("sub", sess.Subject), zap.Error(err))
@@ -149,7 +173,12 @@ func (h *Handler) refreshShared(w http.ResponseWriter, r *http.Request, locker s
 	}
 	if err == nil {
 		fresh.LastSeen = time.Now().Truncate(time.Second)
-		if err := h.saveSession(w, r, value, fresh); err != nil {
+		err := h.saveSession(w, r, value, fresh)
+		if errors.Is(err, sessions.ErrNoSession) {
+			h.jar.Clear(w, r) // ended meanwhile (logout elsewhere, admin, IdP)
+			return nil
+		}
+		if err != nil {
 			h.logger.Error("could not save refreshed session", zap.String("sub", fresh.Subject), zap.Error(err))
 		}
 	}

@@ -132,23 +132,42 @@ func (h *Handler) expose(r *http.Request, s *sessions.Session) {
 		repl.Set("http.auth.user.id", h.userID(s))
 		repl.Set("http.auth.user.email", s.Email)
 		repl.Set("http.auth.user.name", s.Name)
-		repl.Set("http.auth.user.groups", strings.Join(s.Groups, ","))
-		for _, name := range h.Claims {
-			repl.Set("http.auth.user."+name, strings.Join(s.Claims[name], ","))
+		repl.Set("http.auth.user.groups", joinList(s.Groups))
+		for i, name := range h.Claims {
+			repl.Set(h.claimPlaceholders[i], joinList(s.Claims[name]))
 		}
 	}
 	if hc := h.Headers; hc != nil {
 		setHeader(r, hc.User, h.userID(s))
 		setHeader(r, hc.Email, s.Email)
 		setHeader(r, hc.Name, s.Name)
-		setHeader(r, hc.Groups, strings.Join(s.Groups, ","))
+		setHeader(r, hc.Groups, joinList(s.Groups))
 		setHeader(r, hc.AccessToken, s.AccessToken)
 	}
+}
+
+// joinList joins with commas; the common one-element case allocates
+// nothing.
+func joinList(list []string) string {
+	if len(list) == 1 {
+		return list[0]
+	}
+	return strings.Join(list, ",")
 }
 
 func setHeader(r *http.Request, name, value string) {
 	if name != "" && value != "" {
 		r.Header.Set(name, value)
+	}
+}
+
+// provisionIdentity prepares what the request path needs to hand the
+// identity on: the header names to strip and the claim placeholder names.
+func (h *Handler) provisionIdentity() {
+	h.stripNames = identityHeaderNames(h.Headers)
+	h.claimPlaceholders = make([]string, len(h.Claims))
+	for i, name := range h.Claims {
+		h.claimPlaceholders[i] = "http.auth.user." + name
 	}
 }
 

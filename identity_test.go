@@ -237,7 +237,7 @@ func TestIdentityApplyClaimsResetsClaims(t *testing.T) {
 
 func TestHeaderStripping(t *testing.T) {
 	h := &Handler{Headers: &HeadersConfig{User: "X-Auth-Id"}}
-	h.stripNames = identityHeaderNames(h.Headers)
+	h.provisionIdentity()
 
 	r := httptest.NewRequest("GET", "http://app.example.com/", nil)
 	// Set the map directly: these are the spellings a client can put on
@@ -282,7 +282,7 @@ func TestHeaderStripping(t *testing.T) {
 // The same, for a request as the HTTP server parses it off the wire.
 func TestHeaderStrippingFromWire(t *testing.T) {
 	h := &Handler{Headers: &HeadersConfig{User: "X-Auth-Id", Email: "X-Auth-Mail"}}
-	h.stripNames = identityHeaderNames(h.Headers)
+	h.provisionIdentity()
 	raw := "GET / HTTP/1.1\r\nHost: app.example.com\r\n" +
 		"x-forwarded-user: a\r\nX_Forwarded_User: b\r\nx_fORWARDED_uSER: c\r\nREMOTE-USER: d\r\n" +
 		"x-auth-id: e\r\nX_AUTH_ID: f\r\nx_auth_mail: g\r\n" +
@@ -338,6 +338,7 @@ func testSession() *sessions.Session {
 
 func TestExposePlaceholders(t *testing.T) {
 	h := &Handler{Claims: []string{"department", "roles", "missing"}}
+	h.provisionIdentity()
 	r, repl := newReplRequest()
 	h.expose(r, testSession())
 	want := map[string]string{
@@ -359,6 +360,7 @@ func TestExposePlaceholders(t *testing.T) {
 	}
 	// Only configured claims become placeholders.
 	h2 := &Handler{Claims: []string{"department"}}
+	h2.provisionIdentity()
 	r2, repl2 := newReplRequest()
 	h2.expose(r2, testSession())
 	if v, ok := repl2.Get("http.auth.user.roles"); ok {
@@ -424,7 +426,7 @@ func TestExposeAccessTokenOnlyWhenConfigured(t *testing.T) {
 // value to put in its place.
 func TestHeaderStripThenExpose(t *testing.T) {
 	h := &Handler{Headers: &HeadersConfig{User: "X-Auth-Id", Email: "X-Auth-Email"}}
-	h.stripNames = identityHeaderNames(h.Headers)
+	h.provisionIdentity()
 	r, _ := newReplRequest()
 	r.Header["x_auth_id"] = []string{"admin"}
 	r.Header.Set("X-Auth-Id", "admin")

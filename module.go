@@ -167,23 +167,26 @@ type Handler struct {
 	// Default: 503.
 	UnavailableStatus int `json:"unavailable_status,omitempty"`
 
-	provider      *oidc.Provider
-	store         sessions.Store
-	jar           sessions.Jar
-	flowKeys      *sessions.Keyring
-	binding       []byte
-	redirect      *url.URL
-	callbackURI   string
-	endpoints     map[string]endpoint
-	stripNames    map[string]bool
-	refreshes     *singleflight.Group
-	recent        *recentRefreshes
-	jtis          *oidc.JTICache
-	logoutLimiter *rate.Limiter
-	storeName     string
-	events        *caddyevents.App
-	ctx           caddy.Context
-	logger        *zap.Logger
+	provider    *oidc.Provider
+	store       sessions.Store
+	jar         sessions.Jar
+	flowKeys    *sessions.Keyring
+	binding     []byte
+	redirect    *url.URL
+	callbackURI string
+	endpoints   map[string]endpoint
+	stripNames  map[string]bool
+	// claimPlaceholders are the placeholder names of Claims, made once.
+	claimPlaceholders []string
+	refreshes         *singleflight.Group
+	recent            *recentRefreshes
+	jtis              *oidc.JTICache
+	logoutLimiter     *rate.Limiter
+	storeName         string
+	cache             *sessionCache
+	events            *caddyevents.App
+	ctx               caddy.Context
+	logger            *zap.Logger
 }
 
 // CookieConfig is the session cookie's name, secrets and attributes.
@@ -310,6 +313,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	registry.join(h, h.store)
+	if _, managed := h.store.(sessions.Manager); !managed {
+		h.cache = newSessionCache(10000)
+	}
 	if err := h.provisionObservability(ctx); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -317,7 +323,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionEndpoints(); err != nil {
 		return err
 	}
-	h.stripNames = identityHeaderNames(h.Headers)
+	h.provisionIdentity()
 	h.refreshes = new(singleflight.Group)
 	h.recent = newRecentRefreshes(30 * time.Second)
 	// Logout tokens older than the verifier's max age are refused anyway,

@@ -31,10 +31,18 @@ func endSpan(s trace.Span, err error) {
 }
 
 func (h *Handler) storeLoad(ctx context.Context, value string) (*sessions.Session, error) {
+	if h.cache != nil {
+		if s := h.cache.get(value); s != nil {
+			return s, nil
+		}
+	}
 	ctx, sp := span(ctx, "oidc_session.store.load")
 	defer observeStore(h.storeName, storeOpLoad, time.Now())
 	s, err := h.store.Load(ctx, value)
 	endSpan(sp, ignoreNoSession(err))
+	if err == nil && h.cache != nil {
+		h.cache.put(value, s)
+	}
 	return s, err
 }
 
@@ -43,10 +51,19 @@ func (h *Handler) storeSave(ctx context.Context, prev string, s *sessions.Sessio
 	defer observeStore(h.storeName, storeOpSave, time.Now())
 	v, err := h.store.Save(ctx, prev, s)
 	endSpan(sp, err)
+	if err == nil && h.cache != nil {
+		if prev != "" && prev != v {
+			h.cache.drop(prev)
+		}
+		h.cache.put(v, s)
+	}
 	return v, err
 }
 
 func (h *Handler) storeDelete(ctx context.Context, value string) error {
+	if h.cache != nil {
+		h.cache.drop(value)
+	}
 	ctx, sp := span(ctx, "oidc_session.store.delete")
 	defer observeStore(h.storeName, storeOpDelete, time.Now())
 	err := h.store.Delete(ctx, value)

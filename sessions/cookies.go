@@ -34,19 +34,25 @@ type Jar struct {
 
 // Read returns the session cookie's value, joining chunks, or "" if the
 // request carries none (or carries an incomplete or oversized set).
+//
+// It scans the Cookie header itself instead of net/http's parser, which
+// validates and copies every cookie on each request: the value is checked
+// anyway when the store decrypts it, and a substring of the header costs
+// no allocation.
 func (j *Jar) Read(r *http.Request) string {
 	var chunks [maxChunks]string
 	n := 0
-	for _, c := range r.Cookies() {
-		if c.Name == j.Name {
-			return c.Value
+	for name, value := range requestCookies(r) {
+		if name == j.Name {
+			return value
 		}
-		if i, ok := j.chunkIndex(c.Name); ok && i < maxChunks {
-			chunks[i] = c.Value
-			if i+1 > n {
-				n = i + 1
-			}
+		if i, ok := j.chunkIndex(name); ok && i < maxChunks {
+			chunks[i] = value
+			n = max(n, i+1)
 		}
+	}
+	if n == 0 {
+		return ""
 	}
 	var sb strings.Builder
 	for i := 0; i < n; i++ {
@@ -56,6 +62,30 @@ func (j *Jar) Read(r *http.Request) string {
 		sb.WriteString(chunks[i])
 	}
 	return sb.String()
+}
+
+// requestCookies yields the request's cookies as name and raw value
+// (quotes around a value removed).
+func requestCookies(r *http.Request) func(yield func(name, value string) bool) {
+	return func(yield func(string, string) bool) {
+		for _, line := range r.Header["Cookie"] {
+			for len(line) > 0 {
+				var part string
+				part, line, _ = strings.Cut(line, ";")
+				part = strings.TrimSpace(part)
+				name, value, ok := strings.Cut(part, "=")
+				if !ok || name == "" {
+					continue
+				}
+				if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
+					value = value[1 : len(value)-1]
+				}
+				if !yield(strings.TrimSpace(name), value) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // Write sets the session cookie to value, expiring at expires, and removes
@@ -154,34 +184,38 @@ func (j *Jar) Owns(name string) bool {
 
 // StripRequest removes the plugin's cookies from the request, so the next
 // handler (and the upstream behind it) never sees session material and is
-// not burdened with kilobytes of cookies.
+// not burdened with kilobytes of cookies. Other cookies are kept as sent.
 func (j *Jar) StripRequest(r *http.Request) {
 	lines := r.Header["Cookie"]
-	if len(lines) == 0 {
-		return
-	}
-	var kept []string
-	changed := false
-	for _, line := range lines {
-		for part := range strings.SplitSeq(line, ";") {
-			part = strings.TrimSpace(part)
-			if part == "" {
-				continue
-			}
-			name, _, _ := strings.Cut(part, "=")
-			if j.Owns(strings.TrimSpace(name)) {
-				changed = true
-				continue
-			}
-			kept = append(kept, part)
+	owned := false
+	for name := range requestCookies(r) {
+		if j.Owns(name) {
+			owned = true
+			break
 		}
 	}
-	if !changed {
+	if !owned {
 		return
 	}
-	if len(kept) == 0 {
+	var sb strings.Builder
+	for _, line := range lines {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			name, _, _ := strings.Cut(part, "=")
+			if part == "" || j.Owns(strings.TrimSpace(name)) {
+				continue
+			}
+			if sb.Len() > 0 {
+				sb.WriteString("; ")
+			}
+			sb.WriteString(part)
+		}
+	}
+	if sb.Len() == 0 {
 		r.Header.Del("Cookie")
 		return
 	}
-	r.Header["Cookie"] = []string{strings.Join(kept, "; ")}
+	r.Header["Cookie"] = []string{sb.String()}
 }

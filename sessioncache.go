@@ -1,0 +1,61 @@
+package oidcsession
+
+import (
+	"sync"
+
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+// sessionCache keeps decoded sessions by cookie value, so a request with a
+// session seen before skips decryption and decompression, which otherwise
+// dominate the cost of an authenticated request. It holds nothing the
+// cookie does not: the same value always decodes to the same session.
+//
+// It is used for stores whose sessions cannot end anywhere but in this
+// handler (the cookie store); a server-side session may be ended by
+// another instance, an operator or the IdP, so it is always read from its
+// store.
+type sessionCache struct {
+	mu      sync.RWMutex
+	max     int
+	entries map[string]*sessions.Session
+}
+
+func newSessionCache(max int) *sessionCache {
+	return &sessionCache{max: max, entries: make(map[string]*sessions.Session)}
+}
+
+// get returns a copy of the cached session the caller may change (the
+// handler only replaces fields, never edits slices or maps in place).
+func (c *sessionCache) get(value string) *sessions.Session {
+	c.mu.RLock()
+	s := c.entries[value]
+	c.mu.RUnlock()
+	if s == nil {
+		return nil
+	}
+	cp := *s
+	return &cp
+}
+
+// put remembers a copy of s under value. When full, an arbitrary entry
+// makes room (map iteration order is random): hot sessions come back at
+// once, cold ones cost one decode.
+func (c *sessionCache) put(value string, s *sessions.Session) {
+	cp := *s
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[value]; !ok && len(c.entries) >= c.max {
+		for k := range c.entries {
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[value] = &cp
+}
+
+func (c *sessionCache) drop(value string) {
+	c.mu.Lock()
+	delete(c.entries, value)
+	c.mu.Unlock()
+}
