@@ -79,7 +79,14 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		}
 	}
 	if touch := min(idle/16, 5*time.Minute); idle > 0 && now.Sub(sess.LastSeen) >= touch {
-		sess.LastSeen = now.Truncate(time.Second)
+		if _, shared := h.store.(sessions.Checker); shared && !changed {
+			// The copy in hand may predate a refresh made elsewhere;
+			// saving it would put back a spent refresh token.
+			if fresh, err := h.storeLoadFresh(ctx, value); err == nil {
+				sess = fresh
+			}
+		}
+		sess.LastSeen = now.Truncate(time.Millisecond)
 		changed = true
 	}
 	if changed {
@@ -154,7 +161,7 @@ func (h *Handler) refreshUnderLock(w http.ResponseWriter, r *http.Request, locke
 		return sess
 	}
 	defer release()
-	fresh, err := h.storeLoad(ctx, value)
+	fresh, err := h.storeLoadFresh(ctx, value)
 	switch {
 	case errors.Is(err, sessions.ErrNoSession):
 		h.jar.Clear(w, r)
@@ -172,7 +179,7 @@ func (h *Handler) refreshUnderLock(w http.ResponseWriter, r *http.Request, locke
 		return nil
 	}
 	if err == nil {
-		fresh.LastSeen = time.Now().Truncate(time.Second)
+		fresh.LastSeen = time.Now().Truncate(time.Millisecond)
 		err := h.saveSession(w, r, value, fresh)
 		if errors.Is(err, sessions.ErrNoSession) {
 			h.jar.Clear(w, r) // ended meanwhile (logout elsewhere, admin, IdP)

@@ -2,6 +2,7 @@ package oidcsession
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,14 +14,20 @@ import (
 	"github.com/oidc-session/oidc_session/sessions/storetest"
 )
 
-// BenchmarkHotPathCookie measures what every authenticated request costs
-// with the cookie store: read and verify the session, authorize, hand the
-// identity on, strip the plugin's cookies and identity headers.
-func BenchmarkHotPathCookie(b *testing.B) {
+// BenchmarkHotPath measures what every authenticated request costs: read
+// and verify the session, authorize, hand the identity on, strip the
+// plugin's cookies and identity headers.
+func BenchmarkHotPath(b *testing.B) {
+	b.Run("cookie", func(b *testing.B) { benchHotPath(b, nil) })
+	b.Run("memory", func(b *testing.B) { benchHotPath(b, json.RawMessage(`{"backend":"memory"}`)) })
+}
+
+func benchHotPath(b *testing.B, store json.RawMessage) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	h := &Handler{Issuer: "http://127.0.0.1:1/idp", ClientID: "app", Cookie: CookieConfig{Secrets: []string{testSecret}},
-		Headers: &HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups"}}
+		Headers:  &HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups"},
+		StoreRaw: store}
 	if err := h.Provision(ctx); err != nil {
 		b.Fatal(err)
 	}

@@ -313,9 +313,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	registry.join(h, h.store)
-	if _, managed := h.store.(sessions.Manager); !managed {
-		h.cache = newSessionCache(10000)
-	}
+	h.cache = newSessionCache(10000)
 	if err := h.provisionObservability(ctx); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}

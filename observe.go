@@ -31,16 +31,37 @@ func endSpan(s trace.Span, err error) {
 }
 
 func (h *Handler) storeLoad(ctx context.Context, value string) (*sessions.Session, error) {
-	if h.cache != nil {
-		if s := h.cache.get(value); s != nil {
+	if s := h.cache.get(value); s != nil {
+		checker, ok := h.store.(sessions.Checker)
+		if !ok {
 			return s, nil
 		}
+		ctx, sp := span(ctx, "oidc_session.store.exists")
+		start := time.Now()
+		exists, err := checker.Exists(ctx, value)
+		observeStore(h.storeName, storeOpLoad, start)
+		endSpan(sp, err)
+		switch {
+		case err != nil:
+			return nil, err
+		case !exists:
+			h.cache.drop(value)
+			return nil, sessions.ErrNoSession
+		}
+		return s, nil
 	}
+	return h.storeLoadFresh(ctx, value)
+}
+
+// storeLoadFresh reads the session from its store, never from the cache:
+// for refreshes, where a copy older than the store's could hold a refresh
+// token another instance has already redeemed.
+func (h *Handler) storeLoadFresh(ctx context.Context, value string) (*sessions.Session, error) {
 	ctx, sp := span(ctx, "oidc_session.store.load")
 	defer observeStore(h.storeName, storeOpLoad, time.Now())
 	s, err := h.store.Load(ctx, value)
 	endSpan(sp, ignoreNoSession(err))
-	if err == nil && h.cache != nil {
+	if err == nil {
 		h.cache.put(value, s)
 	}
 	return s, err
@@ -51,7 +72,7 @@ func (h *Handler) storeSave(ctx context.Context, prev string, s *sessions.Sessio
 	defer observeStore(h.storeName, storeOpSave, time.Now())
 	v, err := h.store.Save(ctx, prev, s)
 	endSpan(sp, err)
-	if err == nil && h.cache != nil {
+	if err == nil {
 		if prev != "" && prev != v {
 			h.cache.drop(prev)
 		}
@@ -61,9 +82,7 @@ func (h *Handler) storeSave(ctx context.Context, prev string, s *sessions.Sessio
 }
 
 func (h *Handler) storeDelete(ctx context.Context, value string) error {
-	if h.cache != nil {
-		h.cache.drop(value)
-	}
+	h.cache.drop(value)
 	ctx, sp := span(ctx, "oidc_session.store.delete")
 	defer observeStore(h.storeName, storeOpDelete, time.Now())
 	err := h.store.Delete(ctx, value)

@@ -11,10 +11,10 @@ import (
 // dominate the cost of an authenticated request. It holds nothing the
 // cookie does not: the same value always decodes to the same session.
 //
-// It is used for stores whose sessions cannot end anywhere but in this
-// handler (the cookie store); a server-side session may be ended by
-// another instance, an operator or the IdP, so it is always read from its
-// store.
+// A server-side session may be ended elsewhere (another instance, an
+// operator, the IdP): for such stores a cached session is used only after
+// the store's cheap existence check (sessions.Checker), and refreshes
+// always read the store.
 type sessionCache struct {
 	mu      sync.RWMutex
 	max     int

@@ -92,6 +92,13 @@ type Env struct {
 	MaxPerUser int
 }
 
+// Checker is implemented by stores whose sessions can end elsewhere
+// (another instance, an operator, the IdP): a decoded session the handler
+// keeps in memory is used only while Exists says it is still stored.
+type Checker interface {
+	Exists(ctx context.Context, value string) (bool, error)
+}
+
 // Pinger is implemented by stores that depend on a server, for readiness
 // checks.
 type Pinger interface {

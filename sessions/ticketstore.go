@@ -15,6 +15,8 @@ import (
 type Backend interface {
 	// Get returns the value, or ErrNoSession if the key does not exist.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// Exists reports whether the key exists (and has not expired).
+	Exists(ctx context.Context, key string) (bool, error)
 	// GetMany returns the values of keys, nil for those that do not exist.
 	GetMany(ctx context.Context, keys []string) ([][]byte, error)
 	// Set stores the value for ttl (at least one second).
@@ -104,8 +106,10 @@ func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (str
 	login := prev == "" || !ok
 	if login {
 		t = NewTicket(s.env.CookieName)
-	} else if _, err := s.Backend.Get(ctx, s.Key(t)); err != nil {
+	} else if ok, err := s.Backend.Exists(ctx, s.Key(t)); err != nil {
 		return "", err
+	} else if !ok {
+		return "", ErrNoSession
 	}
 	deadline := sess.Deadline(s.env.IdleTimeout)
 	ttl := time.Until(deadline)
@@ -167,6 +171,17 @@ func (s *TicketStore) enforceLimit(ctx context.Context, sub, keep string) error 
 		}
 	}
 	return nil
+}
+
+// Exists implements Checker: whether the session the cookie value refers
+// to is still stored (not ended by a logout elsewhere, an operator or the
+// IdP), without reading or decrypting it.
+func (s *TicketStore) Exists(ctx context.Context, value string) (bool, error) {
+	t, ok := ParseTicket(s.env.CookieName, value)
+	if !ok {
+		return false, nil
+	}
+	return s.Backend.Exists(ctx, s.Key(t))
 }
 
 // Delete implements Store.
@@ -385,4 +400,5 @@ func (s *TicketStore) endMatching(ctx context.Context, walk func(func(Meta) erro
 var (
 	_ Store   = (*TicketStore)(nil)
 	_ Manager = (*TicketStore)(nil)
+	_ Checker = (*TicketStore)(nil)
 )

@@ -83,6 +83,15 @@ func (st *state) Get(_ context.Context, key string) ([]byte, error) {
 	return bytes.Clone(e.val), nil
 }
 
+// Exists implements sessions.Backend.
+func (st *state) Exists(_ context.Context, key string) (bool, error) {
+	t := now()
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	e := st.values[key]
+	return e != nil && e.exp > t, nil
+}
+
 // GetMany implements sessions.Backend.
 func (st *state) GetMany(_ context.Context, keys []string) ([][]byte, error) {
 	t := now()

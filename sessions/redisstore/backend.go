@@ -30,6 +30,14 @@ func (b backend) Get(ctx context.Context, key string) ([]byte, error) {
 	return v, nil
 }
 
+func (b backend) Exists(ctx context.Context, key string) (bool, error) {
+	n, err := b.client.Exists(ctx, key).Result()
+	if err != nil {
+		return false, unavailable("EXISTS", err)
+	}
+	return n == 1, nil
+}
+
 func (b backend) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := b.client.Set(ctx, key, value, ttl).Err(); err != nil {
 		return unavailable("SET", err)
