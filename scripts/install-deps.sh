@@ -6,6 +6,9 @@
 #     by go test -race) and curl (used by scripts/demo.sh).
 #   - .bin/dex, built from the pinned Dex in tools/dex (when missing or when
 #     tools/dex/go.mod or go.sum is newer than the binary).
+#   - .bin/zitadel-op, the example OpenID Provider of github.com/zitadel/oidc
+#     (pinned in tools/zitadel), rebuilt the same way when tools/zitadel
+#     changes.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -83,6 +86,18 @@ if [ ! -x "$dex_bin" ] || [ tools/dex/go.mod -nt "$dex_bin" ] || [ tools/dex/go.
 	log "built $("$dex_bin" version 2>&1 | head -n1)"
 else
 	log "dex: .bin/dex is up to date"
+fi
+
+# --- zitadel example OP -------------------------------------------------------
+zop_bin="$ROOT/.bin/zitadel-op"
+if [ ! -x "$zop_bin" ] || [ tools/zitadel/go.mod -nt "$zop_bin" ] || [ tools/zitadel/go.sum -nt "$zop_bin" ] || [ tools/zitadel/main.go -nt "$zop_bin" ]; then
+	log "building the zitadel example OP (pinned in tools/zitadel/go.mod) into .bin/zitadel-op"
+	(cd tools/zitadel && go build -o ../../.bin/zitadel-op .)
+	[ -x "$zop_bin" ] || die "zitadel OP build produced no $zop_bin"
+	touch "$zop_bin"
+	log "built .bin/zitadel-op"
+else
+	log "zitadel-op: .bin/zitadel-op is up to date"
 fi
 
 log "done"
