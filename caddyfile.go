@@ -4,12 +4,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/oidc-session/oidc_session/internal/cfgargs"
 	"github.com/oidc-session/oidc_session/sessions"
 )
 
@@ -57,66 +57,66 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "issuer":
-			err = oneArg(d, &h.Issuer)
+			err = cfgargs.One(d, &h.Issuer)
 			if err == nil && !strings.Contains(h.Issuer, "{") {
 				if uerr := checkAbsoluteURL(h.Issuer); uerr != nil {
 					err = d.Errf("issuer: %v", uerr)
 				}
 			}
 		case "client_id":
-			err = oneArg(d, &h.ClientID)
+			err = cfgargs.One(d, &h.ClientID)
 		case "client_secret":
-			err = oneArg(d, &h.ClientSecret)
+			err = cfgargs.One(d, &h.ClientSecret)
 		case "redirect_url":
-			err = oneArg(d, &h.RedirectURL)
+			err = cfgargs.One(d, &h.RedirectURL)
 		case "scopes":
-			err = someArgs(d, &h.Scopes)
+			err = cfgargs.Many(d, &h.Scopes)
 		case "path_prefix":
-			err = oneArg(d, &h.PathPrefix)
+			err = cfgargs.One(d, &h.PathPrefix)
 		case "disable_pkce":
-			err = flag(d, &h.DisablePKCE)
+			err = cfgargs.Flag(d, &h.DisablePKCE)
 		case "fetch_userinfo":
-			err = flag(d, &h.FetchUserInfo)
+			err = cfgargs.Flag(d, &h.FetchUserInfo)
 		case "cookie":
 			err = h.Cookie.unmarshalCaddyfile(d)
 		case "store":
 			err = h.unmarshalStore(d)
 		case "session_lifetime":
-			err = duration(d, &h.SessionLifetime)
+			err = cfgargs.Duration(d, &h.SessionLifetime)
 		case "idle_timeout":
 			var v string
-			if err = oneArg(d, &v); err == nil {
+			if err = cfgargs.One(d, &v); err == nil {
 				if v == "off" {
 					h.IdleTimeout = -1
-				} else if err = parseDuration(d, v, &h.IdleTimeout); err != nil {
+				} else if err = cfgargs.ParseDuration(d, v, &h.IdleTimeout); err != nil {
 					return err
 				}
 			}
 		case "refresh_margin":
-			err = duration(d, &h.RefreshMargin)
+			err = cfgargs.Duration(d, &h.RefreshMargin)
 		case "unauthenticated":
-			err = oneArg(d, &h.Unauthenticated)
+			err = cfgargs.One(d, &h.Unauthenticated)
 		case "allowed_redirect_hosts":
-			err = someArgs(d, &h.AllowedRedirectHosts)
+			err = cfgargs.Many(d, &h.AllowedRedirectHosts)
 		case "post_logout_redirect":
-			err = oneArg(d, &h.PostLogoutRedirect)
+			err = cfgargs.One(d, &h.PostLogoutRedirect)
 		case "user_id_claim":
-			err = oneArg(d, &h.UserIDClaim)
+			err = cfgargs.One(d, &h.UserIDClaim)
 		case "groups_claim":
-			err = oneArg(d, &h.GroupsClaim)
+			err = cfgargs.One(d, &h.GroupsClaim)
 		case "claims":
-			err = someArgs(d, &h.Claims)
+			err = cfgargs.Many(d, &h.Claims)
 		case "headers":
 			err = h.unmarshalHeaders(d)
 		case "allowed_email_domains":
-			err = someArgs(d, &h.AllowedEmailDomains)
+			err = cfgargs.Many(d, &h.AllowedEmailDomains)
 		case "allow_unverified_email":
-			err = flag(d, &h.AllowUnverifiedEmail)
+			err = cfgargs.Flag(d, &h.AllowUnverifiedEmail)
 		case "allowed_groups":
-			err = someArgs(d, &h.AllowedGroups)
+			err = cfgargs.Many(d, &h.AllowedGroups)
 		case "require_claim":
 			var args []string
-			if err = someArgs(d, &args); err == nil {
+			if err = cfgargs.Many(d, &args); err == nil {
 				if len(args) < 2 {
 					return d.Err("require_claim takes a claim name and at least one value")
 				}
@@ -127,29 +127,29 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "max_login_flows":
 			var s string
-			if err = oneArg(d, &s); err == nil {
+			if err = cfgargs.One(d, &s); err == nil {
 				if h.MaxLoginFlows, err = strconv.Atoi(s); err != nil || h.MaxLoginFlows < 1 {
 					return d.Errf("max_login_flows must be a positive number, not %q", s)
 				}
 			}
 		case "max_sessions_per_user":
 			var v string
-			if err = oneArg(d, &v); err == nil {
+			if err = cfgargs.One(d, &v); err == nil {
 				if h.MaxSessionsPerUser, err = strconv.Atoi(v); err != nil || h.MaxSessionsPerUser < 1 {
 					return d.Errf("max_sessions_per_user must be a positive number, not %q", v)
 				}
 			}
 		case "unavailable_status":
 			var v string
-			if err = oneArg(d, &v); err == nil {
+			if err = cfgargs.One(d, &v); err == nil {
 				if h.UnavailableStatus, err = strconv.Atoi(v); err != nil || h.UnavailableStatus < 400 || h.UnavailableStatus > 599 {
 					return d.Errf("unavailable_status must be a 4xx or 5xx status code, not %q", v)
 				}
 			}
 		case "login_timeout":
-			err = duration(d, &h.LoginTimeout)
+			err = cfgargs.Duration(d, &h.LoginTimeout)
 		case "provider_timeout":
-			err = duration(d, &h.ProviderTimeout)
+			err = cfgargs.Duration(d, &h.ProviderTimeout)
 		default:
 			return d.Errf("unknown oidc_session subdirective %q (see the README for the list)", d.Val())
 		}
@@ -176,13 +176,13 @@ func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "name":
-			err = oneArg(d, &c.Name)
+			err = cfgargs.One(d, &c.Name)
 			if err == nil && (c.Name == "" || strings.ContainsAny(c.Name, " ;,=\t\"")) {
 				return d.Errf("cookie name %q is not a valid cookie name", c.Name)
 			}
 		case "secret":
 			var secrets []string
-			if err = someArgs(d, &secrets); err == nil {
+			if err = cfgargs.Many(d, &secrets); err == nil {
 				for _, s := range secrets {
 					if !strings.Contains(s, "{") && len(s) < sessions.MinSecretLength {
 						return d.Errf("cookie secret is %d characters long; it must be at least %d (generate one with: openssl rand -base64 32)", len(s), sessions.MinSecretLength)
@@ -191,19 +191,19 @@ func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				c.Secrets = append(c.Secrets, secrets...)
 			}
 		case "domain":
-			err = oneArg(d, &c.Domain)
+			err = cfgargs.One(d, &c.Domain)
 		case "path":
-			err = oneArg(d, &c.Path)
+			err = cfgargs.One(d, &c.Path)
 		case "secure":
 			var on bool
-			err = onOff(d, &on)
+			err = cfgargs.OnOff(d, &on)
 			c.Insecure = !on
 		case "http_only":
 			var on bool
-			err = onOff(d, &on)
+			err = cfgargs.OnOff(d, &on)
 			c.AllowScripts = !on
 		case "same_site":
-			if err = oneArg(d, &c.SameSite); err == nil {
+			if err = cfgargs.One(d, &c.SameSite); err == nil {
 				if _, perr := parseSameSite(c.SameSite); perr != nil {
 					return d.Err(perr.Error())
 				}
@@ -261,7 +261,7 @@ func (h *Handler) unmarshalHeaders(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unknown headers option %q (known: user, email, name, groups, access_token)", d.Val())
 		}
-		if err := oneArg(d, target); err != nil {
+		if err := cfgargs.One(d, target); err != nil {
 			return err
 		}
 	}
@@ -269,70 +269,6 @@ func (h *Handler) unmarshalHeaders(d *caddyfile.Dispenser) error {
 		hc = &HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups"}
 	}
 	h.Headers = hc
-	return nil
-}
-
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	name := d.Val()
-	if !d.NextArg() {
-		return d.Errf("%s needs a value", name)
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.Errf("%s takes one value", name)
-	}
-	return nil
-}
-
-func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
-	name := d.Val()
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.Errf("%s needs at least one value", name)
-	}
-	*dst = append(*dst, args...)
-	return nil
-}
-
-func flag(d *caddyfile.Dispenser, dst *bool) error {
-	name := d.Val()
-	if d.NextArg() {
-		return d.Errf("%s takes no value", name)
-	}
-	*dst = true
-	return nil
-}
-
-func onOff(d *caddyfile.Dispenser, dst *bool) error {
-	var v string
-	if err := oneArg(d, &v); err != nil {
-		return err
-	}
-	switch v {
-	case "on", "true":
-		*dst = true
-	case "off", "false":
-		*dst = false
-	default:
-		return d.Errf("expected on or off, not %q", v)
-	}
-	return nil
-}
-
-func duration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var v string
-	if err := oneArg(d, &v); err != nil {
-		return err
-	}
-	return parseDuration(d, v, dst)
-}
-
-func parseDuration(d *caddyfile.Dispenser, v string, dst *caddy.Duration) error {
-	dur, err := caddy.ParseDuration(v)
-	if err != nil || dur <= 0 {
-		return d.Errf("%q is not a positive duration (e.g. 30m, 12h)", v)
-	}
-	*dst = caddy.Duration(dur)
 	return nil
 }
 

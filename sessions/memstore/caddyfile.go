@@ -1,9 +1,9 @@
 package memstore
 
 import (
-	"strconv"
-
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/oidc-session/oidc_session/internal/cfgargs"
 )
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:
@@ -22,19 +22,13 @@ func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch opt := d.Val(); opt {
 		case "state_file":
-			if !d.AllArgs(&s.StateFile) || s.StateFile == "" {
-				return d.ArgErr()
+			if err := cfgargs.One(d, &s.StateFile); err != nil {
+				return err
 			}
 		case "max_sessions":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			if err := cfgargs.Int(d, &s.MaxSessions, 0); err != nil {
+				return err
 			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return d.Errf("max_sessions: %q is not a number >= 0", v)
-			}
-			s.MaxSessions = n
 		default:
 			return d.Errf("unknown memory store option %q", opt)
 		}

@@ -742,10 +742,10 @@ func TestCaddyfile(t *testing.T) {
 		{in: "memory {\nstate_file /var/lib/caddy/sessions\nmax_sessions 5000\n}", want: Store{StateFile: "/var/lib/caddy/sessions", MaxSessions: 5000}},
 		{in: "memory {\nmax_sessions 0\n}", want: Store{}},
 		{in: "memory extra", err: "wrong argument count"},
-		{in: "memory {\nstate_file\n}", err: "wrong argument count"},
-		{in: "memory {\nstate_file a b\n}", err: "wrong argument count"},
-		{in: "memory {\nmax_sessions -1\n}", err: "not a number >= 0"},
-		{in: "memory {\nmax_sessions lots\n}", err: "not a number >= 0"},
+		{in: "memory {\nstate_file\n}", err: "state_file needs a value"},
+		{in: "memory {\nstate_file a b\n}", err: "state_file takes one value"},
+		{in: "memory {\nmax_sessions -1\n}", err: "max_sessions must be a number of at least 0"},
+		{in: "memory {\nmax_sessions lots\n}", err: "max_sessions must be a number of at least 0"},
 		{in: "memory {\nurl redis://x\n}", err: `unknown memory store option "url"`},
 	} {
 		var s Store

@@ -1,10 +1,9 @@
 package redisstore
 
 import (
-	"strconv"
-
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/oidc-session/oidc_session/internal/cfgargs"
 )
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:
@@ -43,37 +42,37 @@ func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch opt {
 		case "url":
-			err = one(d, &s.URL)
+			err = cfgargs.One(d, &s.URL)
 		case "sentinel_master":
-			err = one(d, &s.SentinelMaster)
+			err = cfgargs.One(d, &s.SentinelMaster)
 		case "sentinel_urls":
-			err = many(d, &s.SentinelURLs)
+			err = cfgargs.Many(d, &s.SentinelURLs)
 		case "sentinel_password":
-			err = one(d, &s.SentinelPassword)
+			err = cfgargs.One(d, &s.SentinelPassword)
 		case "cluster_urls":
-			err = many(d, &s.ClusterURLs)
+			err = cfgargs.Many(d, &s.ClusterURLs)
 		case "db":
-			err = number(d, &s.DB)
+			err = cfgargs.Int(d, &s.DB, 0)
 		case "username":
-			err = one(d, &s.Username)
+			err = cfgargs.One(d, &s.Username)
 		case "password":
-			err = one(d, &s.Password)
+			err = cfgargs.One(d, &s.Password)
 		case "key_prefix":
-			err = one(d, &s.KeyPrefix)
+			err = cfgargs.One(d, &s.KeyPrefix)
 		case "tls":
 			err = s.unmarshalTLS(d)
 		case "pool_size":
-			err = number(d, &s.PoolSize)
+			err = cfgargs.Int(d, &s.PoolSize, 0)
 		case "dial_timeout":
-			err = duration(d, &s.DialTimeout)
+			err = cfgargs.Duration(d, &s.DialTimeout)
 		case "read_timeout":
-			err = duration(d, &s.ReadTimeout)
+			err = cfgargs.Duration(d, &s.ReadTimeout)
 		case "write_timeout":
-			err = duration(d, &s.WriteTimeout)
+			err = cfgargs.Duration(d, &s.WriteTimeout)
 		case "lock_ttl":
-			err = duration(d, &s.LockTTL)
+			err = cfgargs.Duration(d, &s.LockTTL)
 		case "lock_wait":
-			err = duration(d, &s.LockWait)
+			err = cfgargs.Duration(d, &s.LockWait)
 		default:
 			return d.Errf("unknown redis store option %q", opt)
 		}
@@ -93,18 +92,15 @@ func (s *Store) unmarshalTLS(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "ca":
-			err = one(d, &s.TLS.CA)
+			err = cfgargs.One(d, &s.TLS.CA)
 		case "cert":
-			err = one(d, &s.TLS.Cert)
+			err = cfgargs.One(d, &s.TLS.Cert)
 		case "key":
-			err = one(d, &s.TLS.Key)
+			err = cfgargs.One(d, &s.TLS.Key)
 		case "server_name":
-			err = one(d, &s.TLS.ServerName)
+			err = cfgargs.One(d, &s.TLS.ServerName)
 		case "insecure_skip_verify":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			s.TLS.InsecureSkipVerify = true
+			err = cfgargs.Flag(d, &s.TLS.InsecureSkipVerify)
 		default:
 			return d.Errf("unknown redis tls option %q", d.Val())
 		}
@@ -112,48 +108,6 @@ func (s *Store) unmarshalTLS(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-func one(d *caddyfile.Dispenser, dst *string) error {
-	if !d.AllArgs(dst) {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func many(d *caddyfile.Dispenser, dst *[]string) error {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.ArgErr()
-	}
-	*dst = append(*dst, args...)
-	return nil
-}
-
-func number(d *caddyfile.Dispenser, dst *int) error {
-	var v string
-	if err := one(d, &v); err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return d.Errf("%q is not a number >= 0", v)
-	}
-	*dst = n
-	return nil
-}
-
-func duration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var v string
-	if err := one(d, &v); err != nil {
-		return err
-	}
-	dur, err := caddy.ParseDuration(v)
-	if err != nil || dur <= 0 {
-		return d.Errf("%q is not a positive duration", v)
-	}
-	*dst = caddy.Duration(dur)
 	return nil
 }
 
