@@ -5,6 +5,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -256,52 +257,37 @@ func (c connection) newClient() (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts := &redis.UniversalOptions{
+		Username:         c.Username,
+		Password:         c.Password,
+		SentinelPassword: c.SentinelPassword,
+		DB:               c.DB,
+		TLSConfig:        tlsConf,
+		PoolSize:         c.PoolSize,
+		DialTimeout:      c.Dial,
+		ReadTimeout:      c.Read,
+		WriteTimeout:     c.Write,
+	}
 	switch {
 	case c.URL != "":
-		opts, err := redis.ParseURL(c.URL)
+		u, err := redis.ParseURL(c.URL)
 		if err != nil {
 			return nil, fmt.Errorf("redis store: url: %w", err)
 		}
-		if c.Username != "" {
-			opts.Username = c.Username
+		// Settings given apart take precedence over those in the URL.
+		opts.Addrs = []string{u.Addr}
+		opts.Username = cmp.Or(opts.Username, u.Username)
+		opts.Password = cmp.Or(opts.Password, u.Password)
+		opts.DB = cmp.Or(opts.DB, u.DB)
+		if opts.TLSConfig == nil {
+			opts.TLSConfig = u.TLSConfig // rediss://
 		}
-		if c.Password != "" {
-			opts.Password = c.Password
-		}
-		if c.DB != 0 {
-			opts.DB = c.DB
-		}
-		if tlsConf != nil {
-			opts.TLSConfig = tlsConf
-		}
-		opts.PoolSize, opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = c.PoolSize, c.Dial, c.Read, c.Write
-		return redis.NewClient(opts), nil
 	case c.SentinelMaster != "":
-		return redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName:       c.SentinelMaster,
-			SentinelAddrs:    c.SentinelAddrs,
-			SentinelPassword: c.SentinelPassword,
-			Username:         c.Username,
-			Password:         c.Password,
-			DB:               c.DB,
-			TLSConfig:        tlsConf,
-			PoolSize:         c.PoolSize,
-			DialTimeout:      c.Dial,
-			ReadTimeout:      c.Read,
-			WriteTimeout:     c.Write,
-		}), nil
+		opts.MasterName, opts.Addrs = c.SentinelMaster, c.SentinelAddrs
 	default:
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:        c.ClusterAddrs,
-			Username:     c.Username,
-			Password:     c.Password,
-			TLSConfig:    tlsConf,
-			PoolSize:     c.PoolSize,
-			DialTimeout:  c.Dial,
-			ReadTimeout:  c.Read,
-			WriteTimeout: c.Write,
-		}), nil
+		opts.Addrs, opts.IsClusterMode = c.ClusterAddrs, true
 	}
+	return redis.NewUniversalClient(opts), nil
 }
 
 func (c connection) tlsConfig() (*tls.Config, error) {
