@@ -132,6 +132,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("max_login_flows must be a positive number, not %q", s)
 				}
 			}
+		case "cache_control":
+			err = cfgargs.One(d, &h.CacheControl)
 		case "max_sessions_per_user":
 			var v string
 			if err = cfgargs.One(d, &v); err == nil {

@@ -612,3 +612,23 @@ func TestSecretsStayOutOfLogsAndConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthenticatedResponsesNotCached: a page made for a logged-in user
+// gets Cache-Control: no-store unless the upstream chose its own, so the
+// back button cannot show it again after logout.
+func TestAuthenticatedResponsesNotCached(t *testing.T) {
+	idp := startMockIdP(t, 0, false)
+	a, b, c := freeAddr(t), freeAddr(t), freeAddr(t)
+	startCaddySites(t, map[string]string{
+		a: siteConfig(idp, ""),
+		b: "\theader Cache-Control \"private, max-age=60\"\n" + siteConfig(idp, ""),
+		c: siteConfig(idp, "cache_control off"),
+	})
+	for addr, want := range map[string]string{a: "no-store", b: "private, max-age=60", c: ""} {
+		br := newBrowser(t)
+		resp, _ := br.login("http://" + addr + "/")
+		if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != want {
+			t.Errorf("site %s: %d, Cache-Control %q, want %q", addr, resp.StatusCode, resp.Header.Get("Cache-Control"), want)
+		}
+	}
+}

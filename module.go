@@ -156,6 +156,14 @@ type Handler struct {
 	// ProviderTimeout bounds every call to the IdP. Default: 10s.
 	ProviderTimeout caddy.Duration `json:"provider_timeout,omitempty"`
 
+	// CacheControl is the Cache-Control header given to responses of
+	// authenticated requests that the handlers after this one leave without
+	// one; "off" leaves them as they are. Default: no-store, so a page shown
+	// to a logged-in user is kept by no shared cache and is not shown again
+	// by the back button after logout. Upstreams that set their own
+	// Cache-Control (static assets, say) keep it.
+	CacheControl string `json:"cache_control,omitempty"`
+
 	// MaxSessionsPerUser caps the sessions of one user (subject) in a
 	// server-side store: a new login beyond the cap ends that user's oldest
 	// session. Needs the memory or redis store. Default: 0 (no cap).
@@ -381,6 +389,9 @@ func (h *Handler) applyDefaults() {
 	}
 	if h.LoginTimeout == 0 {
 		h.LoginTimeout = caddy.Duration(10 * time.Minute)
+	}
+	if h.CacheControl == "" {
+		h.CacheControl = "no-store"
 	}
 	if h.UnavailableStatus == 0 {
 		h.UnavailableStatus = http.StatusServiceUnavailable
