@@ -33,7 +33,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.expose(r, sess)
 	h.jar.StripRequest(r)
 	if h.CacheControl != "off" {
-		w = &cacheControlWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, value: h.CacheControl}
+		w = &cacheControlWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, value: h.CacheControl}
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -13,7 +13,7 @@ import (
 // the browser's back button after logout. An upstream that chooses its own
 // caching keeps its choice.
 type cacheControlWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper
 	value       string
 	wroteHeader bool
 }
