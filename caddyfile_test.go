@@ -172,6 +172,8 @@ func TestCaddyfileAllOptions(t *testing.T) {
 		AllowedGroups:        []string{"admins", "ops"},
 		RequiredClaims:       map[string][]string{"tenant": {"acme", "globex"}, "role": {"admin", "editor"}},
 		MaxLoginFlows:        3,
+		CacheControl:         "private, no-cache",
+		UnavailableStatus:    502,
 		LoginTimeout:         caddy.Duration(5 * time.Minute),
 		ProviderTimeout:      caddy.Duration(3 * time.Second),
 	}
