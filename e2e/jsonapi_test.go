@@ -19,6 +19,7 @@ import (
 // the old secret refuses it, one with only the new secret accepts it and
 // refuses the old session).
 func TestJSONAdminAPI(t *testing.T) {
+	testidp.DexBinary(t) // skip (or fail in CI) before building Caddy
 	bin := caddyBinary(t)
 	addr, admin := freeAddr(t), freeAddr(t)
 	base := "http://" + addr

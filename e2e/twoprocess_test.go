@@ -19,6 +19,8 @@ import (
 // decoded-session cache must not keep it alive, and a copy of the old
 // cookie is dead at both.
 func TestTwoCaddyProcessesShareRedis(t *testing.T) {
+	testidp.DexBinary(t) // skip (or fail in CI) before building Caddy
+	testredis.Binary(t, "redis-server")
 	bin := caddyBinary(t)
 	rds := testredis.Start(t, testredis.Options{Password: "e2e-redis-pw"})
 	addrA, addrB := freeAddr(t), freeAddr(t)

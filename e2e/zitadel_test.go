@@ -25,6 +25,7 @@ import (
 //   - site C, the same public client with disable_pkce: the OP refuses the
 //     code exchange, so no session is made.
 func TestZitadelOP(t *testing.T) {
+	testidp.ZitadelBinary(t) // skip (or fail in CI) before building Caddy
 	bin := caddyBinary(t)
 	addrA, addrB, addrC, admin := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	baseA, baseB, baseC := "http://"+addrA, "http://"+addrB, "http://"+addrC
