@@ -263,7 +263,7 @@ func (h *Handler) refreshTokens(ctx context.Context, refreshToken string) (*oidc
 			endSpan(sp, err)
 			return nil, err
 		}
-		t, err := h.provider.Refresh(ctx, d, refreshToken)
+		t, err := h.provider.Refresh(ctx, d, refreshToken, h.FetchUserInfo)
 		endSpan(sp, err)
 		if err != nil {
 			return nil, err

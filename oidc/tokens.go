@@ -64,8 +64,11 @@ func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, r
 }
 
 // Refresh redeems a refresh token. It decides nothing about expiry itself:
-// the caller chose to refresh, so the token endpoint is always called.
-func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken string) (*Tokens, error) {
+// the caller chose to refresh, so the token endpoint is always called. When
+// the IdP returns a new ID token, its claims replace the identity, so with
+// fetchUserInfo the userinfo claims are merged into them again as at login
+// (an IdP may keep the email, say, out of its ID tokens).
+func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken string, fetchUserInfo bool) (*Tokens, error) {
 	ctx = p.clientContext(ctx)
 	// An already expired token makes x/oauth2 call the token endpoint.
 	src := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)})
@@ -81,6 +84,11 @@ func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken stri
 		_, claims, err := p.verify(ctx, d, raw)
 		if err != nil {
 			return nil, err
+		}
+		if fetchUserInfo && d.HasUserInfo {
+			if err := p.mergeUserInfo(ctx, d, tok, claims); err != nil {
+				return nil, err
+			}
 		}
 		out.IDToken, out.Claims = raw, claims
 	}
