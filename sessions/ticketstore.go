@@ -184,11 +184,24 @@ func (s *TicketStore) Exists(ctx context.Context, value string) (bool, error) {
 	return s.Backend.Exists(ctx, s.Key(t))
 }
 
-// Delete implements Store.
+// Delete implements Store. Only a cookie holding the ticket's secret ends
+// the session: the ticket ID alone (a key name in the backend, an ID in the
+// admin API) must not let anyone log its user out.
 func (s *TicketStore) Delete(ctx context.Context, value string) error {
 	t, ok := ParseTicket(s.env.CookieName, value)
 	if !ok {
 		return nil
+	}
+	sealed, err := s.Backend.Get(ctx, s.Key(t))
+	switch {
+	case errors.Is(err, ErrNoSession):
+		// Already gone: clear whatever is left of it.
+	case err != nil:
+		return err
+	default:
+		if _, err := t.Open(sealed, s.env); err != nil {
+			return nil
+		}
 	}
 	return s.end(ctx, t.Handle, nil)
 }
