@@ -199,8 +199,10 @@ func identityHeaderNames(hc *HeadersConfig) map[string]bool {
 }
 
 // stripIdentityHeaders removes client-sent identity headers in any spelling:
-// case and '_' versus '-' do not matter, since some servers and frameworks
-// fold them together.
+// case and '_', '.' versus '-' do not matter, since some servers, frameworks
+// and CGI-style gateways (PHP, FastCGI) fold them together. Caddy drops
+// names with '_' or '.' itself, unless the server allowlists them
+// (expected_underscore_headers, expected_dot_headers).
 func (h *Handler) stripIdentityHeaders(r *http.Request) {
 	for name := range r.Header {
 		if h.stripNames[normalizeHeader(name)] {
@@ -210,8 +212,10 @@ func (h *Handler) stripIdentityHeaders(r *http.Request) {
 }
 
 func normalizeHeader(name string) string {
-	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	return headerSeparators.Replace(strings.ToLower(name))
 }
+
+var headerSeparators = strings.NewReplacer("_", "-", ".", "-")
 
 func intersects(a, b []string) bool {
 	for _, x := range a {
