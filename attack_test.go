@@ -807,4 +807,3 @@ func TestAttackIDTokenWrongNonce(t *testing.T) {
 func TestAttackIDTokenMissing(t *testing.T) {
 	testForgedIDToken(t, func(*mockIdP, jwt.MapClaims) string { return "" })
 }
-
