@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, then runs go vet and the full test
 # suite (unit + integration tests against real Dex, Redis, Chromium) with the
-# race detector. Exit code: the tests' exit code (or go vet's when only vet
-# failed). Extra arguments are passed to go test (e.g. -run TestX -v).
+# race detector, then a bounded fuzz phase: every fuzz target (func FuzzX in
+# a *_test.go file) runs for FUZZTIME (default 10s; FUZZTIME=0 skips the
+# phase), one after the other. Exit code: the tests' exit code, else the
+# fuzz phase's, else go vet's. Extra arguments are passed to go test (e.g.
+# -run TestX -v), not to the fuzz runs.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,6 +32,28 @@ go test -race -count=1 -timeout 25m ./... "$@" 2>&1 | tee "$log"
 test_rc=${PIPESTATUS[0]}
 set -e
 
+# Fuzz phase: each target alone (-run '^$' skips the other tests), bounded by
+# FUZZTIME. A failing input is written to the package's testdata/fuzz/.
+fuzztime=${FUZZTIME:-10s}
+fuzz_rc=0
+fuzz_report=""
+if [ "$fuzztime" != "0" ]; then
+	while read -r file; do
+		pkg=$(dirname "$file")
+		[ "$pkg" = . ] || pkg="./$pkg"
+		for target in $(grep -oE '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
+			flog="$ROOT/.bin/fuzz-$target.log"
+			echo "== go test -run '^\$' -fuzz '^$target\$' -fuzztime $fuzztime $pkg"
+			status=ok
+			go test -run '^$' -fuzz "^$target\$" -fuzztime "$fuzztime" "$pkg" >"$flog" 2>&1 || { status=FAILED; fuzz_rc=1; }
+			execs=$(grep -E 'fuzz: elapsed' "$flog" | tail -1 | sed -nE 's/.*execs: ([0-9]+).*/\1/p')
+			[ "$status" = ok ] || { grep -vE '^fuzz: elapsed' "$flog" | tail -20 || true; }
+			fuzz_report+="$(printf '  %-30s %-28s %10s execs  %s' "$target" "$pkg" "${execs:-?}" "$status")"$'\n'
+		done
+	done < <({ git ls-files --cached --others --exclude-standard '*_test.go' 2>/dev/null ||
+		find . -path ./.bin -prune -o -name '*_test.go' -print | sed 's|^\./||'; } | xargs grep -lE '^func Fuzz' | sort)
+fi
+
 elapsed=$(($(date +%s) - start))
 ok_pkgs=$(grep -cE '^ok[[:space:]]' "$log" || true)
 notest_pkgs=$(grep -cE '^\?[[:space:]].*\[no test files\]' "$log" || true)
@@ -47,8 +72,15 @@ if [ -n "$failed_tests" ]; then
 	echo "failed tests:"
 	echo "$failed_tests" | sed 's/^/  /'
 fi
+if [ "$fuzztime" != "0" ]; then
+	echo "fuzz ($fuzztime each):  $([ "$fuzz_rc" -eq 0 ] && echo ok || echo FAILED)"
+	printf '%s' "$fuzz_report"
+fi
 echo "duration:          ${elapsed}s"
 rc=$test_rc
+if [ "$rc" -eq 0 ] && [ "$fuzz_rc" -ne 0 ]; then
+	rc=$fuzz_rc
+fi
 if [ "$rc" -eq 0 ] && [ "$vet_rc" -ne 0 ]; then
 	rc=$vet_rc
 fi
