@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oidc-session/oidc_session/oidc"
+	"github.com/oidc-session/oidc_session/sessions"
 )
 
 // endpoint serves one of the plugin's own paths.
@@ -195,6 +196,10 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := h.saveSession(w, r, "", sess); err != nil {
 		h.logger.Error("could not save new session", zap.String("sub", sess.Subject), zap.Error(err))
+		if errors.Is(err, sessions.ErrTooLarge) {
+			// A deployment problem, not the user's: say what to change.
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
 		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
 	h.logger.Info("login", zap.String("sub", sess.Subject))

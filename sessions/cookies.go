@@ -13,8 +13,11 @@ const (
 	// attributes) under the 4096 bytes browsers guarantee per cookie.
 	chunkSize = 3800
 	// maxChunks bounds both what we write and what we are willing to read
-	// back, so an oversized cookie header cannot make us assemble megabytes.
-	maxChunks = 8
+	// back. Three chunks (about 11.4 KB) leave room for the request's other
+	// headers under common server limits (Caddy's default is 16 KB): a
+	// session written in more would make every later request fail with 431
+	// before any handler could clear it, locking the browser out.
+	maxChunks = 3
 )
 
 // ErrTooLarge means a session does not fit in maxChunks cookies.

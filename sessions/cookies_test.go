@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -275,7 +276,7 @@ func TestJarRead(t *testing.T) {
 		{"empty chunk", []*http.Cookie{{Name: cookieName + "_0", Value: "ab"}, {Name: cookieName + "_1", Value: ""}, {Name: cookieName + "_2", Value: "ef"}}, ""},
 		{"ignores _99", []*http.Cookie{{Name: cookieName + "_0", Value: "ab"}, {Name: cookieName + "_1", Value: "cd"}, {Name: cookieName + "_99", Value: "zz"}}, "abcd"},
 		{"only _99", []*http.Cookie{{Name: cookieName + "_99", Value: "zz"}}, ""},
-		{"beyond maxChunks", []*http.Cookie{{Name: cookieName + "_0", Value: "ab"}, {Name: cookieName + "_8", Value: "zz"}}, "ab"},
+		{"beyond maxChunks", []*http.Cookie{{Name: cookieName + "_0", Value: "ab"}, {Name: cookieName + "_" + strconv.Itoa(sessions.MaxChunks), Value: "zz"}}, "ab"},
 		{"ignores flow", []*http.Cookie{{Name: cookieName + "_flow_abc", Value: "f"}, {Name: cookieName + "_0", Value: "ab"}}, "ab"},
 		{"only flow", []*http.Cookie{{Name: cookieName + "_flow_abc", Value: "f"}, {Name: cookieName + "_flow_0", Value: "g"}}, ""},
 		{"non-canonical index", []*http.Cookie{{Name: cookieName + "_0", Value: "ab"}, {Name: cookieName + "_1", Value: "cd"}, {Name: cookieName + "_01", Value: "XX"}, {Name: cookieName + "_+1", Value: "YY"}, {Name: cookieName + "_-0", Value: "ZZ"}}, "abcd"},
