@@ -10,17 +10,13 @@ package testidp
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -66,9 +62,7 @@ type Dex struct {
 	ConfigPath   string // Dex config file
 	LogPath      string // Dex stdout+stderr
 
-	cmd      *exec.Cmd
-	done     chan struct{} // closed when the process has exited
-	stopOnce sync.Once
+	proc process
 }
 
 // DexBinary returns the path of the Dex binary: $OIDC_SESSION_DEX when set,
@@ -76,29 +70,15 @@ type Dex struct {
 // (a missing component is a failure in CI) and is skipped otherwise.
 func DexBinary(t testing.TB) string {
 	t.Helper()
-	path := os.Getenv("OIDC_SESSION_DEX")
-	if path == "" {
-		root, err := repoRoot()
-		if err != nil {
-			missing(t, fmt.Sprintf("cannot locate repository root: %v", err))
-			return ""
-		}
-		path = filepath.Join(root, ".bin", "dex")
-	}
-	st, err := os.Stat(path)
-	if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		missing(t, fmt.Sprintf("dex binary %s not usable (err=%v)", path, err))
-		return ""
-	}
-	return path
+	return locateBinary(t, "OIDC_SESSION_DEX", "dex", "dex")
 }
 
-func missing(t testing.TB, why string) {
+func missing(t testing.TB, what, why string) {
 	t.Helper()
 	if ci := strings.ToLower(os.Getenv("CI")); ci == "true" || ci == "1" {
 		t.Fatalf("%s; CI=true so this is a failure (run scripts/install-deps.sh)", why)
 	}
-	t.Skipf("dex not built: run scripts/install-deps.sh (%s)", why)
+	t.Skipf("%s not built: run scripts/install-deps.sh (%s)", what, why)
 }
 
 // repoRoot walks up from the working directory (a package directory under
@@ -160,18 +140,9 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 		opts.IDTokenTTL = 10 * time.Minute
 	}
 	dir := t.TempDir()
-
-	var lastErr error
-	for attempt := 1; attempt <= 3; attempt++ {
-		d, err := tryStartDex(t, bin, dir, attempt, opts)
-		if err == nil {
-			return d
-		}
-		lastErr = err
-		t.Logf("testidp: dex start attempt %d failed: %v", attempt, err)
-	}
-	t.Fatalf("testidp: could not start dex: %v", lastErr)
-	return nil
+	return startWithRetries(t, "dex", func(attempt int) (*Dex, error) {
+		return tryStartDex(t, bin, dir, attempt, opts)
+	})
 }
 
 func tryStartDex(t testing.TB, bin, dir string, attempt int, opts DexOptions) (*Dex, error) {
@@ -187,8 +158,8 @@ func tryStartDex(t testing.TB, bin, dir string, attempt int, opts DexOptions) (*
 		Addr:         addr,
 		ConfigPath:   filepath.Join(dir, fmt.Sprintf("dex-%d.json", attempt)),
 		LogPath:      filepath.Join(dir, fmt.Sprintf("dex-%d.log", attempt)),
-		done:         make(chan struct{}),
 	}
+	d.proc = process{what: "dex", logPath: d.LogPath}
 	redirects := opts.RedirectURIs
 	if redirects == nil {
 		redirects = []string{}
@@ -227,77 +198,18 @@ func tryStartDex(t testing.TB, bin, dir string, attempt int, opts DexOptions) (*
 	if err := os.WriteFile(d.ConfigPath, data, 0o600); err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(d.LogPath)
-	if err != nil {
+	cmd := exec.Command(bin, "serve", d.ConfigPath)
+	cmd.Env = append(os.Environ(), "DEX_EXPAND_ENV=false")
+	if err := d.proc.launch(t, cmd, d.Issuer+"/.well-known/openid-configuration"); err != nil {
 		return nil, err
 	}
-
-	d.cmd = exec.Command(bin, "serve", d.ConfigPath)
-	d.cmd.Stdout = logFile
-	d.cmd.Stderr = logFile
-	d.cmd.Env = append(os.Environ(), "DEX_EXPAND_ENV=false")
-	if err := d.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() {
-		d.cmd.Wait()
-		logFile.Close()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.Stop()
-		if t.Failed() {
-			t.Logf("testidp: tail of dex log %s:\n%s", d.LogPath, tail(d.LogPath, 40))
-		}
-	})
-
-	if err := d.waitReady(startTimeout); err != nil {
-		d.Stop()
-		return nil, fmt.Errorf("%w; dex log tail:\n%s", err, tail(d.LogPath, 20))
-	}
 	return d, nil
-}
-
-// waitReady polls the discovery document until it answers 200.
-func (d *Dex) waitReady(timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	url := d.Issuer + "/.well-known/openid-configuration"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-d.done:
-			return errors.New("dex exited during startup")
-		case <-ctx.Done():
-			return fmt.Errorf("dex discovery %s not answering after %s (last error: %v)", url, timeout, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // Stop kills Dex (by PID) and waits for it to exit. It is idempotent and
 // is called automatically at test cleanup; tests may call it earlier to
 // simulate an unavailable IdP.
-func (d *Dex) Stop() {
-	d.stopOnce.Do(func() {
-		if d.cmd != nil && d.cmd.Process != nil {
-			_ = d.cmd.Process.Kill()
-		}
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-		}
-	})
-}
+func (d *Dex) Stop() { d.proc.stop() }
 
 // LogTail returns the last n lines of Dex's output.
 func (d *Dex) LogTail(n int) string { return tail(d.LogPath, n) }

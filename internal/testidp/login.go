@@ -60,79 +60,22 @@ func NewBrowserClient() *http.Client {
 // instead of a redirect, e.g. "Invalid Email Address and password"), if Dex
 // shows an error page, or after 20 redirects.
 func LoginDex(client *http.Client, authURL, login, password string) (*http.Response, error) {
-	c := *client
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return dexLogin.run(client, authURL, login, password)
+}
 
-	// Step 1: reach the password form.
-	next := authURL
-	var formURL *url.URL
-	for hop := 0; ; hop++ {
-		if hop > maxHops {
-			return nil, fmt.Errorf("testidp: no Dex login form after %d redirects from %s", maxHops, authURL)
-		}
-		resp, err := navigate(&c, next)
-		if err != nil {
-			return nil, fmt.Errorf("testidp: GET %s: %w", next, err)
-		}
-		if loc, ok := redirectTarget(resp); ok {
-			resp.Body.Close()
-			next = loc
-			continue
-		}
-		body, err := readBody(resp)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("testidp: GET %s: status %d looking for Dex login form: %s", resp.Request.URL, resp.StatusCode, snippet(body))
-		}
-		if action, ok := passwordFormAction(body); ok {
-			formURL, err = resp.Request.URL.Parse(action)
-			if err != nil {
-				return nil, fmt.Errorf("testidp: bad form action %q: %w", action, err)
-			}
-			break
-		}
+var dexLogin = formLogin{
+	idp:       "Dex",
+	userField: "login",
+	form: func(body string) (string, url.Values, bool) {
+		action, ok := passwordFormAction(body)
+		return action, url.Values{}, ok
+	},
+	detour: func(body string) (string, bool) {
 		if m := connectorRe.FindStringSubmatch(body); m != nil {
-			u, err := resp.Request.URL.Parse(html.UnescapeString(m[1]))
-			if err != nil {
-				return nil, fmt.Errorf("testidp: bad connector link %q: %w", m[1], err)
-			}
-			next = u.String()
-			continue
+			return html.UnescapeString(m[1]), true
 		}
-		return nil, fmt.Errorf("testidp: %s shows no Dex password form: %s", resp.Request.URL, snippet(body))
-	}
-	dexOrigin := origin(formURL)
-
-	// Step 2: submit credentials.
-	resp, err := c.PostForm(formURL.String(), url.Values{"login": {login}, "password": {password}})
-	if err != nil {
-		return nil, fmt.Errorf("testidp: POST %s: %w", formURL, err)
-	}
-
-	// Step 3: follow redirects while inside Dex.
-	for hop := 0; ; hop++ {
-		if origin(resp.Request.URL) != dexOrigin {
-			return resp, nil
-		}
-		loc, ok := redirectTarget(resp)
-		if !ok {
-			body, _ := readBody(resp)
-			if _, isForm := passwordFormAction(body); isForm {
-				return nil, fmt.Errorf("testidp: Dex rejected the login for %q (status %d): %s", login, resp.StatusCode, snippet(body))
-			}
-			return nil, fmt.Errorf("testidp: Dex answered %s with status %d instead of redirecting: %s", resp.Request.URL, resp.StatusCode, snippet(body))
-		}
-		resp.Body.Close()
-		if hop >= maxHops {
-			return nil, fmt.Errorf("testidp: more than %d redirects after login", maxHops)
-		}
-		resp, err = navigate(&c, loc)
-		if err != nil {
-			return nil, fmt.Errorf("testidp: GET %s: %w", loc, err)
-		}
-	}
+		return "", false
+	},
 }
 
 // navigate GETs target as a browser's top-level navigation would, so a

@@ -7,8 +7,6 @@ package testidp
 // own: every authorization request shows its login form.
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"html"
 	"net/http"
@@ -18,8 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -61,9 +57,7 @@ type Zitadel struct {
 	Addr           string // 127.0.0.1:<port>
 	LogPath        string
 
-	cmd      *exec.Cmd
-	done     chan struct{}
-	stopOnce sync.Once
+	proc process
 }
 
 // ZitadelBinary returns the path of the zitadel example OP:
@@ -71,29 +65,7 @@ type Zitadel struct {
 // it is missing the test fails with CI=true and is skipped otherwise.
 func ZitadelBinary(t testing.TB) string {
 	t.Helper()
-	path := os.Getenv("OIDC_SESSION_ZITADEL_OP")
-	if path == "" {
-		root, err := repoRoot()
-		if err != nil {
-			missingZitadel(t, fmt.Sprintf("cannot locate repository root: %v", err))
-			return ""
-		}
-		path = filepath.Join(root, ".bin", "zitadel-op")
-	}
-	st, err := os.Stat(path)
-	if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		missingZitadel(t, fmt.Sprintf("zitadel OP binary %s not usable (err=%v)", path, err))
-		return ""
-	}
-	return path
-}
-
-func missingZitadel(t testing.TB, why string) {
-	t.Helper()
-	if ci := strings.ToLower(os.Getenv("CI")); ci == "true" || ci == "1" {
-		t.Fatalf("%s; CI=true so this is a failure (run scripts/install-deps.sh)", why)
-	}
-	t.Skipf("zitadel example OP not built: run scripts/install-deps.sh (%s)", why)
+	return locateBinary(t, "OIDC_SESSION_ZITADEL_OP", "zitadel-op", "zitadel OP")
 }
 
 // StartZitadel starts the zitadel example OP on a free loopback port and
@@ -104,17 +76,9 @@ func StartZitadel(t testing.TB, opts ZitadelOptions) *Zitadel {
 	t.Helper()
 	bin := ZitadelBinary(t)
 	dir := t.TempDir()
-	var lastErr error
-	for attempt := 1; attempt <= 3; attempt++ {
-		z, err := tryStartZitadel(t, bin, dir, attempt, opts)
-		if err == nil {
-			return z
-		}
-		lastErr = err
-		t.Logf("testidp: zitadel OP start attempt %d failed: %v", attempt, err)
-	}
-	t.Fatalf("testidp: could not start the zitadel OP: %v", lastErr)
-	return nil
+	return startWithRetries(t, "zitadel OP", func(attempt int) (*Zitadel, error) {
+		return tryStartZitadel(t, bin, dir, attempt, opts)
+	})
 }
 
 func tryStartZitadel(t testing.TB, bin, dir string, attempt int, opts ZitadelOptions) (*Zitadel, error) {
@@ -130,12 +94,8 @@ func tryStartZitadel(t testing.TB, bin, dir string, attempt int, opts ZitadelOpt
 		Email:          ZitadelEmail,
 		Addr:           addr,
 		LogPath:        filepath.Join(dir, fmt.Sprintf("zitadel-op-%d.log", attempt)),
-		done:           make(chan struct{}),
 	}
-	logFile, err := os.Create(z.LogPath)
-	if err != nil {
-		return nil, err
-	}
+	z.proc = process{what: "zitadel OP", logPath: z.LogPath, grace: 5 * time.Second}
 	env := append(os.Environ(),
 		"ADDR="+addr,
 		"ISSUER="+z.Issuer,
@@ -145,76 +105,17 @@ func tryStartZitadel(t testing.TB, bin, dir string, attempt int, opts ZitadelOpt
 	if opts.AccessTokenTTL > 0 {
 		env = append(env, "ACCESS_TOKEN_TTL="+opts.AccessTokenTTL.String())
 	}
-	z.cmd = exec.Command(bin)
-	z.cmd.Env = env
-	z.cmd.Stdout = logFile
-	z.cmd.Stderr = logFile
-	if err := z.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() {
-		z.cmd.Wait()
-		logFile.Close()
-		close(z.done)
-	}()
-	t.Cleanup(func() {
-		z.Stop()
-		if t.Failed() {
-			t.Logf("testidp: tail of zitadel OP log %s:\n%s", z.LogPath, tail(z.LogPath, 40))
-		}
-	})
-	if err := z.waitReady(startTimeout); err != nil {
-		z.Stop()
-		return nil, fmt.Errorf("%w; log tail:\n%s", err, tail(z.LogPath, 20))
+	cmd := exec.Command(bin)
+	cmd.Env = env
+	if err := z.proc.launch(t, cmd, z.Issuer+".well-known/openid-configuration"); err != nil {
+		return nil, err
 	}
 	return z, nil
 }
 
-func (z *Zitadel) waitReady(timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	u := z.Issuer + ".well-known/openid-configuration"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-z.done:
-			return errors.New("zitadel OP exited during startup")
-		case <-ctx.Done():
-			return fmt.Errorf("discovery %s not answering after %s (last error: %v)", u, timeout, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // Stop ends the OP (SIGTERM, SIGKILL after 5 s) and waits for it to exit.
 // Idempotent; also called at test cleanup.
-func (z *Zitadel) Stop() {
-	z.stopOnce.Do(func() {
-		if z.cmd == nil || z.cmd.Process == nil {
-			return
-		}
-		_ = z.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-z.done:
-			return
-		case <-time.After(5 * time.Second):
-		}
-		_ = z.cmd.Process.Kill()
-		select {
-		case <-z.done:
-		case <-time.After(10 * time.Second):
-		}
-	})
-}
+func (z *Zitadel) Stop() { z.proc.stop() }
 
 // LogTail returns the last n lines of the OP's output.
 func (z *Zitadel) LogTail(n int) string { return tail(z.LogPath, n) }
@@ -271,67 +172,7 @@ func zitadelLoginForm(body string) (action string, fields url.Values, ok bool) {
 // A rejected login (the OP shows the form again) is an error containing
 // "rejected".
 func LoginZitadel(client *http.Client, authURL, username, password string) (*http.Response, error) {
-	c := *client
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-	next := authURL
-	var formURL *url.URL
-	var fields url.Values
-	for hop := 0; ; hop++ {
-		if hop > maxHops {
-			return nil, fmt.Errorf("testidp: no zitadel login form after %d redirects from %s", maxHops, authURL)
-		}
-		resp, err := navigate(&c, next)
-		if err != nil {
-			return nil, fmt.Errorf("testidp: GET %s: %w", next, err)
-		}
-		if loc, ok := redirectTarget(resp); ok {
-			resp.Body.Close()
-			next = loc
-			continue
-		}
-		body, err := readBody(resp)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("testidp: GET %s: status %d looking for the zitadel login form: %s", resp.Request.URL, resp.StatusCode, snippet(body))
-		}
-		action, f, ok := zitadelLoginForm(body)
-		if !ok {
-			return nil, fmt.Errorf("testidp: %s shows no login form: %s", resp.Request.URL, snippet(body))
-		}
-		if formURL, err = resp.Request.URL.Parse(action); err != nil {
-			return nil, fmt.Errorf("testidp: bad form action %q: %w", action, err)
-		}
-		fields = f
-		break
-	}
-	opOrigin := origin(formURL)
-	fields.Set("username", username)
-	fields.Set("password", password)
-	resp, err := c.PostForm(formURL.String(), fields)
-	if err != nil {
-		return nil, fmt.Errorf("testidp: POST %s: %w", formURL, err)
-	}
-	for hop := 0; ; hop++ {
-		if origin(resp.Request.URL) != opOrigin {
-			return resp, nil
-		}
-		loc, ok := redirectTarget(resp)
-		if !ok {
-			body, _ := readBody(resp)
-			if _, _, isForm := zitadelLoginForm(body); isForm {
-				return nil, fmt.Errorf("testidp: zitadel OP rejected the login for %q (status %d): %s", username, resp.StatusCode, snippet(body))
-			}
-			return nil, fmt.Errorf("testidp: zitadel OP answered %s with status %d instead of redirecting: %s", resp.Request.URL, resp.StatusCode, snippet(body))
-		}
-		resp.Body.Close()
-		if hop >= maxHops {
-			return nil, fmt.Errorf("testidp: more than %d redirects after login", maxHops)
-		}
-		if resp, err = navigate(&c, loc); err != nil {
-			return nil, fmt.Errorf("testidp: GET %s: %w", loc, err)
-		}
-	}
+	return zitadelLogin.run(client, authURL, username, password)
 }
+
+var zitadelLogin = formLogin{idp: "zitadel OP", userField: "username", form: zitadelLoginForm}
