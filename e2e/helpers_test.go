@@ -7,7 +7,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -26,11 +25,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/internal/testidp"
 )
 
 const (
-	mainModule = "github.com/oidc-session/oidc_session"
 	// cookieSecret is >= 32 characters, as the handler requires.
 	cookieSecret  = "e2e-cookie-secret-0123456789-abcdefghij"
 	buildTimeout  = 8 * time.Minute
@@ -59,44 +58,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func ciMode() bool {
-	ci := strings.ToLower(os.Getenv("CI"))
-	return ci == "true" || ci == "1"
-}
-
-// missing fails the test in CI and skips it otherwise.
-func missing(t testing.TB, why string) {
-	t.Helper()
-	if ciMode() {
-		t.Fatalf("%s; CI=true so this is a failure (run scripts/install-deps.sh)", why)
-	}
-	t.Skipf("%s: run scripts/install-deps.sh", why)
-}
-
-// repoRoot is the directory of the main module's go.mod (the parent of e2e/).
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
-			sc := bufio.NewScanner(bytes.NewReader(data))
-			for sc.Scan() {
-				if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "module" && f[1] == mainModule {
-					return dir
-				}
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("no go.mod of %s above %s", mainModule, dir)
-		}
-		dir = parent
-	}
-}
-
 func goTool(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("go"); err == nil {
@@ -119,7 +80,7 @@ func fileExists(p string) bool {
 func caddyBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		root := repoRoot(t)
+		root := testenv.RepoRoot(t)
 		out := filepath.Join(workDir, "caddy")
 		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 		defer cancel()
@@ -236,11 +197,11 @@ func startCaddy(t testing.TB, o caddyOpts) *caddyProc {
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
-			t.Logf("tail of caddy log %s:\n%s", p.LogPath, tailFile(p.LogPath, 60))
+			t.Logf("tail of caddy log %s:\n%s", p.LogPath, testenv.Tail(p.LogPath, 60))
 		}
 	})
 	if err := p.waitReady(startTimeout, o.waitAddrs); err != nil {
-		t.Fatalf("caddy (admin %s) not ready: %v\nlog tail:\n%s", o.adminAddr, err, tailFile(p.LogPath, 40))
+		t.Fatalf("caddy (admin %s) not ready: %v\nlog tail:\n%s", o.adminAddr, err, testenv.Tail(p.LogPath, 40))
 	}
 	return p
 }
@@ -341,18 +302,6 @@ func (p *caddyProc) metric(t testing.TB, name string) float64 {
 	return -1
 }
 
-func tailFile(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // browser is a cookie-keeping HTTP client that does not follow redirects.
 type browser struct {
 	t      testing.TB
@@ -446,5 +395,3 @@ func mustJSON(t testing.TB, v any) []byte {
 	}
 	return b
 }
-
-func freeAddr(t testing.TB) string { return testidp.FreeAddr(t) }

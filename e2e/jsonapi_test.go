@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/internal/testidp"
 )
 
@@ -21,7 +22,7 @@ import (
 func TestJSONAdminAPI(t *testing.T) {
 	testidp.DexBinary(t) // skip (or fail in CI) before building Caddy
 	bin := caddyBinary(t)
-	addr, admin := freeAddr(t), freeAddr(t)
+	addr, admin := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	base := "http://" + addr
 	dex := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{base + "/oauth2/callback"}})
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/internal/testidp"
 	"github.com/oidc-session/oidc_session/internal/testredis"
 )
@@ -23,8 +24,8 @@ func TestTwoCaddyProcessesShareRedis(t *testing.T) {
 	testredis.Binary(t, "redis-server")
 	bin := caddyBinary(t)
 	rds := testredis.Start(t, testredis.Options{Password: "e2e-redis-pw"})
-	addrA, addrB := freeAddr(t), freeAddr(t)
-	adminA, adminB := freeAddr(t), freeAddr(t)
+	addrA, addrB := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	adminA, adminB := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	baseA, baseB := "http://"+addrA, "http://"+addrB
 	dex := testidp.StartDex(t, testidp.DexOptions{
 		RedirectURIs: []string{baseA + "/oauth2/callback", baseB + "/oauth2/callback"},

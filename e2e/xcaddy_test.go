@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oidc-session/oidc_session/internal/testenv"
 )
 
 const (
@@ -35,7 +37,7 @@ func TestXcaddyBuild(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the xcaddy build takes ~75 s cold")
 	}
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	gobin := goTool(t)
 	caddyVersion := requiredVersion(t, filepath.Join(root, "go.mod"), "github.com/caddyserver/caddy/v2")
 	checkProxyServes(t, gobin, xcaddyModule, xcaddyVersion)
@@ -48,7 +50,7 @@ func TestXcaddyBuild(t *testing.T) {
 	xcaddy := buildXcaddy(ctx, t, gobin, tmp)
 	env := append(os.Environ(), "TMPDIR="+tmp, "GOWORK=off", "GOPROXY="+localProxy(t, gobin, tmp))
 	cmd := exec.CommandContext(ctx, xcaddy, "build", caddyVersion,
-		"--with", mainModule+"="+root,
+		"--with", testenv.MainModule+"="+root,
 		"--output", out)
 	cmd.Dir = tmp
 	cmd.Env = env
@@ -56,12 +58,12 @@ func TestXcaddyBuild(t *testing.T) {
 	b, err := cmd.CombinedOutput()
 	took := time.Since(start)
 	if ctx.Err() != nil {
-		t.Fatalf("xcaddy build did not finish within %v:\n%s", xcaddyTimeout, tailString(string(b), 40))
+		t.Fatalf("xcaddy build did not finish within %v:\n%s", xcaddyTimeout, testenv.TailString(string(b), 40))
 	}
 	if err != nil {
-		t.Fatalf("xcaddy build (%v): %v\n%s", took.Round(time.Second), err, tailString(string(b), 40))
+		t.Fatalf("xcaddy build (%v): %v\n%s", took.Round(time.Second), err, testenv.TailString(string(b), 40))
 	}
-	t.Logf("xcaddy %s build of Caddy %s with %s=%s took %v", xcaddyVersion, caddyVersion, mainModule, root, took.Round(time.Second))
+	t.Logf("xcaddy %s build of Caddy %s with %s=%s took %v", xcaddyVersion, caddyVersion, testenv.MainModule, root, took.Round(time.Second))
 
 	run := func(args ...string) string {
 		t.Helper()
@@ -73,7 +75,7 @@ func TestXcaddyBuild(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		c.Stdout, c.Stderr = &stdout, &stderr
 		if err := c.Run(); err != nil {
-			t.Fatalf("caddy-x %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), tailString(stderr.String(), 30))
+			t.Fatalf("caddy-x %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), testenv.TailString(stderr.String(), 30))
 		}
 		return stdout.String()
 	}
@@ -136,7 +138,7 @@ func TestXcaddyBuild(t *testing.T) {
 
 	// The xcaddy binary runs the plugin, admin module included (the IdP
 	// need not be up for Caddy to start).
-	addr, admin := freeAddr(t), freeAddr(t)
+	addr, admin := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	p := startCaddy(t, caddyOpts{
 		bin:       out,
 		adminAddr: admin,
@@ -194,7 +196,7 @@ func localProxy(t testing.TB, gobin, dir string) string {
 		t.Fatalf("go env GOPROXY: %v", err)
 	}
 	root := filepath.Join(dir, "localproxy")
-	v := filepath.Join(root, filepath.FromSlash(mainModule), "@v")
+	v := filepath.Join(root, filepath.FromSlash(testenv.MainModule), "@v")
 	if err := os.MkdirAll(v, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -259,16 +261,5 @@ func checkProxyServes(t testing.TB, gobin, module, version string) {
 
 func missingNetwork(t testing.TB, why string) {
 	t.Helper()
-	if ciMode() {
-		t.Fatalf("%s; CI=true so this is a failure", why)
-	}
-	t.Skipf("%s: xcaddy needs the Go module proxy (scripts/install-deps.sh cannot provide it)", why)
-}
-
-func tailString(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	testenv.Missing(t, why, "xcaddy needs the Go module proxy (scripts/install-deps.sh cannot provide it)")
 }

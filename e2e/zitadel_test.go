@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/internal/testidp"
 )
 
@@ -27,7 +28,7 @@ import (
 func TestZitadelOP(t *testing.T) {
 	testidp.ZitadelBinary(t) // skip (or fail in CI) before building Caddy
 	bin := caddyBinary(t)
-	addrA, addrB, addrC, admin := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	addrA, addrB, addrC, admin := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	baseA, baseB, baseC := "http://"+addrA, "http://"+addrB, "http://"+addrC
 	const accessTTL = 6 * time.Second
 	z := testidp.StartZitadel(t, testidp.ZitadelOptions{

@@ -23,6 +23,8 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/oidc-session/oidc_session/internal/testenv"
 )
 
 // DefaultExecPath is where Debian's chromium package puts the browser.
@@ -45,10 +47,7 @@ func ExecPath(t testing.TB) string {
 			return p
 		}
 	}
-	if ci := strings.ToLower(os.Getenv("CI")); ci == "true" || ci == "1" {
-		t.Fatal("chromium not installed (CI=true, so this is a failure): run scripts/install-deps.sh")
-	}
-	t.Skip("chromium not installed: run scripts/install-deps.sh")
+	testenv.Missing(t, "chromium not installed", testenv.InstallDeps)
 	return ""
 }
 
@@ -127,11 +126,11 @@ func Start(t testing.TB, timeout time.Duration) *Browser {
 		cancelAlloc() // waits for the browser to exit
 		logFile.Close()
 		if t.Failed() {
-			t.Logf("chromium log %s (tail):\n%s", logPath, tail(logPath, 30))
+			t.Logf("chromium log %s (tail):\n%s", logPath, testenv.Tail(logPath, 30))
 		}
 	})
 	if err := open(root, cancelRoot, 30*time.Second); err != nil {
-		t.Fatalf("start chromium %s: %v\n%s", execPath, err, tail(logPath, 30))
+		t.Fatalf("start chromium %s: %v\n%s", execPath, err, testenv.Tail(logPath, 30))
 	}
 	return b
 }
@@ -331,16 +330,4 @@ func (b *Browser) DumpPage(tab *Tab, label string) {
 		return
 	}
 	b.t.Logf("%s: page %s (readyState %s):\n%s", label, p.URL, p.Ready, p.HTML)
-}
-
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -8,17 +8,15 @@
 package testidp
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/oidc-session/oidc_session/internal/testenv"
 )
 
 // Fixed identity of the single static user and client configured in every
@@ -34,8 +32,7 @@ const (
 	// bcrypt (cost 10) of DefaultPassword.
 	defaultPasswordHash = "$2a$10$mG0TMz.ZLyBr3qD8A/n71.jyKvW28gbYKzXrgsYYhrcynJec3hsBG"
 
-	mainModulePath = "github.com/oidc-session/oidc_session"
-	startTimeout   = 20 * time.Second
+	startTimeout = 20 * time.Second
 )
 
 // DexOptions configures StartDex.
@@ -73,59 +70,6 @@ func DexBinary(t testing.TB) string {
 	return locateBinary(t, "OIDC_SESSION_DEX", "dex", "dex")
 }
 
-func missing(t testing.TB, what, why string) {
-	t.Helper()
-	if ci := strings.ToLower(os.Getenv("CI")); ci == "true" || ci == "1" {
-		t.Fatalf("%s; CI=true so this is a failure (run scripts/install-deps.sh)", why)
-	}
-	t.Skipf("%s not built: run scripts/install-deps.sh (%s)", what, why)
-}
-
-// repoRoot walks up from the working directory (a package directory under
-// go test) to the directory whose go.mod declares the main module.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && declaresModule(data, mainModulePath) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod for module %s above the working directory", mainModulePath)
-		}
-		dir = parent
-	}
-}
-
-func declaresModule(gomod []byte, module string) bool {
-	sc := bufio.NewScanner(bytes.NewReader(gomod))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && f[0] == "module" {
-			return strings.Trim(f[1], `"`) == module
-		}
-	}
-	return false
-}
-
-// FreeAddr returns a currently free 127.0.0.1:port address. The port is
-// released before returning, so a racing process could take it; callers
-// that start a server on it should treat "address in use" as retryable.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testidp: listen on a free port: %v", err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // StartDex starts a private Dex on a free loopback port with in-memory
 // storage, the password DB holding one static user (DefaultEmail /
 // DefaultPassword), one confidential static client (DefaultClientID /
@@ -146,7 +90,7 @@ func StartDex(t testing.TB, opts DexOptions) *Dex {
 }
 
 func tryStartDex(t testing.TB, bin, dir string, attempt int, opts DexOptions) (*Dex, error) {
-	addr := FreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	d := &Dex{
 		Issuer:       "http://" + addr + "/dex",
 		ClientID:     DefaultClientID,
@@ -212,16 +156,4 @@ func tryStartDex(t testing.TB, bin, dir string, attempt int, opts DexOptions) (*
 func (d *Dex) Stop() { d.proc.stop() }
 
 // LogTail returns the last n lines of Dex's output.
-func (d *Dex) LogTail(n int) string { return tail(d.LogPath, n) }
-
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (d *Dex) LogTail(n int) string { return testenv.Tail(d.LogPath, n) }

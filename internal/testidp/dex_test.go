@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/oidc-session/oidc_session/internal/testenv"
 )
 
 func TestDexLoginAndCodeExchange(t *testing.T) {
@@ -111,7 +113,7 @@ func TestDexLoginAndCodeExchange(t *testing.T) {
 }
 
 func TestDexWrongPassword(t *testing.T) {
-	redirectURI := "http://" + FreeAddr(t) + "/callback"
+	redirectURI := "http://" + testenv.FreeAddr(t) + "/callback"
 	dex := StartDex(t, DexOptions{RedirectURIs: []string{redirectURI}})
 	q := url.Values{
 		"response_type": {"code"},

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oidc-session/oidc_session/internal/testenv"
 )
 
 // locateBinary returns $envVar when set, else <repo root>/.bin/<name>. When
@@ -21,16 +23,16 @@ func locateBinary(t testing.TB, envVar, name, what string) string {
 	t.Helper()
 	path := os.Getenv(envVar)
 	if path == "" {
-		root, err := repoRoot()
+		root, err := testenv.ModuleRoot()
 		if err != nil {
-			missing(t, what, fmt.Sprintf("cannot locate repository root: %v", err))
+			testenv.Missing(t, fmt.Sprintf("%s: cannot locate repository root: %v", what, err), testenv.InstallDeps)
 			return ""
 		}
 		path = filepath.Join(root, ".bin", name)
 	}
 	st, err := os.Stat(path)
 	if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		missing(t, what, fmt.Sprintf("%s binary %s not usable (err=%v)", what, path, err))
+		testenv.Missing(t, fmt.Sprintf("%s binary %s not usable (err=%v)", what, path, err), testenv.InstallDeps)
 		return ""
 	}
 	return path
@@ -90,12 +92,12 @@ func (p *process) launch(t testing.TB, cmd *exec.Cmd, readyURL string) error {
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
-			t.Logf("testidp: tail of %s log %s:\n%s", p.what, p.logPath, tail(p.logPath, 40))
+			t.Logf("testidp: tail of %s log %s:\n%s", p.what, p.logPath, testenv.Tail(p.logPath, 40))
 		}
 	})
 	if err := p.waitReady(readyURL, startTimeout); err != nil {
 		p.stop()
-		return fmt.Errorf("%w; %s log tail:\n%s", err, p.what, tail(p.logPath, 20))
+		return fmt.Errorf("%w; %s log tail:\n%s", err, p.what, testenv.Tail(p.logPath, 20))
 	}
 	return nil
 }

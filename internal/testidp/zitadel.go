@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oidc-session/oidc_session/internal/testenv"
 )
 
 // Static clients and user of the zitadel example OP (its storage package).
@@ -82,7 +84,7 @@ func StartZitadel(t testing.TB, opts ZitadelOptions) *Zitadel {
 }
 
 func tryStartZitadel(t testing.TB, bin, dir string, attempt int, opts ZitadelOptions) (*Zitadel, error) {
-	addr := FreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	z := &Zitadel{
 		Issuer:         "http://" + addr + "/",
 		ClientID:       ZitadelClientID,
@@ -118,7 +120,7 @@ func tryStartZitadel(t testing.TB, bin, dir string, attempt int, opts ZitadelOpt
 func (z *Zitadel) Stop() { z.proc.stop() }
 
 // LogTail returns the last n lines of the OP's output.
-func (z *Zitadel) LogTail(n int) string { return tail(z.LogPath, n) }
+func (z *Zitadel) LogTail(n int) string { return testenv.Tail(z.LogPath, n) }
 
 var (
 	zitadelFormRe  = regexp.MustCompile(`(?is)<form\b([^>]*)>(.*?)</form>`)
