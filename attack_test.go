@@ -35,22 +35,6 @@ import (
 
 const sessionCookie = "_oauth2_proxy"
 
-// startIdP starts a mock IdP made by newMockIdP once the test has added
-// its own middleware (which runs inside the harness's, so the harness
-// still counts grants and fixes mockoidc's responses around it).
-func startIdP(t *testing.T, idp *mockIdP) *mockIdP {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := idp.Start(ln, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = idp.Shutdown() })
-	return idp
-}
-
 // rewriteIDToken is mockoidc middleware that hands the ID token of every
 // successful token response to forge (with its claims decoded, unverified)
 // and returns what forge makes of it instead.

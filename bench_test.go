@@ -19,17 +19,15 @@ package oidcsession_test
 // loopback HTTP against mockoidc, so it includes the mock IdP and the HTTP
 // stack (see its comment).
 //
-// The helpers of harness_test.go take *testing.T, which a benchmark does
-// not have: the few lines needed here take testing.TB instead.
+// The helpers of harness_test.go take testing.TB, so the benchmarks use
+// them too.
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -39,56 +37,13 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/oidc-session/oidc_session/internal/testredis"
 	_ "github.com/oidc-session/oidc_session/sessions/memstore"
 )
 
-// benchIdP starts mockoidc with the harness's middleware (seconds in
-// expires_in, honest token_endpoint_auth_methods_supported). Access tokens
-// live an hour, so no refresh happens while a benchmark runs.
-func benchIdP(tb testing.TB) *mockIdP {
-	tb.Helper()
-	m, err := mockoidc.NewServer(nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m.AccessTTL = time.Hour
-	idp := &mockIdP{MockOIDC: m, aliases: map[string]string{}, used: map[string]bool{}}
-	idp.failRefresh.Store("")
-	if err := m.AddMiddleware(idp.middleware); err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := idp.Start(ln, nil); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = idp.Shutdown() })
-	return idp
-}
-
-// benchSite is the oidc_session block the benchmarks use: the harness's
-// siteConfig minus the respond line, with a store block.
-func benchSite(idp *mockIdP, store string) string {
-	return fmt.Sprintf(`	oidc_session {
-		issuer %s
-		client_id %s
-		client_secret %s
-		scopes openid email profile groups
-		cookie {
-			secret %s
-			secure off
-		}
-		headers
-		%s
-	}
-	respond "ok" 200
-`, idp.Issuer(), idp.ClientID, idp.ClientSecret, testSecret, store)
-}
+// benchRespond ends the benchmarks' site after the oidc_session block.
+const benchRespond = "\trespond \"ok\" 200\n"
 
 // benchCaddy loads an in-process Caddy serving site on a free loopback
 // address, stopped when the benchmark ends. It returns the base URL and the
@@ -97,22 +52,7 @@ func benchCaddy(tb testing.TB, site string) (string, json.RawMessage) {
 	tb.Helper()
 	dir := tb.TempDir()
 	addr := freeAddr(tb)
-	cfg := fmt.Sprintf(`{
-	admin %s
-	default_bind 127.0.0.1
-	auto_https off
-	persist_config off
-	skip_install_trust
-	storage file_system %s
-	log {
-		output file %s/caddy.log
-		level WARN
-	}
-}
-http://%s {
-%s
-}
-`, freeAddr(tb), dir, dir, addr, site)
+	cfg := globalOptions(freeAddr(tb), dir, dir+"/caddy.log", "WARN") + fmt.Sprintf("http://%s {\n%s\n}\n", addr, site)
 	js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
 	if err != nil {
 		tb.Fatalf("adapt: %v", err)
@@ -157,16 +97,6 @@ func findHandler(v any, name string) map[string]any {
 		}
 	}
 	return nil
-}
-
-// benchClient is a cookie-keeping client that does not follow redirects.
-func benchClient() *http.Client {
-	jar, _ := cookiejar.New(nil)
-	return &http.Client{
-		Jar:           jar,
-		Timeout:       20 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 }
 
 // benchNavigate GETs target as a browser navigation; it returns the status
@@ -224,7 +154,7 @@ func finishLogin(c *http.Client, cb string) error {
 // then send (the session cookie, or its chunks).
 func benchLogin(tb testing.TB, base string) string {
 	tb.Helper()
-	c := benchClient()
+	c := newClient()
 	cb, err := startLogin(c, base)
 	if err == nil {
 		err = finishLogin(c, cb)
@@ -300,8 +230,8 @@ func (c *countingNext) ServeHTTP(w http.ResponseWriter, _ *http.Request) error {
 // uses store (a Caddyfile store line, "" for the cookie store), then calls a
 // second instance's ServeHTTP with that session.
 func benchServeHTTP(b *testing.B, store string) {
-	idp := benchIdP(b)
-	base, raw := benchCaddy(b, benchSite(idp, store))
+	idp := startMockIdP(b, time.Hour, false)
+	base, raw := benchCaddy(b, oidcBlock(idp, store)+benchRespond)
 	cookie := benchLogin(b, base)
 	h := provisionHandler(b, raw)
 	host := strings.TrimPrefix(base, "http://")
@@ -380,15 +310,15 @@ func BenchmarkServeHTTPRedis(b *testing.B) {
 //   - login: the whole login (protected page, IdP authorize, callback),
 //     reported as logins/s including the mock IdP.
 func BenchmarkCallback(b *testing.B) {
-	idp := benchIdP(b)
-	base, _ := benchCaddy(b, benchSite(idp, ""))
+	idp := startMockIdP(b, time.Hour, false)
+	base, _ := benchCaddy(b, oidcBlock(idp, "")+benchRespond)
 	benchLogin(b, base) // discovery and JWKS fetched, as on a warm server
 
 	b.Run("callback", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			c := benchClient()
+			c := newClient()
 			cb, err := startLogin(c, base)
 			if err != nil {
 				b.Fatal(err)
@@ -403,7 +333,7 @@ func BenchmarkCallback(b *testing.B) {
 		b.ReportAllocs()
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
-			c := benchClient()
+			c := newClient()
 			cb, err := startLogin(c, base)
 			if err == nil {
 				err = finishLogin(c, cb)

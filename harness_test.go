@@ -55,14 +55,14 @@ var extraApps map[string]any
 // must not run in parallel; a second call within a test replaces the config) with a site at the returned base URL.
 // site is the body of the site block; %ISSUER% and the like are the
 // caller's to fill in.
-func startCaddy(t *testing.T, site string) string {
+func startCaddy(t testing.TB, site string) string {
 	t.Helper()
 	return startCaddyOn(t, freeAddr(t), site)
 }
 
 // startCaddyOn is startCaddy on a given address, for IdPs that must know
 // the callback URL before Caddy starts.
-func startCaddyOn(t *testing.T, addr, site string) string {
+func startCaddyOn(t testing.TB, addr, site string) string {
 	t.Helper()
 	startCaddySites(t, map[string]string{addr: site})
 	return "http://" + addr
@@ -70,25 +70,13 @@ func startCaddyOn(t *testing.T, addr, site string) string {
 
 // startCaddySites runs one Caddy with a site per address: several
 // instances of the handler, as several Caddy servers would have.
-func startCaddySites(t *testing.T, sites map[string]string) {
+func startCaddySites(t testing.TB, sites map[string]string) {
 	t.Helper()
 	dir := t.TempDir()
 	logFile := dir + "/caddy.log"
 	admin := freeAddr(t)
 	running = runningCaddy{admin: "http://" + admin, logFile: logFile}
-	cfg := fmt.Sprintf(`{
-	admin %s
-	default_bind 127.0.0.1
-	auto_https off
-	persist_config off
-	skip_install_trust
-	storage file_system %s
-	log {
-		output file %s
-		level INFO
-	}
-}
-`, admin, dir, logFile)
+	cfg := globalOptions(admin, dir, logFile, "INFO")
 	for addr, site := range sites {
 		cfg += fmt.Sprintf("http://%s {\n%s\n}\n", addr, site)
 	}
@@ -121,6 +109,24 @@ func startCaddySites(t *testing.T, sites map[string]string) {
 	})
 }
 
+// globalOptions is the Caddyfile global block of a test Caddy: admin
+// endpoint, loopback only, no HTTPS, storage in dir, logs to logFile.
+func globalOptions(admin, dir, logFile, level string) string {
+	return fmt.Sprintf(`{
+	admin %s
+	default_bind 127.0.0.1
+	auto_https off
+	persist_config off
+	skip_install_trust
+	storage file_system %s
+	log {
+		output file %s
+		level %s
+	}
+}
+`, admin, dir, logFile, level)
+}
+
 // mockIdP runs mockoidc with hooks for tests: counting token grants and
 // failing them on demand, and an optional end_session_endpoint.
 type mockIdP struct {
@@ -141,9 +147,16 @@ type mockIdP struct {
 	reused  atomic.Int32
 }
 
-func startMockIdP(t *testing.T, accessTTL time.Duration, endSession bool) *mockIdP {
+func startMockIdP(t testing.TB, accessTTL time.Duration, endSession bool) *mockIdP {
 	t.Helper()
-	idp := newMockIdP(t, accessTTL, endSession)
+	return startIdP(t, newMockIdP(t, accessTTL, endSession))
+}
+
+// startIdP starts a mock IdP made by newMockIdP once the test has added
+// its own middleware (which runs inside the harness's, so the harness
+// still counts grants and fixes mockoidc's responses around it).
+func startIdP(t testing.TB, idp *mockIdP) *mockIdP {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +170,7 @@ func startMockIdP(t *testing.T, accessTTL time.Duration, endSession bool) *mockI
 
 // newMockIdP makes a mock IdP that is not started yet; its middleware must
 // be in place before Start, which builds the handler chain.
-func newMockIdP(t *testing.T, accessTTL time.Duration, endSession bool) *mockIdP {
+func newMockIdP(t testing.TB, accessTTL time.Duration, endSession bool) *mockIdP {
 	t.Helper()
 	m, err := mockoidc.NewServer(nil)
 	if err != nil {
@@ -171,7 +184,9 @@ func newMockIdP(t *testing.T, accessTTL time.Duration, endSession bool) *mockIdP
 	if endSession {
 		idp.endSession = "/end_session"
 	}
-	_ = m.AddMiddleware(idp.middleware)
+	if err := m.AddMiddleware(idp.middleware); err != nil {
+		t.Fatal(err)
+	}
 	return idp
 }
 
@@ -299,6 +314,12 @@ func (b *bufferWriter) WriteHeader(code int)        { b.status = code }
 // siteConfig is an oidc_session block for the mock IdP plus extra lines,
 // followed by a respond that shows what the next handler sees.
 func siteConfig(idp *mockIdP, extra string) string {
+	return oidcBlock(idp, extra) + `	respond "id={http.auth.user.id} email={http.auth.user.email} name={http.auth.user.name} groups={http.auth.user.groups} xfu={header.X-Forwarded-User} xfe={header.X-Forwarded-Email} cookie={header.Cookie}" 200
+`
+}
+
+// oidcBlock is the oidc_session block for the mock IdP, with extra lines.
+func oidcBlock(idp *mockIdP, extra string) string {
 	return fmt.Sprintf(`	oidc_session {
 		issuer %s
 		client_id %s
@@ -311,24 +332,28 @@ func siteConfig(idp *mockIdP, extra string) string {
 		headers
 		%s
 	}
-	respond "id={http.auth.user.id} email={http.auth.user.email} name={http.auth.user.name} groups={http.auth.user.groups} xfu={header.X-Forwarded-User} xfe={header.X-Forwarded-Email} cookie={header.Cookie}" 200
 `, idp.Issuer(), idp.ClientID, idp.ClientSecret, testSecret, extra)
 }
 
 // browser is a cookie-keeping client that does not follow redirects, so
 // tests see every hop.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	client *http.Client
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
+	return &browser{t: t, client: newClient()}
+}
+
+// newClient is a cookie-keeping client that does not follow redirects.
+func newClient() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, client: &http.Client{
+	return &http.Client{
 		Jar:           jar,
 		Timeout:       20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
+	}
 }
 
 // do sends a request with headers given as "Name: value" strings.
