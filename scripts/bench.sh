@@ -548,6 +548,11 @@ EOF
 		grep -E '^(goos|goarch|pkg|cpu|Benchmark|ok|PASS)' "$GO_OUT" || true
 		echo '```'
 	fi
+	# The analysis of the targets is written by hand; it follows the numbers.
+	if [ -f scripts/bench/targets.md ]; then
+		echo
+		cat scripts/bench/targets.md
+	fi
 } >"$OUT"
 
 log "wrote $OUT"
