@@ -1,22 +1,19 @@
 package oidcsession
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
 )
@@ -32,41 +29,6 @@ const (
 	fuzzIssuer   = "https://idp.example.com"
 	fuzzClientID = "app"
 )
-
-// corpusStrings reads the string arguments of each file of a committed
-// seed corpus (Go's "go test fuzz v1" format), one slice per file.
-func corpusStrings(tb testing.TB, target string) [][]string {
-	tb.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", target, "*"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var out [][]string
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		var args []string
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			inner, ok := strings.CutPrefix(line, "string(")
-			if !ok || !strings.HasSuffix(inner, ")") {
-				continue
-			}
-			s, err := strconv.Unquote(strings.TrimSuffix(inner, ")"))
-			if err != nil {
-				tb.Fatalf("%s: %v", name, err)
-			}
-			args = append(args, s)
-		}
-		f.Close()
-		out = append(out, args)
-	}
-	return out
-}
 
 // fuzzRedirectHosts are request hosts FuzzSafeReturnTo picks from.
 var fuzzRedirectHosts = []string{"app.example.com", "app.example.com:8443", "APP.Example.COM.", "127.0.0.1:8080", "[::1]:9000", ""}
@@ -175,7 +137,7 @@ func sealFlowCookie(h *Handler, f *oidc.Flow) *http.Cookie {
 func FuzzOpenFlow(f *testing.F) {
 	h := fuzzFlowHandler(f)
 	sealed := map[string]bool{}
-	for _, args := range corpusStrings(f, "FuzzOpenFlow") {
+	for _, args := range testenv.CorpusStrings(f, "FuzzOpenFlow") {
 		if len(args) == 2 {
 			sealed[args[0]+"\x00"+args[1]] = true
 		}

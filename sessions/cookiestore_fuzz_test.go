@@ -1,14 +1,11 @@
 package sessions_test
 
 import (
-	"bufio"
 	"errors"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/sessions"
 	"github.com/oidc-session/oidc_session/sessions/storetest"
 )
@@ -16,40 +13,6 @@ import (
 // fuzzCookieSecret sealed the valid cookie values of the committed
 // FuzzCookieStoreLoad corpus (sessions of storetest.Binding).
 const fuzzCookieSecret = "fuzz-cookie-secret-0123456789-0123456789"
-
-// corpusStrings reads the string arguments of each file of a committed
-// seed corpus (Go's "go test fuzz v1" format).
-func corpusStrings(tb testing.TB, target string) [][]string {
-	tb.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", target, "*"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var out [][]string
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		var args []string
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			inner, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "string(")
-			if !ok || !strings.HasSuffix(inner, ")") {
-				continue
-			}
-			s, err := strconv.Unquote(strings.TrimSuffix(inner, ")"))
-			if err != nil {
-				tb.Fatalf("%s: %v", name, err)
-			}
-			args = append(args, s)
-		}
-		f.Close()
-		out = append(out, args)
-	}
-	return out
-}
 
 // withoutCRLF drops the CR and LF bytes that base64 decoding ignores.
 func withoutCRLF(s string) string {
@@ -71,7 +34,7 @@ func FuzzCookieStoreLoad(f *testing.F) {
 	rotated := newCookieStore(f, storetest.NewEnvWith(f, storetest.Binding, strings.Repeat("n", 40), fuzzCookieSecret))
 
 	sealed := map[string]bool{}
-	for _, args := range corpusStrings(f, "FuzzCookieStoreLoad") {
+	for _, args := range testenv.CorpusStrings(f, "FuzzCookieStoreLoad") {
 		if len(args) == 1 {
 			sealed[args[0]] = true
 		}
@@ -80,7 +43,7 @@ func FuzzCookieStoreLoad(f *testing.F) {
 	for _, v := range []string{"", "A", "AQ", strings.Repeat("A", 80), strings.Repeat("_", 5000)} {
 		f.Add(v)
 	}
-	for _, args := range corpusStrings(f, "FuzzCookieStoreLoad") {
+	for _, args := range testenv.CorpusStrings(f, "FuzzCookieStoreLoad") {
 		if v := args[0]; len(v) > 8 {
 			f.Add(v[:len(v)-1])
 			f.Add(v + "A")

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -111,4 +112,40 @@ func TailString(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// CorpusStrings reads the string arguments of each file of a committed
+// seed corpus (Go's "go test fuzz v1" format) in the
+// package's testdata/fuzz/<target>, one slice per file, for tests that
+// check properties over the committed seeds.
+func CorpusStrings(tb testing.TB, target string) [][]string {
+	tb.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", target, "*"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out [][]string
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var args []string
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			inner, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "string(")
+			if !ok || !strings.HasSuffix(inner, ")") {
+				continue
+			}
+			s, err := strconv.Unquote(strings.TrimSuffix(inner, ")"))
+			if err != nil {
+				tb.Fatalf("%s: %v", name, err)
+			}
+			args = append(args, s)
+		}
+		f.Close()
+		out = append(out, args)
+	}
+	return out
 }
