@@ -1,11 +1,8 @@
 package oidc
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,43 +10,6 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/oauth2-proxy/mockoidc"
 )
-
-// newFuzzIdP is newFakeIdP for fuzz targets (which have a *testing.F, not
-// a *testing.T), with a fixed key so that committed corpus tokens are
-// signed by the same key as the tokens made at run time.
-func newFuzzIdP(f *testing.F) *fakeIdP {
-	f.Helper()
-	kp, err := mockoidc.DefaultKeypair()
-	if err != nil {
-		f.Fatal(err)
-	}
-	fi := &fakeIdP{key: kp.PrivateKey}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer":                                fi.srv.URL,
-			"authorization_endpoint":                fi.srv.URL + "/auth",
-			"token_endpoint":                        fi.srv.URL + "/token",
-			"jwks_uri":                              fi.srv.URL + "/keys",
-			"id_token_signing_alg_values_supported": []string{"RS256"},
-		})
-	})
-	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
-		fi.keyFetch.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
-			Key: &fi.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig",
-		}}})
-	})
-	fi.srv = httptest.NewServer(mux)
-	f.Cleanup(fi.srv.Close)
-	fi.provider = NewProvider(Config{Issuer: fi.srv.URL, ClientID: "app", ClientSecret: testClientSecret, HTTPClient: fi.srv.Client()})
-	if fi.discovery, err = fi.provider.Discover(context.Background()); err != nil {
-		f.Fatalf("discover: %v", err)
-	}
-	return fi
-}
 
 // signedByTestKey verifies raw's signature independently of the code under
 // test, with go-jose and the IdP's public key.
@@ -67,7 +27,7 @@ func (f *fakeIdP) signedByTestKey(raw string) bool {
 // token, and accepts only tokens signed by the IdP's key whose claims are
 // those of a logout token for this issuer and client.
 func FuzzVerifyLogoutToken(f *testing.F) {
-	fi := newFuzzIdP(f)
+	fi := newFakeIdP(f)
 	sign := func(c map[string]any, hdr string) string {
 		payload, _ := json.Marshal(c)
 		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: fi.key},
@@ -146,7 +106,7 @@ func viaJSON(s string) string {
 // signed by the IdP's key with an advertised algorithm whose claims are
 // right. Times within a few seconds of a limit are not judged.
 func FuzzVerifyLogoutTokenClaims(f *testing.F) {
-	fi := newFuzzIdP(f)
+	fi := newFakeIdP(f)
 	otherKey, err := mockoidc.RandomKeypair(2048)
 	if err != nil {
 		f.Fatal(err)

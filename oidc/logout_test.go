@@ -29,7 +29,7 @@ type fakeIdP struct {
 	discovery *Discovered
 }
 
-func newFakeIdP(t *testing.T) *fakeIdP {
+func newFakeIdP(t testing.TB) *fakeIdP {
 	t.Helper()
 	f := &fakeIdP{key: newRSAKey(t)}
 	mux := http.NewServeMux()
@@ -70,7 +70,7 @@ func newFakeIdP(t *testing.T) *fakeIdP {
 	return f
 }
 
-func newRSAKey(t *testing.T) *rsa.PrivateKey {
+func newRSAKey(t testing.TB) *rsa.PrivateKey {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
