@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -156,30 +155,8 @@ func TestRefreshBeforeExpiry(t *testing.T) {
 	time.Sleep(2200 * time.Millisecond) // into the last third of 3 s
 
 	// Many requests of one session at once: one refresh, all served.
-	var wg sync.WaitGroup
-	codes := make(chan int, 20)
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest("GET", base+"/", nil)
-			req.Header.Set("Accept", "text/html")
-			req.Header.Set("Sec-Fetch-Mode", "navigate")
-			resp, err := b.client.Do(req)
-			if err != nil {
-				codes <- 0
-				return
-			}
-			resp.Body.Close()
-			codes <- resp.StatusCode
-		}()
-	}
-	wg.Wait()
-	close(codes)
-	for c := range codes {
-		if c != http.StatusOK {
-			t.Errorf("concurrent request at expiry got %d", c)
-		}
+	if codes := concurrentNavigations(t, b, []string{base}, 20); !allOK(codes) {
+		t.Errorf("concurrent requests at expiry got %v", codes)
 	}
 	if n := idp.refreshes.Load(); n != 1 {
 		t.Errorf("%d refresh grants for one session, want 1", n)
