@@ -48,7 +48,15 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		return nil, nil
 	}
 	ctx := r.Context()
+	now := time.Now()
+	idle := h.idleTimeout()
+	_, shared := h.store.(sessions.Checker)
 	sess, err := h.storeLoad(ctx, value)
+	if err == nil && shared && sess.Expired(now, idle) {
+		// The copy in hand may predate a touch at another instance that
+		// kept the session alive: judge by the stored session.
+		sess, err = h.storeLoadFresh(ctx, value)
+	}
 	switch {
 	case errors.Is(err, sessions.ErrNoSession):
 		h.jar.Clear(w, r) // junk or expired: stop the browser sending it
@@ -57,8 +65,6 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		h.logger.Error("session store unavailable", zap.Error(err))
 		return nil, caddyhttp.Error(h.UnavailableStatus, sessions.ErrUnavailable)
 	}
-	now := time.Now()
-	idle := h.idleTimeout()
 	if sess.Expired(now, idle) {
 		h.endSession(w, r, value, sess, logoutExpired)
 		return nil, nil
@@ -82,7 +88,7 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		}
 	}
 	if touch := min(idle/16, 5*time.Minute); idle > 0 && now.Sub(sess.LastSeen) >= touch {
-		if _, shared := h.store.(sessions.Checker); shared && !changed {
+		if shared && !changed {
 			// The copy in hand may predate a refresh made elsewhere;
 			// saving it would put back a spent refresh token.
 			if fresh, err := h.storeLoadFresh(ctx, value); err == nil {

@@ -158,6 +158,43 @@ func TestRedisTwoInstances(t *testing.T) {
 	}
 }
 
+// TestRedisIdleAcrossInstances: a user who keeps a session alive at one
+// instance is not logged out at another whose last copy of the session is
+// older than the idle timeout.
+func TestRedisIdleAcrossInstances(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	idp := startMockIdP(t, 0, false)
+	store := fmt.Sprintf("idle_timeout 2s\n\t\tstore redis {\n\t\t\turl %s\n\t\t}", srv.URL())
+	a, b := freeAddr(t), freeAddr(t)
+	startCaddySites(t, map[string]string{a: siteConfig(idp, store), b: siteConfig(idp, store)})
+	baseA, baseB := "http://"+a, "http://"+b
+
+	br := newBrowser(t)
+	if resp, _ := br.login(baseA + "/"); resp.StatusCode != 200 {
+		t.Fatalf("login at A: %d", resp.StatusCode)
+	}
+	if resp, _ := br.navigate(baseB + "/"); resp.StatusCode != 200 {
+		t.Fatalf("first visit at B: %d", resp.StatusCode)
+	}
+	// Active at A for longer than the idle timeout.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+		if resp, _ := br.navigate(baseA + "/"); resp.StatusCode != 200 {
+			t.Fatalf("while active at A: %d", resp.StatusCode)
+		}
+	}
+	if resp, _ := br.navigate(baseB + "/"); resp.StatusCode != 200 {
+		t.Errorf("back at B after being active at A: %d, want 200 (B judged a stale copy)", resp.StatusCode)
+	}
+	if resp, _ := br.navigate(baseA + "/"); resp.StatusCode != 200 {
+		t.Errorf("at A after the visit to B: %d, want 200", resp.StatusCode)
+	}
+	// Really idle: ended at both.
+	time.Sleep(2200 * time.Millisecond)
+	if resp, _ := br.navigate(baseB + "/"); resp.StatusCode != http.StatusFound {
+		t.Errorf("idle past the timeout, at B: %d, want a new login", resp.StatusCode)
+	}
+}
+
 // health reads the admin API's readiness view of the running test Caddy.
 func health(t *testing.T) (int, string) {
 	t.Helper()

@@ -39,13 +39,8 @@ func NewTicket(cookieName string) *Ticket {
 // contain dots and dashes: the secret is what follows the last dot (base64url
 // has none), and the ticket ID the 32 hex digits before it.
 func ParseTicket(cookieName, value string) (*Ticket, bool) {
-	dot := strings.LastIndexByte(value, '.')
-	if dot < 0 {
-		return nil, false
-	}
-	handle, enc := value[:dot], value[dot+1:]
-	id, ok := strings.CutPrefix(handle, cookieName+"-")
-	if !ok || len(id) != 2*ticketIDLen || !isLowerHex(id) {
+	handle, enc, ok := splitTicket(cookieName, value)
+	if !ok {
 		return nil, false
 	}
 	secret, err := base64.RawURLEncoding.Strict().DecodeString(enc)
@@ -53,6 +48,21 @@ func ParseTicket(cookieName, value string) (*Ticket, bool) {
 		return nil, false
 	}
 	return &Ticket{Handle: handle, secret: secret}, true
+}
+
+// splitTicket cuts a ticket into its handle and its encoded secret,
+// checking the handle's form but not decoding the secret.
+func splitTicket(cookieName, value string) (handle, secret string, ok bool) {
+	dot := strings.LastIndexByte(value, '.')
+	if dot < 0 {
+		return "", "", false
+	}
+	handle, secret = value[:dot], value[dot+1:]
+	id, ok := strings.CutPrefix(handle, cookieName)
+	if !ok || len(id) != 1+2*ticketIDLen || id[0] != '-' || !isLowerHex(id[1:]) {
+		return "", "", false
+	}
+	return handle, secret, true
 }
 
 // Value is the cookie value.

@@ -177,11 +177,25 @@ func (s *TicketStore) enforceLimit(ctx context.Context, sub, keep string) error 
 // to is still stored (not ended by a logout elsewhere, an operator or the
 // IdP), without reading or decrypting it.
 func (s *TicketStore) Exists(ctx context.Context, value string) (bool, error) {
-	t, ok := ParseTicket(s.env.CookieName, value)
+	key, ok := s.RecordKey(value)
 	if !ok {
 		return false, nil
 	}
-	return s.Backend.Exists(ctx, s.Key(t))
+	return s.Backend.Exists(ctx, key)
+}
+
+// RecordKey is the backend key of the session record a cookie value
+// refers to, read from the ticket's handle alone (the secret is neither
+// decoded nor checked).
+func (s *TicketStore) RecordKey(value string) (string, bool) {
+	handle, _, ok := splitTicket(s.env.CookieName, value)
+	if !ok {
+		return "", false
+	}
+	if s.KeyPrefix == "" {
+		return handle, true // no copy on the hot path
+	}
+	return s.KeyPrefix + handle, true
 }
 
 // Delete implements Store. Only a cookie holding the ticket's secret ends

@@ -17,6 +17,7 @@ import (
 // backend is the sessions.Backend on a Redis client.
 type backend struct {
 	client redis.UniversalClient
+	feed   *feed
 }
 
 func (b backend) Get(ctx context.Context, key string) ([]byte, error) {
@@ -67,6 +68,9 @@ func (b backend) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
 	return out, nil
 }
 
+// Delete deletes keys, then announces them on the feed. Not in one
+// pipeline: on a Cluster its commands go to several nodes at once, and an
+// instance must not hear of an end before Redis shows it.
 func (b backend) Delete(ctx context.Context, keys ...string) error {
 	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
@@ -77,6 +81,7 @@ func (b backend) Delete(ctx context.Context, keys ...string) error {
 	if err != nil {
 		return unavailable("DEL", err)
 	}
+	b.feed.announce(ctx, keys...)
 	return nil
 }
 

@@ -31,6 +31,7 @@ import (
 //		write_timeout <duration>
 //		lock_ttl      <duration>
 //		lock_wait     <duration>
+//		recheck_interval <duration> | always
 //	}
 func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // store name
@@ -73,6 +74,15 @@ func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfgargs.Duration(d, &s.LockTTL)
 		case "lock_wait":
 			err = cfgargs.Duration(d, &s.LockWait)
+		case "recheck_interval":
+			var v string
+			if err = cfgargs.One(d, &v); err == nil {
+				if v == "always" {
+					s.RecheckInterval = -1
+				} else {
+					err = cfgargs.ParseDuration(d, v, &s.RecheckInterval)
+				}
+			}
 		default:
 			return d.Errf("unknown redis store option %q", opt)
 		}

@@ -6,6 +6,7 @@ package redisstore
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -86,10 +87,23 @@ type Store struct {
 	// Default: 15s (longer than a slow token call).
 	LockWait caddy.Duration `json:"lock_wait,omitempty"`
 
+	// RecheckInterval is how long this instance takes a session it found in
+	// Redis as still there without asking again. Sessions ended through the
+	// plugin (logout, the admin API, back-channel logout, the per-user
+	// limit) are announced to every instance over Redis pub/sub and take
+	// effect at once whatever this is; it bounds how long a record deleted
+	// behind the plugin's back (redis-cli, eviction, a failover that lost
+	// writes) keeps working here. While the announcements cannot be received
+	// (Redis down, an ACL without channel access to the key prefix), every
+	// request asks Redis. Negative (Caddyfile: always): ask Redis on every
+	// request. Default: 1s.
+	RecheckInterval caddy.Duration `json:"recheck_interval,omitempty"`
+
 	sessions.TicketStore `json:"-"`
 
 	client  redis.UniversalClient
 	poolKey string
+	feed    *feed
 	logger  *zap.Logger
 }
 
@@ -150,9 +164,16 @@ func (s *Store) Provision(ctx caddy.Context) error {
 	}
 	s.poolKey = key
 	s.client = val.(pooledClient).UniversalClient
-	s.TicketStore.Backend = backend{client: s.client}
 	s.TicketStore.Name = "redis"
 	s.TicketStore.KeyPrefix = repl.ReplaceKnown(s.KeyPrefix, "")
+	s.feed, err = useFeed(key, s.TicketStore.KeyPrefix, s.client, s.logger)
+	if err != nil {
+		return err
+	}
+	s.TicketStore.Backend = backend{client: s.client, feed: s.feed}
+	if s.RecheckInterval == 0 {
+		s.RecheckInterval = caddy.Duration(time.Second)
+	}
 	if s.LockTTL == 0 {
 		s.LockTTL = caddy.Duration(5 * time.Second)
 	}
@@ -167,8 +188,34 @@ func (s *Store) Cleanup() error {
 	if s.poolKey == "" {
 		return nil
 	}
-	_, err := clients.Delete(s.poolKey)
-	return err
+	var err error
+	if s.feed != nil {
+		err = releaseFeed(s.poolKey, s.TicketStore.KeyPrefix)
+	}
+	_, cerr := clients.Delete(s.poolKey)
+	return errors.Join(err, cerr)
+}
+
+// Exists implements sessions.Checker. A session this instance found in
+// Redis less than recheck_interval ago is taken as still there without a
+// round trip, as long as the feed guarantees that its end would have been
+// heard; anything else asks Redis.
+func (s *Store) Exists(ctx context.Context, value string) (bool, error) {
+	key, ok := s.RecordKey(value)
+	if !ok {
+		return false, nil
+	}
+	set := s.feed.set
+	maxAge := time.Duration(s.RecheckInterval)
+	if maxAge > 0 && set.trusted(key, maxAge) {
+		return true, nil
+	}
+	gen := set.generation()
+	exists, err := s.Backend.Exists(ctx, key)
+	if exists && maxAge > 0 {
+		set.verified(key, gen)
+	}
+	return exists, err
 }
 
 func (s *Store) validate() error {
@@ -345,6 +392,7 @@ var (
 	_ sessions.Store     = (*Store)(nil)
 	_ sessions.Locker    = (*Store)(nil)
 	_ sessions.Pinger    = (*Store)(nil)
+	_ sessions.Checker   = (*Store)(nil)
 	_ caddy.Provisioner  = (*Store)(nil)
 	_ caddy.CleanerUpper = (*Store)(nil)
 )

@@ -43,6 +43,10 @@ func TestSentinelFailoverInUse(t *testing.T) {
 		}, storetest.NewEnv(t))
 	}
 	storetest.Run(t, newSentinelStore)
+	t.Run("announcements", func(t *testing.T) {
+		checkAnnouncements(t, Store{SentinelMaster: sen.MasterName, SentinelURLs: urls,
+			SentinelPassword: "sentinel-pass", Password: "data-pass"})
+	})
 
 	st := newSentinelStore(t).(*Store)
 	ctx := context.Background()
@@ -122,6 +126,10 @@ func TestClusterSpreadAndNodeRestart(t *testing.T) {
 			DialTimeout: ms(300), ReadTimeout: ms(500), WriteTimeout: ms(500)}, storetest.NewEnv(t))
 	}
 	storetest.Run(t, newClusterStore)
+	t.Run("announcements", func(t *testing.T) {
+		// Published at one node, heard by a subscriber at another.
+		checkAnnouncements(t, Store{ClusterURLs: cl.Addrs, Password: "cluster-pass"})
+	})
 
 	st := newClusterStore(t).(*Store)
 	ctx := context.Background()

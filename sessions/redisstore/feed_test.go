@@ -1,0 +1,329 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oidc-session/oidc_session/internal/testredis"
+	"github.com/oidc-session/oidc_session/sessions"
+	"github.com/oidc-session/oidc_session/sessions/storetest"
+)
+
+func TestVerifiedSet(t *testing.T) {
+	const age = time.Hour
+	v := newVerifiedSet(3)
+	v.verified("k", v.generation())
+	if v.trusted("k", age) {
+		t.Error("trusted before the feed subscribed")
+	}
+
+	v.subscribe()
+	v.verified("k", v.generation())
+	if !v.trusted("k", age) {
+		t.Error("not trusted after a check while subscribed")
+	}
+	if v.trusted("other", age) {
+		t.Error("a key never checked is trusted")
+	}
+	if v.trusted("k", time.Nanosecond) {
+		t.Error("trusted past its recheck interval")
+	}
+
+	// A check under way when an end is announced may have been answered
+	// before the end: its answer is not kept.
+	gen := v.generation()
+	v.ended("unrelated")
+	v.verified("k2", gen)
+	if v.trusted("k2", age) {
+		t.Error("kept an answer that may predate an announcement")
+	}
+	v.ended("k")
+	if v.trusted("k", age) {
+		t.Error("trusted after its end was announced")
+	}
+
+	// Silence is trusted only while the feed hears from Redis.
+	v.verified("k", v.generation())
+	v.heard.Store(v.now() - int64(heardWithin) - 1)
+	if v.trusted("k", age) {
+		t.Error("trusted although the feed has not heard from Redis for too long")
+	}
+	v.alive()
+	if !v.trusted("k", age) {
+		t.Error("not trusted after the feed heard from Redis again")
+	}
+
+	// A lost subscription forgets everything, also across a new one, and
+	// drops the answers of checks under way.
+	gen = v.generation()
+	v.unsubscribe()
+	v.verified("k3", gen)
+	v.subscribe()
+	if v.trusted("k", age) || v.trusted("k3", age) {
+		t.Error("trusted an answer from before the subscription was lost")
+	}
+
+	// Bounded: when full it starts over.
+	for _, k := range []string{"a", "b", "c", "d"} {
+		v.verified(k, v.generation())
+	}
+	if len(v.entries) > 3 || !v.trusted("d", age) {
+		t.Errorf("after overflow: %d entries, newest trusted %v", len(v.entries), v.trusted("d", age))
+	}
+}
+
+// instance is one Caddy instance's view of a shared Redis: its own store
+// (own client, feed and verified set) and a count of the EXISTS commands
+// it sends.
+type instance struct {
+	*Store
+	exists atomic.Int64
+}
+
+// newInstance provisions a store with conf; poolSize keeps instances on
+// separate clients, as separate Caddy processes would be.
+func newInstance(t *testing.T, conf Store, poolSize int, env sessions.Env) *instance {
+	t.Helper()
+	conf.PoolSize = poolSize
+	in := &instance{Store: newStore(t, &conf, env)}
+	in.client.AddHook(countExists{&in.exists})
+	if err := eventually(5*time.Second, func() error {
+		if !in.feed.set.isSubscribed() {
+			return errors.New("feed not subscribed")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+type countExists struct{ n *atomic.Int64 }
+
+func (countExists) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c countExists) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "exists" {
+			c.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (countExists) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// checkAnnouncements: instance b verifies a session once and then answers
+// from memory; when instance a ends the session, b hears it and finds the
+// session gone on its first check after that, without a recheck interval
+// to wait for.
+func checkAnnouncements(t *testing.T, conf Store) {
+	t.Helper()
+	env := storetest.NewEnv(t)
+	conf.RecheckInterval = caddy.Duration(time.Hour) // only announcements can end trust here
+	a := newInstance(t, conf, 7, env)
+	b := newInstance(t, conf, 9, env)
+	ctx := context.Background()
+	value, err := a.Save(ctx, "", storetest.FullSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if ok, err := b.Exists(ctx, value); !ok || err != nil {
+			t.Fatalf("check %d at b: %v %v", i, ok, err)
+		}
+	}
+	if n := b.exists.Load(); n != 1 {
+		t.Errorf("100 checks of one session sent %d EXISTS to Redis, want 1", n)
+	}
+
+	gen := b.feed.set.generation()
+	sent := time.Now()
+	if err := a.Delete(ctx, value); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	for b.feed.set.generation() == gen {
+		if time.Since(sent) > 3*time.Second {
+			t.Fatal("b has not heard of the end 3s later")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	t.Logf("delete took %v; the announcement was heard at b %v after it returned", deleted.Sub(sent), time.Since(deleted))
+	if ok, err := b.Exists(ctx, value); ok || err != nil {
+		t.Errorf("b after the announced end: exists %v, err %v", ok, err)
+	}
+}
+
+func TestAnnouncements(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	checkAnnouncements(t, Store{URL: srv.URL(), KeyPrefix: "pfx:"})
+}
+
+// TestRecheckInterval: a record deleted behind the plugin's back is
+// trusted for at most recheck_interval; with "always" every check asks
+// Redis.
+func TestRecheckInterval(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	rdb := srv.Client()
+	env := storetest.NewEnv(t)
+	ctx := context.Background()
+
+	in := newInstance(t, Store{URL: srv.URL(), RecheckInterval: caddy.Duration(300 * time.Millisecond)}, 7, env)
+	value, err := in.Save(ctx, "", storetest.FullSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := in.Exists(ctx, value); !ok {
+		t.Fatal("new session does not exist")
+	}
+	key, _ := in.RecordKey(value)
+	if err := rdb.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	for {
+		ok, err := in.Exists(ctx, value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if time.Since(deleted) > 2*time.Second {
+			t.Fatal("a record deleted with redis-cli is still trusted 2s later (recheck_interval 300ms)")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
+
+	always := newInstance(t, Store{URL: srv.URL(), RecheckInterval: -1}, 9, env)
+	value, err = always.Save(ctx, "", storetest.FullSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if ok, err := always.Exists(ctx, value); !ok || err != nil {
+			t.Fatalf("check %d: %v %v", i, ok, err)
+		}
+	}
+	if n := always.exists.Load(); n != 10 {
+		t.Errorf("recheck_interval always: 10 checks sent %d EXISTS, want 10", n)
+	}
+}
+
+// TestFeedLost: ends announced while the subscription is down would be
+// missed, so losing it forgets every verified session: a record deleted
+// without an announcement is noticed once the connection was cut, and
+// checks go to Redis (and fail while it is down) until the feed is back.
+func TestFeedLost(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
+	rdb := srv.Client()
+	env := storetest.NewEnv(t)
+	ctx := context.Background()
+	in := newInstance(t, Store{URL: srv.URL(), RecheckInterval: caddy.Duration(time.Hour),
+		DialTimeout: ms(300)}, 7, env)
+	value, err := in.Save(ctx, "", storetest.FullSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := in.Exists(ctx, value); !ok {
+		t.Fatal("new session does not exist")
+	}
+	key, _ := in.RecordKey(value)
+	if err := rdb.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := in.Exists(ctx, value); !ok {
+		t.Fatal("control: an unannounced delete was noticed without a lost feed (is the session trusted at all?)")
+	}
+	if err := rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventually(3*time.Second, func() error {
+		if ok, err := in.Exists(ctx, value); ok || err != nil {
+			return errors.New("the deleted record is still trusted after the feed's connection was cut")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Redis down: no answer from memory, an error (a 503 for the handler).
+	value, err = in.Save(ctx, "", storetest.FullSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eventually(3*time.Second, func() error {
+		before := in.exists.Load()
+		in.Exists(ctx, value)
+		if in.exists.Load() != before {
+			return errors.New("still asking Redis: the feed is not back")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if err := eventually(3*time.Second, func() error {
+		if _, err := in.Exists(ctx, value); !errors.Is(err, sessions.ErrUnavailable) {
+			return errors.New("a check with Redis down did not fail")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t)
+	if err := eventually(10*time.Second, func() error {
+		if ok, err := in.Exists(ctx, value); !ok || err != nil {
+			return errors.New("session not back with Redis")
+		}
+		if !in.feed.set.isSubscribed() {
+			return errors.New("feed not subscribed again")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFeedChannelACL: a Redis user without access to the channel cannot
+// subscribe; the store then works as before, asking Redis every time.
+func TestFeedChannelACL(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	rdb := srv.Client()
+	ctx := context.Background()
+	if err := rdb.Do(ctx, "ACL", "SETUSER", "app", "on", ">app-pass", "~app:*", "resetchannels", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	conf := Store{URL: srv.URL(), Username: "app", Password: "app-pass", KeyPrefix: "app:"}
+	conf.PoolSize = 7
+	st := &instance{Store: newStore(t, &conf, storetest.NewEnv(t))}
+	st.client.AddHook(countExists{&st.exists})
+	value, err := st.Save(ctx, "", storetest.FullSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // time for a subscription to fail
+	for i := 0; i < 5; i++ {
+		if ok, err := st.Exists(ctx, value); !ok || err != nil {
+			t.Fatalf("check %d: %v %v", i, ok, err)
+		}
+	}
+	if n := st.exists.Load(); n != 5 {
+		t.Errorf("without channel access 5 checks sent %d EXISTS, want 5", n)
+	}
+	// Ending a session still works; only the announcement is refused.
+	if err := st.Delete(ctx, value); err != nil {
+		t.Errorf("delete without channel access: %v", err)
+	}
+	if ok, _ := st.Exists(ctx, value); ok {
+		t.Error("session still there after delete")
+	}
+}

@@ -1,0 +1,118 @@
+package redisstore
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// verifiedSet remembers the session records this instance has seen in
+// Redis, so that a request of a session seen a moment ago needs no round
+// trip to learn that it has not ended. It is only as good as the feed of
+// ended sessions that empties it: an entry is trusted only while the feed
+// is subscribed and has been heard from recently, and every change of the
+// feed's state (an announcement, a lost or new subscription) makes a check
+// that was under way when it happened count for nothing, since its answer
+// may predate an announcement this instance did not hear.
+type verifiedSet struct {
+	start time.Time // the set's clock: monotonic time since start
+
+	mu         sync.RWMutex
+	subscribed bool
+	gen        uint64           // changes with every announcement and every change of subscription
+	entries    map[string]int64 // record key → when Redis last said it exists
+	max        int
+
+	heard atomic.Int64 // when the feed last heard from Redis
+}
+
+// heardWithin is how recently the feed must have heard from Redis (an
+// announcement, or the answer to the ping it sends every second when
+// quiet) for its silence to mean that nothing has ended: past it, a
+// connection that died without an error is no longer trusted.
+const heardWithin = 2 * time.Second
+
+func newVerifiedSet(max int) *verifiedSet {
+	return &verifiedSet{start: time.Now(), entries: make(map[string]int64), max: max}
+}
+
+func (v *verifiedSet) now() int64 { return int64(time.Since(v.start)) }
+
+// trusted reports whether key was found in Redis less than maxAge ago and
+// no announcement of its end can have been missed since.
+func (v *verifiedSet) trusted(key string, maxAge time.Duration) bool {
+	now := v.now()
+	if now-v.heard.Load() > int64(heardWithin) {
+		return false
+	}
+	v.mu.RLock()
+	at, ok := v.entries[key]
+	subscribed := v.subscribed
+	v.mu.RUnlock()
+	return ok && subscribed && now-at < int64(maxAge)
+}
+
+// generation is taken before asking Redis whether a record exists, and
+// handed to verified with the answer.
+func (v *verifiedSet) generation() uint64 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.gen
+}
+
+// verified records that Redis said key exists, in an answer to a question
+// asked at generation gen. If anything was announced or the subscription
+// changed since, the answer may be older than an end this instance heard
+// of (or missed), and is not kept.
+func (v *verifiedSet) verified(key string, gen uint64) {
+	now := v.now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.subscribed || gen != v.gen {
+		return
+	}
+	if _, ok := v.entries[key]; !ok && len(v.entries) >= v.max {
+		// Full: start over. Each session then costs one more check.
+		clear(v.entries)
+	}
+	v.entries[key] = now
+}
+
+// ended forgets key: its session has ended.
+func (v *verifiedSet) ended(key string) {
+	v.heard.Store(v.now())
+	v.mu.Lock()
+	delete(v.entries, key)
+	v.gen++
+	v.mu.Unlock()
+}
+
+// subscribe is called when Redis confirms the subscription: from now on
+// every end is heard.
+func (v *verifiedSet) subscribe() {
+	v.heard.Store(v.now())
+	v.mu.Lock()
+	v.subscribed = true
+	v.gen++
+	v.mu.Unlock()
+}
+
+// unsubscribe is called when the subscription is lost: ends may go
+// unheard, so nothing is trusted until Redis confirms a new one, and
+// everything must be checked again then.
+func (v *verifiedSet) unsubscribe() {
+	v.mu.Lock()
+	v.subscribed = false
+	v.gen++
+	clear(v.entries)
+	v.mu.Unlock()
+}
+
+// alive records that the feed heard from Redis (the answer to a ping).
+func (v *verifiedSet) alive() { v.heard.Store(v.now()) }
+
+func (v *verifiedSet) isSubscribed() bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.subscribed
+}
