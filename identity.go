@@ -204,11 +204,31 @@ func identityHeaderNames(hc *HeadersConfig) map[string]bool {
 // names with '_' or '.' itself, unless the server allowlists them
 // (expected_underscore_headers, expected_dot_headers).
 func (h *Handler) stripIdentityHeaders(r *http.Request) {
+	var buf [64]byte
 	for name := range r.Header {
-		if h.stripNames[normalizeHeader(name)] {
+		// string(bytes) as a map key does not allocate.
+		if h.stripNames[string(appendNormalizedHeader(buf[:0], name))] {
 			delete(r.Header, name)
 		}
 	}
+}
+
+// appendNormalizedHeader appends normalizeHeader(name) to buf, without
+// allocating for the ASCII names HTTP allows.
+func appendNormalizedHeader(buf []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 0x80:
+			return append(buf[:0], normalizeHeader(name)...) // let strings.ToLower decide
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_' || c == '.':
+			c = '-'
+		}
+		buf = append(buf, c)
+	}
+	return buf
 }
 
 func normalizeHeader(name string) string {

@@ -445,3 +445,19 @@ func TestHeaderStripThenExpose(t *testing.T) {
 		t.Errorf("forged X-Auth-Email survived: %q", got)
 	}
 }
+
+// The allocation-free normalisation of the request path agrees with the
+// one the names to strip were made with, whatever the name.
+func TestAppendNormalizedHeader(t *testing.T) {
+	names := []string{"X-Forwarded-User", "x_forwarded.user", "X.FORWARDED_USER", "Remote-User", "", "-",
+		"Accept", "X-İnjected-User", "X-Forwarded-Usér", strings.Repeat("X-Long", 40), "K\u212aelvin"}
+	var buf [64]byte
+	for _, n := range names {
+		if got, want := string(appendNormalizedHeader(buf[:0], n)), normalizeHeader(n); got != want {
+			t.Errorf("%q: %q, normalizeHeader says %q", n, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { appendNormalizedHeader(buf[:0], "X_Forwarded.User") }); n != 0 {
+		t.Errorf("%v allocations for an ASCII name", n)
+	}
+}
