@@ -292,10 +292,20 @@ func BenchmarkServeHTTPMemory(b *testing.B) {
 }
 
 // BenchmarkServeHTTPRedis: a ticket cookie, the session in a real Redis on
-// loopback (one GET per request).
+// loopback. "default": the session was verified less than recheck_interval
+// ago and the feed of ended sessions is up, so no round trip; "always":
+// recheck_interval always, one EXISTS round trip per request.
 func BenchmarkServeHTTPRedis(b *testing.B) {
 	srv := testredis.Start(b, testredis.Options{})
-	benchServeHTTP(b, fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t}", srv.URL()))
+	for _, recheck := range []string{"default", "always"} {
+		b.Run(recheck, func(b *testing.B) {
+			opt := ""
+			if recheck == "always" {
+				opt = "\n\t\t\trecheck_interval always"
+			}
+			benchServeHTTP(b, fmt.Sprintf("store redis {\n\t\t\turl %s%s\n\t\t}", srv.URL(), opt))
+		})
+	}
 }
 
 // BenchmarkCallback measures logins through the in-process Caddy (cookie
