@@ -327,3 +327,48 @@ func TestFeedChannelACL(t *testing.T) {
 		t.Error("session still there after delete")
 	}
 }
+
+// TestFeedSilent: a feed that stops hearing from Redis without an error
+// (here: every client paused) stops vouching for sessions within
+// heardWithin, starts over with a new connection, and vouches again once
+// Redis answers.
+func TestFeedSilent(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	rdb := srv.Client()
+	ctx := context.Background()
+	in := newInstance(t, Store{URL: srv.URL(), RecheckInterval: caddy.Duration(time.Hour)}, 7, storetest.NewEnv(t))
+	value, err := in.Save(ctx, "", storetest.FullSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := in.Exists(ctx, value); !ok {
+		t.Fatal("new session does not exist")
+	}
+	trusted := func() bool {
+		before := in.exists.Load()
+		ok, err := in.Exists(ctx, value)
+		return ok && err == nil && in.exists.Load() == before
+	}
+	if !trusted() {
+		t.Fatal("a session just verified is not answered from memory")
+	}
+	paused := time.Now()
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "4000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for trusted() {
+		if time.Since(paused) > heardWithin+pingEvery {
+			t.Fatalf("still answered from memory %v after Redis stopped answering", time.Since(paused))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("stopped vouching %v after Redis went silent", time.Since(paused))
+	if err := eventually(8*time.Second, func() error {
+		if !trusted() {
+			return errors.New("not answered from memory again")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("after the pause: %v", err)
+	}
+}

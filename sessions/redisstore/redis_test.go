@@ -247,8 +247,8 @@ func TestClientSharedAcrossReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	reloaded := newStore(t, &Store{URL: srv.URL()}, env)
-	if reloaded.client != old.client {
-		t.Error("a reload with the same connection config made a new client")
+	if reloaded.client != old.client || reloaded.feed != old.feed {
+		t.Error("a reload with the same connection config made a new client or feed")
 	}
 	_ = old.Cleanup()
 	if _, err := reloaded.Load(context.Background(), value); err != nil {
