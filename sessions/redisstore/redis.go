@@ -71,8 +71,9 @@ type Store struct {
 	// PoolSize is the connection pool size per node. Default: go-redis's
 	// (10 per CPU).
 	PoolSize int `json:"pool_size,omitempty"`
-	// DialTimeout, ReadTimeout and WriteTimeout bound each Redis call, and
-	// so how long a request waits before answering 503 when Redis is down.
+	// DialTimeout, ReadTimeout and WriteTimeout bound each attempt of a
+	// Redis call (go-redis retries a failed call up to 3 times), and so how
+	// long a request waits before answering 503 when Redis is down or hangs.
 	// Defaults: 2s, 1s, 1s.
 	DialTimeout  caddy.Duration `json:"dial_timeout,omitempty"`
 	ReadTimeout  caddy.Duration `json:"read_timeout,omitempty"`
