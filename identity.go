@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -130,7 +129,13 @@ func (h *Handler) authorize(s *sessions.Session) error {
 // if configured, request headers.
 func (h *Handler) expose(r *http.Request, s *sessions.Session) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Map(h.identityPlaceholders(s))
+		repl.Set("http.auth.user.id", h.userID(s))
+		repl.Set("http.auth.user.email", s.Email)
+		repl.Set("http.auth.user.name", s.Name)
+		repl.Set("http.auth.user.groups", joinList(s.Groups))
+		for i, name := range h.Claims {
+			repl.Set(h.claimPlaceholders[i], joinList(s.Claims[name]))
+		}
 	}
 	if hc := h.Headers; hc != nil {
 		setHeader(r, hc.User, h.userID(s))
@@ -140,35 +145,6 @@ func (h *Handler) expose(r *http.Request, s *sessions.Session) {
 		setHeader(r, hc.AccessToken, s.AccessToken)
 	}
 }
-
-// identityPlaceholders answers the http.auth.user.* placeholders from s,
-// each worked out only when a later handler asks for it (most requests ask
-// for few or none). A configured claim of the same name as a built-in one
-// (email, name, ...) takes its place.
-func (h *Handler) identityPlaceholders(s *sessions.Session) caddy.ReplacerFunc {
-	return func(key string) (any, bool) {
-		name, ok := strings.CutPrefix(key, userPlaceholderPrefix)
-		if !ok {
-			return nil, false
-		}
-		if slices.Contains(h.Claims, name) {
-			return joinList(s.Claims[name]), true
-		}
-		switch name {
-		case "id":
-			return h.userID(s), true
-		case "email":
-			return s.Email, true
-		case "name":
-			return s.Name, true
-		case "groups":
-			return joinList(s.Groups), true
-		}
-		return nil, false
-	}
-}
-
-const userPlaceholderPrefix = "http.auth.user."
 
 // joinList joins with commas; the common one-element case allocates
 // nothing.
@@ -186,9 +162,13 @@ func setHeader(r *http.Request, name, value string) {
 }
 
 // provisionIdentity prepares what the request path needs to hand the
-// identity on: the header names to strip.
+// identity on: the header names to strip and the claim placeholder names.
 func (h *Handler) provisionIdentity() {
 	h.stripNames = identityHeaderNames(h.Headers)
+	h.claimPlaceholders = make([]string, len(h.Claims))
+	for i, name := range h.Claims {
+		h.claimPlaceholders[i] = "http.auth.user." + name
+	}
 }
 
 // defaultIdentityHeaders are stripped from every request even when not

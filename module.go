@@ -184,6 +184,8 @@ type Handler struct {
 	callbackURI string
 	endpoints   map[string]endpoint
 	stripNames  map[string]bool
+	// claimPlaceholders are the placeholder names of Claims, made once.
+	claimPlaceholders []string
 	refreshes         *singleflight.Group
 	recent            *recentRefreshes
 	jtis              *oidc.JTICache

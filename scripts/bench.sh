@@ -122,7 +122,9 @@ USED_PORTS=" "
 free_port() {
 	local p i
 	for i in $(seq 1 500); do
-		p=$((20000 + RANDOM % 40000))
+		# Below the kernel's ephemeral range (32768-60999 by default), where
+		# an outgoing connection's local port could take it before Caddy binds.
+		p=$((20000 + RANDOM % 12000))
 		case $USED_PORTS in *" $p "*) continue ;; esac
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			USED_PORTS+="$p "

@@ -21,6 +21,9 @@ type Backend interface {
 	GetMany(ctx context.Context, keys []string) ([][]byte, error)
 	// Set stores the value for ttl (at least one second).
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Replace is Set for a key that exists, in one step: it reports false,
+	// storing nothing, if the key does not exist (or has expired).
+	Replace(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
 	// Delete removes keys; missing keys are not an error.
 	Delete(ctx context.Context, keys ...string) error
 	// IndexAdd adds member to the set at key, with the time it expires;
@@ -106,10 +109,6 @@ func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (str
 	login := prev == "" || !ok
 	if login {
 		t = NewTicket(s.env.CookieName)
-	} else if ok, err := s.Backend.Exists(ctx, s.Key(t)); err != nil {
-		return "", err
-	} else if !ok {
-		return "", ErrNoSession
 	}
 	deadline := sess.Deadline(s.env.IdleTimeout)
 	ttl := time.Until(deadline)
@@ -123,12 +122,25 @@ func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (str
 	if err != nil {
 		return "", err
 	}
-	if err := s.Backend.Set(ctx, s.Key(t), sealed, ttl); err != nil {
-		return "", err
-	}
 	meta := Meta{ID: t.Handle, Subject: sess.Subject, Email: sess.Email, Name: sess.Name, SID: sess.SID,
 		CreatedAt: sess.CreatedAt, LastSeen: sess.LastSeen, ExpiresAt: deadline}
-	if err := s.Backend.Set(ctx, s.metaKey(t.Handle), s.sealMeta(meta), ttl); err != nil {
+	// An update writes only over records that still exist: the session may
+	// have ended since it was loaded, and a check followed by a write would
+	// let this write bring it back.
+	write := func(key string, value []byte) error {
+		if login {
+			return s.Backend.Set(ctx, key, value, ttl)
+		}
+		ok, err := s.Backend.Replace(ctx, key, value, ttl)
+		if err == nil && !ok {
+			err = ErrNoSession
+		}
+		return err
+	}
+	if err := write(s.Key(t), sealed); err != nil {
+		return "", err
+	}
+	if err := write(s.metaKey(t.Handle), s.sealMeta(meta)); err != nil {
 		return "", err
 	}
 	if err := s.Backend.IndexAdd(ctx, s.indexKeys("sub", sess.Subject)[0], t.Handle, deadline); err != nil {

@@ -92,6 +92,21 @@ func (st *state) Exists(_ context.Context, key string) (bool, error) {
 	return e != nil && e.exp > t, nil
 }
 
+// Replace implements sessions.Backend.
+func (st *state) Replace(_ context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	v := bytes.Clone(value)
+	t := now()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	e := st.values[key]
+	if e == nil || e.exp <= t {
+		return false, nil
+	}
+	st.gen++
+	st.put(key, v, time.Now().Add(ttl).UnixNano(), true)
+	return true, nil
+}
+
 // GetMany implements sessions.Backend.
 func (st *state) GetMany(_ context.Context, keys []string) ([][]byte, error) {
 	t := now()

@@ -46,6 +46,14 @@ func (b backend) Set(ctx context.Context, key string, value []byte, ttl time.Dur
 	return nil
 }
 
+func (b backend) Replace(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	ok, err := b.client.SetXX(ctx, key, value, ttl).Result()
+	if err != nil {
+		return false, unavailable("SET XX", err)
+	}
+	return ok, nil
+}
+
 func (b backend) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
 	// One pipelined GET per key rather than MGET: on a Cluster the keys
 	// live in different slots, and go-redis splits a pipeline by node.
@@ -68,7 +76,9 @@ func (b backend) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
 	return out, nil
 }
 
-// Delete deletes keys, then announces them on the feed. Not in one
+// Delete deletes keys, then announces them on the feed, even if some
+// deletes failed (a key of a Cluster node that is down): a needless
+// announcement costs a check, a missing one a late end. Not in one
 // pipeline: on a Cluster its commands go to several nodes at once, and an
 // instance must not hear of an end before Redis shows it.
 func (b backend) Delete(ctx context.Context, keys ...string) error {
@@ -78,10 +88,10 @@ func (b backend) Delete(ctx context.Context, keys ...string) error {
 		}
 		return nil
 	})
+	b.feed.announce(ctx, keys...)
 	if err != nil {
 		return unavailable("DEL", err)
 	}
-	b.feed.announce(ctx, keys...)
 	return nil
 }
 

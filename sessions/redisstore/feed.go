@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -30,6 +31,9 @@ type feed struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	mu sync.Mutex
+	ps *redis.PubSub // the current subscription, closed by Destruct to end a blocked read
 }
 
 // feedChannel is the channel name after the key prefix, so that an ACL
@@ -74,8 +78,19 @@ func feedKey(poolKey, prefix string) string { return poolKey + "\x00" + prefix }
 // Destruct stops the subscription.
 func (f *feed) Destruct() error {
 	f.cancel()
+	f.setPubSub(nil)
 	<-f.done
 	return nil
+}
+
+// setPubSub makes ps the current subscription, closing the one before.
+func (f *feed) setPubSub(ps *redis.PubSub) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ps != nil {
+		f.ps.Close()
+	}
+	f.ps = ps
 }
 
 // run keeps the subscription up until the feed is destroyed. It never
@@ -84,11 +99,11 @@ func (f *feed) Destruct() error {
 func (f *feed) run(ctx context.Context) {
 	defer close(f.done)
 	var ps *redis.PubSub
-	defer func() {
-		if ps != nil {
-			ps.Close()
-		}
-	}()
+	defer f.setPubSub(nil)
+	startOver := func() {
+		f.setPubSub(nil)
+		ps = nil
+	}
 	warned := false
 	lost := func(why error) {
 		if f.set.isSubscribed() || !warned {
@@ -102,6 +117,10 @@ func (f *feed) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if ps == nil {
 			ps = f.client.Subscribe(ctx)
+			f.setPubSub(ps)
+			if ctx.Err() != nil {
+				return // destroyed meanwhile: Destruct may have missed ps
+			}
 			if err := ps.Subscribe(ctx, f.channel); err != nil {
 				// go-redis keeps the channel and subscribes again when
 				// it reconnects, on the next receive.
@@ -117,14 +136,20 @@ func (f *feed) run(ctx context.Context) {
 				// Pings go unanswered: a connection that died without
 				// an error. Start over with a new one.
 				lost(errors.New("no answer to ping"))
-				ps.Close()
-				ps = nil
+				startOver()
 			} else if err := ps.Ping(ctx); err != nil {
 				lost(err)
 			}
 			continue
 		case err != nil:
 			lost(err)
+			var rerr redis.Error
+			if errors.As(err, &rerr) {
+				// Refused (NOPERM, ...) on a working connection, which
+				// go-redis keeps without subscribing again: start over, so
+				// that the subscription comes once the ACL allows it.
+				startOver()
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(backoff):
@@ -135,6 +160,7 @@ func (f *feed) run(ctx context.Context) {
 		backoff = 50 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Message:
+			f.set.alive()
 			f.set.ended(m.Payload)
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && m.Channel == f.channel {
@@ -151,13 +177,16 @@ func (f *feed) run(ctx context.Context) {
 
 // announce tells every instance (this one first) that the records under
 // keys are gone. It is called after they were deleted: an instance that
-// checks Redis before hearing it then finds them missing already. A failed
+// checks Redis before hearing it then finds them missing already. It goes
+// out even if the request that ended the session has gone away. A failed
 // announcement does not undo the end: the other instances notice it at
 // their next check, within recheck_interval.
 func (f *feed) announce(ctx context.Context, keys ...string) {
 	for _, k := range keys {
 		f.set.ended(k)
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	_, err := f.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
 			p.Publish(ctx, f.channel, k)

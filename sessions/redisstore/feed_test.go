@@ -54,10 +54,22 @@ func TestVerifiedSet(t *testing.T) {
 	if v.trusted("k", age) {
 		t.Error("trusted although the feed has not heard from Redis for too long")
 	}
+	v.ended("own end") // this instance's own announcement is not news from Redis
+	if v.trusted("k", age) {
+		t.Error("an own announcement counted as hearing from Redis")
+	}
 	v.alive()
 	if !v.trusted("k", age) {
 		t.Error("not trusted after the feed heard from Redis again")
 	}
+
+	// A new subscription (go-redis may replace the connection without an
+	// error) may follow missed announcements: everything is checked again.
+	v.subscribe()
+	if v.trusted("k", age) {
+		t.Error("trusted across a new subscription")
+	}
+	v.verified("k", v.generation())
 
 	// A lost subscription forgets everything, also across a new one, and
 	// drops the answers of checks under way.
@@ -325,6 +337,50 @@ func TestFeedChannelACL(t *testing.T) {
 	}
 	if ok, _ := st.Exists(ctx, value); ok {
 		t.Error("session still there after delete")
+	}
+	// Once the ACL grants the channel, the feed subscribes by itself.
+	if err := rdb.Do(ctx, "ACL", "SETUSER", "app", "&app:*").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventually(5*time.Second, func() error {
+		if !st.feed.set.isSubscribed() {
+			return errors.New("feed not subscribed after the ACL granted the channel")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFeedStopsPromptly: the last user's cleanup (a reload, a shutdown)
+// ends the subscription without waiting for its read to time out.
+func TestFeedStopsPromptly(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	s := &Store{URL: srv.URL(), PoolSize: 5}
+	if err := s.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventually(5*time.Second, func() error {
+		if !s.feed.set.isSubscribed() {
+			return errors.New("feed not subscribed")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 300*time.Millisecond {
+		t.Errorf("cleanup took %v", d)
+	}
+	select {
+	case <-s.feed.done:
+	default:
+		t.Error("the feed's goroutine is still running after the last cleanup")
 	}
 }
 

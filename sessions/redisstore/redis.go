@@ -92,9 +92,10 @@ type Store struct {
 	// Redis as still there without asking again. Sessions ended through the
 	// plugin (logout, the admin API, back-channel logout, the per-user
 	// limit) are announced to every instance over Redis pub/sub and take
-	// effect at once whatever this is; it bounds how long a record deleted
-	// behind the plugin's back (redis-cli, eviction, a failover that lost
-	// writes) keeps working here. While the announcements cannot be received
+	// effect at once whatever this is; it bounds how long an end that is not
+	// announced, or whose announcement is lost, goes unnoticed here (a record
+	// deleted with redis-cli, evicted, or lost in a failover; a connection
+	// that died without an error). While the announcements cannot be received
 	// (Redis down, an ACL without channel access to the key prefix), every
 	// request asks Redis. Negative (Caddyfile: always): ask Redis on every
 	// request. Default: 1s.

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,29 +72,36 @@ func (v *verifiedSet) verified(key string, gen uint64) {
 	if !v.subscribed || gen != v.gen {
 		return
 	}
-	if _, ok := v.entries[key]; !ok && len(v.entries) >= v.max {
-		// Full: start over. Each session then costs one more check.
-		clear(v.entries)
+	if _, ok := v.entries[key]; !ok {
+		if len(v.entries) >= v.max {
+			// Full: start over. Each session then costs one more check.
+			clear(v.entries)
+		}
+		// Its own copy: key may be part of a much larger Cookie header.
+		key = strings.Clone(key)
 	}
 	v.entries[key] = now
 }
 
-// ended forgets key: its session has ended.
+// ended forgets key: its session has ended. It says nothing of the
+// feed's health: this instance's own ends go through it too.
 func (v *verifiedSet) ended(key string) {
-	v.heard.Store(v.now())
 	v.mu.Lock()
 	delete(v.entries, key)
 	v.gen++
 	v.mu.Unlock()
 }
 
-// subscribe is called when Redis confirms the subscription: from now on
-// every end is heard.
+// subscribe is called when Redis confirms a subscription: from now on
+// every end is heard. Ends announced before it may have been missed (go-redis
+// can replace the connection without reporting an error), so whatever was
+// verified before is checked again.
 func (v *verifiedSet) subscribe() {
 	v.heard.Store(v.now())
 	v.mu.Lock()
 	v.subscribed = true
 	v.gen++
+	clear(v.entries)
 	v.mu.Unlock()
 }
 
