@@ -1,6 +1,7 @@
 package oidcsession
 
 import (
+	"strings"
 	"sync"
 
 	"github.com/oidc-session/oidc_session/sessions"
@@ -45,11 +46,16 @@ func (c *sessionCache) put(value string, s *sessions.Session) {
 	cp := *s
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.entries[value]; !ok && len(c.entries) >= c.max {
-		for k := range c.entries {
-			delete(c.entries, k)
-			break
+	if _, ok := c.entries[value]; !ok {
+		if len(c.entries) >= c.max {
+			for k := range c.entries {
+				delete(c.entries, k)
+				break
+			}
 		}
+		// Its own copy: value may be part of a much larger Cookie header,
+		// which would otherwise stay in memory with it.
+		value = strings.Clone(value)
 	}
 	c.entries[value] = &cp
 }
