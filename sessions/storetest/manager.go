@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,6 +252,52 @@ func RunManager(t *testing.T, newStore func(t *testing.T, env sessions.Env) sess
 				t.Errorf("session updated after %s is listed again", name)
 			}
 			ms.expectNotIndexed(t, s.handle)
+		}
+	})
+
+	t.Run("UpdateRacingEndDoesNotRevive", func(t *testing.T) {
+		// Updates (refreshes, idle touches) running while the session is
+		// ended: whatever their interleaving, it stays ended. A check
+		// followed by a separate write would let one of them bring it back.
+		ms := open(t, NewEnv(t))
+		for round := 0; round < 20; round++ {
+			sess := userSession(fmt.Sprintf("racer%d", round), "", time.Now().Truncate(time.Millisecond))
+			v, err := ms.st.Save(t.Context(), "", sess)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := 0; i < 4; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						upd := Clone(sess)
+						upd.AccessToken = "refreshed-" + randomString(8)
+						if _, err := ms.st.Save(t.Context(), v, upd); err != nil && !errors.Is(err, sessions.ErrNoSession) {
+							t.Errorf("update: %v", err)
+							return
+						}
+					}
+				}()
+			}
+			time.Sleep(2 * time.Millisecond)
+			if err := ms.st.Delete(t.Context(), v); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Millisecond)
+			close(stop)
+			wg.Wait()
+			expectNoSession(t, ms.st, v, fmt.Sprintf("round %d: session updated while it was ended", round))
+			if _, listed := ms.list(t, "")[v[:strings.LastIndexByte(v, '.')]]; listed {
+				t.Errorf("round %d: the ended session is listed again", round)
+			}
 		}
 	})
 
