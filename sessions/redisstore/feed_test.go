@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,15 +106,22 @@ func newInstance(t *testing.T, conf Store, poolSize int, env sessions.Env) *inst
 	conf.PoolSize = poolSize
 	in := &instance{Store: newStore(t, &conf, env)}
 	in.client.AddHook(countExists{&in.exists})
+	waitSubscribed(t, in.Store, "a new store")
+	return in
+}
+
+// waitSubscribed fails the test unless the store's feed is subscribed
+// within 5 s.
+func waitSubscribed(t *testing.T, s *Store, when string) {
+	t.Helper()
 	if err := eventually(5*time.Second, func() error {
-		if !in.feed.set.isSubscribed() {
-			return errors.New("feed not subscribed")
+		if !s.feed.set.isSubscribed() {
+			return fmt.Errorf("feed of %s not subscribed", when)
 		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return in
 }
 
 type countExists struct{ n *atomic.Int64 }
@@ -342,14 +350,7 @@ func TestFeedChannelACL(t *testing.T) {
 	if err := rdb.Do(ctx, "ACL", "SETUSER", "app", "&app:*").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := eventually(5*time.Second, func() error {
-		if !st.feed.set.isSubscribed() {
-			return errors.New("feed not subscribed after the ACL granted the channel")
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitSubscribed(t, st.Store, "a store whose ACL now grants the channel")
 }
 
 // TestFeedStopsPromptly: the last user's cleanup (a reload, a shutdown)
@@ -362,14 +363,7 @@ func TestFeedStopsPromptly(t *testing.T) {
 	if err := s.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := eventually(5*time.Second, func() error {
-		if !s.feed.set.isSubscribed() {
-			return errors.New("feed not subscribed")
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitSubscribed(t, s, "a new store")
 	start := time.Now()
 	if err := s.Cleanup(); err != nil {
 		t.Fatal(err)
