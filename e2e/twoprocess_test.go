@@ -16,9 +16,10 @@ import (
 // TestTwoCaddyProcessesShareRedis: two Caddy processes (A and B, same
 // cookie secret, store redis) in front of one real Redis and Dex. A login
 // through A is a session at B too (same host 127.0.0.1, so the browser
-// sends the cookie to both ports); a logout through B ends it at A, whose
-// decoded-session cache must not keep it alive, and a copy of the old
-// cookie is dead at both.
+// sends the cookie to both ports); a logout through B ends it at A, which
+// served the session from memory a moment before and hears of the end only
+// through B's announcement on Redis pub/sub, and a copy of the old cookie
+// is dead at both.
 func TestTwoCaddyProcessesShareRedis(t *testing.T) {
 	testidp.DexBinary(t) // skip (or fail in CI) before building Caddy
 	testredis.Binary(t, "redis-server")
