@@ -53,6 +53,8 @@ func TestTwoCaddyProcessesShareRedis(t *testing.T) {
 			url redis://%s/0
 			password {env.E2E_REDIS_PASSWORD}
 			key_prefix e2e:
+			# Only the announcement can tell A of the end in time.
+			recheck_interval 1h
 		}
 	}
 	respond "via=%s id={http.auth.user.id} email={http.auth.user.email}" 200
