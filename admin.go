@@ -52,6 +52,7 @@ type storeHealth struct {
 	Store     string `json:"store"`
 	Reachable bool   `json:"reachable"`
 	Error     string `json:"error,omitempty"`
+	Report    string `json:"report,omitempty"`
 }
 
 // serveHealth answers 200 when every store is reachable, 503 otherwise,
@@ -73,6 +74,9 @@ func serveHealth(w http.ResponseWriter, r *http.Request) error {
 				h.Reachable, h.Error = false, err.Error()
 				out.Ready = false
 			}
+		}
+		if rep, ok := s.(sessions.Reporter); ok {
+			h.Report = rep.Report()
 		}
 		out.Stores = append(out.Stores, h)
 	}

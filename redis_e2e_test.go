@@ -109,7 +109,7 @@ func TestRedisTwoInstances(t *testing.T) {
 		t.Errorf("refresh changed the ticket")
 	}
 
-	if code, body := health(t); code != 200 || !strings.Contains(body, `"store":"redis","reachable":true`) {
+	if code, body := health(t); code != 200 || !strings.Contains(body, `"store":"redis","reachable":true,"report":"subscribed to ended sessions on e2e:oidc_session:ended"`) {
 		t.Errorf("health with Redis up: %d %s", code, body)
 	}
 

@@ -106,6 +106,13 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// Reporter is implemented by stores with a state worth showing an operator
+// beyond reachability, in the admin API's health view.
+type Reporter interface {
+	// Report is a short description of that state.
+	Report() string
+}
+
 // Locker is implemented by stores shared between Caddy instances, so that
 // one refresh of a session happens at a time across all of them.
 type Locker interface {

@@ -236,6 +236,9 @@ func TestRecheckInterval(t *testing.T) {
 	if n := always.exists.Load(); n != 10 {
 		t.Errorf("recheck_interval always: 10 checks sent %d EXISTS, want 10", n)
 	}
+	if r := always.Report(); r != "recheck_interval always: every request asks Redis" {
+		t.Errorf("report with recheck_interval always: %q", r)
+	}
 }
 
 // TestFeedLost: ends announced while the subscription is down would be
@@ -339,6 +342,9 @@ func TestFeedChannelACL(t *testing.T) {
 	if n := st.exists.Load(); n != 5 {
 		t.Errorf("without channel access 5 checks sent %d EXISTS, want 5", n)
 	}
+	if r := st.Report(); r != "not subscribed to ended sessions on app:oidc_session:ended: every request asks Redis" {
+		t.Errorf("report without channel access: %q", r)
+	}
 	// Ending a session still works; only the announcement is refused.
 	if err := st.Delete(ctx, value); err != nil {
 		t.Errorf("delete without channel access: %v", err)
@@ -351,6 +357,9 @@ func TestFeedChannelACL(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSubscribed(t, st.Store, "a store whose ACL now grants the channel")
+	if r := st.Report(); r != "subscribed to ended sessions on app:oidc_session:ended" {
+		t.Errorf("report once subscribed: %q", r)
+	}
 }
 
 // TestFeedStopsPromptly: the last user's cleanup (a reload, a shutdown)

@@ -198,6 +198,18 @@ func (s *Store) Cleanup() error {
 	return errors.Join(err, cerr)
 }
 
+// Report implements sessions.Reporter: whether ended sessions are heard of
+// at once, or every request asks Redis.
+func (s *Store) Report() string {
+	switch {
+	case s.RecheckInterval < 0:
+		return "recheck_interval always: every request asks Redis"
+	case s.feed.set.isSubscribed():
+		return "subscribed to ended sessions on " + s.feed.channel
+	}
+	return "not subscribed to ended sessions on " + s.feed.channel + ": every request asks Redis"
+}
+
 // Exists implements sessions.Checker. A session this instance found in
 // Redis less than recheck_interval ago is taken as still there without a
 // round trip, as long as the feed guarantees that its end would have been
@@ -395,6 +407,7 @@ var (
 	_ sessions.Locker    = (*Store)(nil)
 	_ sessions.Pinger    = (*Store)(nil)
 	_ sessions.Checker   = (*Store)(nil)
+	_ sessions.Reporter  = (*Store)(nil)
 	_ caddy.Provisioner  = (*Store)(nil)
 	_ caddy.CleanerUpper = (*Store)(nil)
 )
