@@ -103,7 +103,7 @@ func (st *state) Replace(_ context.Context, key string, value []byte, ttl time.D
 		return false, nil
 	}
 	st.gen++
-	st.put(key, v, time.Now().Add(ttl).UnixNano(), true)
+	st.put(key, v, t+int64(ttl), true)
 	return true, nil
 }
 
