@@ -52,10 +52,12 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 	idle := h.idleTimeout()
 	_, shared := h.store.(sessions.Checker)
 	sess, err := h.storeLoad(ctx, value)
-	if err == nil && shared && sess.Expired(now, idle) {
-		// The copy in hand may predate a touch at another instance that
-		// kept the session alive: judge by the stored session.
+	fresh := false
+	if err == nil && shared && sess.Expired(now, idle) && now.Before(sess.ExpiresAt) {
+		// Idle by the copy in hand, which may predate a touch at another
+		// instance that kept the session alive: judge by the stored one.
 		sess, err = h.storeLoadFresh(ctx, value)
+		fresh = true
 	}
 	switch {
 	case errors.Is(err, sessions.ErrNoSession):
@@ -88,11 +90,11 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		}
 	}
 	if touch := min(idle/16, 5*time.Minute); idle > 0 && now.Sub(sess.LastSeen) >= touch {
-		if shared && !changed {
+		if shared && !changed && !fresh {
 			// The copy in hand may predate a refresh made elsewhere;
 			// saving it would put back a spent refresh token.
-			if fresh, err := h.storeLoadFresh(ctx, value); err == nil {
-				sess = fresh
+			if stored, err := h.storeLoadFresh(ctx, value); err == nil {
+				sess = stored
 			}
 		}
 		sess.LastSeen = now.Truncate(time.Millisecond)

@@ -132,7 +132,7 @@ func TestTwoCaddyProcessesShareRedis(t *testing.T) {
 	}
 	t.Logf("redis keys after the logout: %v", keys())
 
-	// A (which has served this session from its cache) wants a login now.
+	// The browser, whose cookie sign_out cleared, is sent to log in at A.
 	resp, _ = b.navigate(baseA + "/page")
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), dex.Issuer+"/auth") {
 		t.Fatalf("A after logout at B: %d to %q, want a login at Dex", resp.StatusCode, resp.Header.Get("Location"))

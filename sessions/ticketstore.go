@@ -124,23 +124,7 @@ func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (str
 	}
 	meta := Meta{ID: t.Handle, Subject: sess.Subject, Email: sess.Email, Name: sess.Name, SID: sess.SID,
 		CreatedAt: sess.CreatedAt, LastSeen: sess.LastSeen, ExpiresAt: deadline}
-	// An update writes only over records that still exist: the session may
-	// have ended since it was loaded, and a check followed by a write would
-	// let this write bring it back.
-	write := func(key string, value []byte) error {
-		if login {
-			return s.Backend.Set(ctx, key, value, ttl)
-		}
-		ok, err := s.Backend.Replace(ctx, key, value, ttl)
-		if err == nil && !ok {
-			err = ErrNoSession
-		}
-		return err
-	}
-	if err := write(s.Key(t), sealed); err != nil {
-		return "", err
-	}
-	if err := write(s.metaKey(t.Handle), s.sealMeta(meta)); err != nil {
+	if err := s.write(ctx, login, sealed, meta, ttl); err != nil {
 		return "", err
 	}
 	if err := s.Backend.IndexAdd(ctx, s.indexKeys("sub", sess.Subject)[0], t.Handle, deadline); err != nil {
@@ -157,6 +141,41 @@ func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (str
 		}
 	}
 	return t.Value(), nil
+}
+
+// write stores a session's record and metadata. An update writes only
+// over records that still exist: the session may have ended since it was
+// loaded, and a check followed by a write would let this write bring it
+// back. The metadata goes first, and a session missing either record
+// (ended meanwhile, or one of them evicted or lost in a failover) is ended
+// whole: a record without metadata would be a session the admin API can
+// neither list nor end.
+func (s *TicketStore) write(ctx context.Context, login bool, record []byte, meta Meta, ttl time.Duration) error {
+	handle, sealedMeta := meta.ID, s.sealMeta(meta)
+	if login {
+		if err := s.Backend.Set(ctx, s.KeyPrefix+handle, record, ttl); err != nil {
+			return err
+		}
+		return s.Backend.Set(ctx, s.metaKey(handle), sealedMeta, ttl)
+	}
+	for _, kv := range [...]struct {
+		key   string
+		value []byte
+	}{{s.metaKey(handle), sealedMeta}, {s.KeyPrefix + handle, record}} {
+		ok, err := s.Backend.Replace(ctx, kv.key, kv.value, ttl)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// The index names come from the session in hand: the
+			// stored metadata may be the part that is gone.
+			if err := s.end(ctx, handle, &meta); err != nil {
+				return err
+			}
+			return ErrNoSession
+		}
+	}
+	return nil
 }
 
 // enforceLimit ends the subject's oldest sessions beyond MaxPerUser,

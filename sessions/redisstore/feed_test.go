@@ -208,6 +208,9 @@ func TestRecheckInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	deleted := time.Now()
+	if ok, _ := in.Exists(ctx, value); !ok {
+		t.Fatal("control: the deletion was noticed at once (is the session trusted at all?)")
+	}
 	for {
 		ok, err := in.Exists(ctx, value)
 		if err != nil {

@@ -204,8 +204,10 @@ func (s *Store) Report() string {
 	switch {
 	case s.RecheckInterval < 0:
 		return "recheck_interval always: every request asks Redis"
-	case s.feed.set.isSubscribed():
+	case s.feed.set.listening():
 		return "subscribed to ended sessions on " + s.feed.channel
+	case s.feed.set.isSubscribed():
+		return "subscribed to ended sessions on " + s.feed.channel + " but Redis is silent: every request asks Redis"
 	}
 	return "not subscribed to ended sessions on " + s.feed.channel + ": every request asks Redis"
 }

@@ -119,6 +119,12 @@ func (v *verifiedSet) unsubscribe() {
 // alive records that the feed heard from Redis (the answer to a ping).
 func (v *verifiedSet) alive() { v.heard.Store(v.now()) }
 
+// listening reports whether the feed is subscribed and has heard from
+// Redis recently: whether trusted can say yes at all.
+func (v *verifiedSet) listening() bool {
+	return v.isSubscribed() && v.now()-v.heard.Load() <= int64(heardWithin)
+}
+
 func (v *verifiedSet) isSubscribed() bool {
 	v.mu.RLock()
 	defer v.mu.RUnlock()

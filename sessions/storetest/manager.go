@@ -301,6 +301,37 @@ func RunManager(t *testing.T, newStore func(t *testing.T, env sessions.Env) sess
 		}
 	})
 
+	t.Run("IncompleteSessionEndedOnUpdate", func(t *testing.T) {
+		// One of a session's two records gone behind the store's back
+		// (evicted, lost in a failover): the next update ends it whole
+		// rather than leaving a session the admin API cannot see or end.
+		ms := open(t, NewEnv(t))
+		if ms.probe == nil {
+			t.Skip("not built on sessions.TicketStore")
+		}
+		for _, gone := range []string{".meta", ""} {
+			sess := userSession("partial"+gone, "sid-partial"+gone, time.Now().Truncate(time.Millisecond))
+			v, err := ms.st.Save(t.Context(), "", sess)
+			if err != nil {
+				t.Fatal(err)
+			}
+			handle := v[:strings.LastIndexByte(v, '.')]
+			if err := ms.probe.b.Delete(t.Context(), ms.probe.keyPrefix+handle+gone); err != nil {
+				t.Fatal(err)
+			}
+			upd := Clone(sess)
+			upd.LastSeen = upd.LastSeen.Add(time.Second)
+			if _, err := ms.st.Save(t.Context(), v, upd); !errors.Is(err, sessions.ErrNoSession) {
+				t.Errorf("update with the %q record gone: %v, want ErrNoSession", "record"+gone, err)
+			}
+			expectNoSession(t, ms.st, v, "session updated with a record gone")
+			if _, listed := ms.list(t, "")[handle]; listed {
+				t.Errorf("session with the %q record gone is still listed after the update", "record"+gone)
+			}
+			ms.expectNotIndexed(t, handle)
+		}
+	})
+
 	t.Run("UpdateIsNotALogin", func(t *testing.T) {
 		env := NewEnv(t)
 		env.MaxPerUser = 2
@@ -656,8 +687,9 @@ func (ms *mgrStore) expectNotIndexed(t *testing.T, handle string) {
 
 // indexProbe looks into the indexes of a store built on sessions.TicketStore.
 type indexProbe struct {
-	b      sessions.Backend
-	prefix string // KeyPrefix + CookieName + ":"
+	b         sessions.Backend
+	keyPrefix string // KeyPrefix
+	prefix    string // KeyPrefix + CookieName + ":"
 }
 
 // probeOf finds the TicketStore a store embeds, or returns nil.
@@ -677,7 +709,7 @@ func probeOf(st sessions.Store, env sessions.Env) *indexProbe {
 	if ts.Backend == nil {
 		return nil
 	}
-	return &indexProbe{b: ts.Backend, prefix: ts.KeyPrefix + env.CookieName + ":"}
+	return &indexProbe{b: ts.Backend, keyPrefix: ts.KeyPrefix, prefix: ts.KeyPrefix + env.CookieName + ":"}
 }
 
 // holders returns the index sets (by subject or sid) whose live members
