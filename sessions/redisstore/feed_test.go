@@ -124,6 +124,40 @@ func waitSubscribed(t *testing.T, s *Store, when string) {
 	}
 }
 
+// save stores a new session and returns its cookie value.
+func (in *instance) save(t *testing.T) string {
+	t.Helper()
+	value, err := in.Save(context.Background(), "", storetest.FullSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return value
+}
+
+// saveChecked is save followed by one check, so that the session is
+// verified at this instance.
+func (in *instance) saveChecked(t *testing.T) string {
+	t.Helper()
+	value := in.save(t)
+	if ok, _ := in.Exists(context.Background(), value); !ok {
+		t.Fatal("new session does not exist")
+	}
+	return value
+}
+
+// checkN checks value n times, each of which must find it, and returns
+// how many EXISTS went to Redis meanwhile.
+func (in *instance) checkN(t *testing.T, value string, n int) int64 {
+	t.Helper()
+	before := in.exists.Load()
+	for i := 0; i < n; i++ {
+		if ok, err := in.Exists(context.Background(), value); !ok || err != nil {
+			t.Fatalf("check %d: %v %v", i, ok, err)
+		}
+	}
+	return in.exists.Load() - before
+}
+
 type countExists struct{ n *atomic.Int64 }
 
 func (countExists) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -150,16 +184,8 @@ func checkAnnouncements(t *testing.T, conf Store) {
 	a := newInstance(t, conf, 7, env)
 	b := newInstance(t, conf, 9, env)
 	ctx := context.Background()
-	value, err := a.Save(ctx, "", storetest.FullSession())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 100; i++ {
-		if ok, err := b.Exists(ctx, value); !ok || err != nil {
-			t.Fatalf("check %d at b: %v %v", i, ok, err)
-		}
-	}
-	if n := b.exists.Load(); n != 1 {
+	value := a.save(t)
+	if n := b.checkN(t, value, 100); n != 1 {
 		t.Errorf("100 checks of one session sent %d EXISTS to Redis, want 1", n)
 	}
 
@@ -196,13 +222,7 @@ func TestRecheckInterval(t *testing.T) {
 	ctx := context.Background()
 
 	in := newInstance(t, Store{URL: srv.URL(), RecheckInterval: caddy.Duration(300 * time.Millisecond)}, 7, env)
-	value, err := in.Save(ctx, "", storetest.FullSession())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, _ := in.Exists(ctx, value); !ok {
-		t.Fatal("new session does not exist")
-	}
+	value := in.saveChecked(t)
 	key, _ := in.RecordKey(value)
 	if err := rdb.Del(ctx, key).Err(); err != nil {
 		t.Fatal(err)
@@ -227,16 +247,8 @@ func TestRecheckInterval(t *testing.T) {
 	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
 
 	always := newInstance(t, Store{URL: srv.URL(), RecheckInterval: -1}, 9, env)
-	value, err = always.Save(ctx, "", storetest.FullSession())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 10; i++ {
-		if ok, err := always.Exists(ctx, value); !ok || err != nil {
-			t.Fatalf("check %d: %v %v", i, ok, err)
-		}
-	}
-	if n := always.exists.Load(); n != 10 {
+	value = always.save(t)
+	if n := always.checkN(t, value, 10); n != 10 {
 		t.Errorf("recheck_interval always: 10 checks sent %d EXISTS, want 10", n)
 	}
 	if r := always.Report(); r != "recheck_interval always: every request asks Redis" {
@@ -255,13 +267,7 @@ func TestFeedLost(t *testing.T) {
 	ctx := context.Background()
 	in := newInstance(t, Store{URL: srv.URL(), RecheckInterval: caddy.Duration(time.Hour),
 		DialTimeout: ms(300)}, 7, env)
-	value, err := in.Save(ctx, "", storetest.FullSession())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, _ := in.Exists(ctx, value); !ok {
-		t.Fatal("new session does not exist")
-	}
+	value := in.saveChecked(t)
 	key, _ := in.RecordKey(value)
 	if err := rdb.Del(ctx, key).Err(); err != nil {
 		t.Fatal(err)
@@ -282,10 +288,7 @@ func TestFeedLost(t *testing.T) {
 	}
 
 	// Redis down: no answer from memory, an error (a 503 for the handler).
-	value, err = in.Save(ctx, "", storetest.FullSession())
-	if err != nil {
-		t.Fatal(err)
-	}
+	value = in.save(t)
 	if err := eventually(3*time.Second, func() error {
 		before := in.exists.Load()
 		in.Exists(ctx, value)
@@ -332,17 +335,9 @@ func TestFeedChannelACL(t *testing.T) {
 	conf.PoolSize = 7
 	st := &instance{Store: newStore(t, &conf, storetest.NewEnv(t))}
 	st.client.AddHook(countExists{&st.exists})
-	value, err := st.Save(ctx, "", storetest.FullSession())
-	if err != nil {
-		t.Fatal(err)
-	}
+	value := st.save(t)
 	time.Sleep(300 * time.Millisecond) // time for a subscription to fail
-	for i := 0; i < 5; i++ {
-		if ok, err := st.Exists(ctx, value); !ok || err != nil {
-			t.Fatalf("check %d: %v %v", i, ok, err)
-		}
-	}
-	if n := st.exists.Load(); n != 5 {
+	if n := st.checkN(t, value, 5); n != 5 {
 		t.Errorf("without channel access 5 checks sent %d EXISTS, want 5", n)
 	}
 	if r := st.Report(); r != "not subscribed to ended sessions on app:oidc_session:ended: every request asks Redis" {
@@ -399,13 +394,7 @@ func TestFeedSilent(t *testing.T) {
 	rdb := srv.Client()
 	ctx := context.Background()
 	in := newInstance(t, Store{URL: srv.URL(), RecheckInterval: caddy.Duration(time.Hour)}, 7, storetest.NewEnv(t))
-	value, err := in.Save(ctx, "", storetest.FullSession())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, _ := in.Exists(ctx, value); !ok {
-		t.Fatal("new session does not exist")
-	}
+	value := in.saveChecked(t)
 	trusted := func() bool {
 		before := in.exists.Load()
 		ok, err := in.Exists(ctx, value)
