@@ -433,12 +433,12 @@ func TestAttackPostLogoutOpenRedirect(t *testing.T) {
 		"/bye?x=1":                                 base + "/bye?x=1",
 	} {
 		b := loginAs(t, idp, base, "alice")
-		resp, _ := b.navigate(base + "/oauth2/sign_out?rd=" + url.QueryEscape(rd))
-		loc, err := url.Parse(resp.Header.Get("Location"))
-		if resp.StatusCode != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), idp.Issuer()+idp.endSession) {
-			t.Fatalf("rd=%q: want a redirect to the end_session_endpoint, got %d %q", rd, resp.StatusCode, resp.Header.Get("Location"))
+		resp, body := b.navigate(base + "/oauth2/sign_out?rd=" + url.QueryEscape(rd))
+		form := endSessionForm(t, resp, body)
+		if form.Action != idp.Issuer()+idp.endSession {
+			t.Fatalf("rd=%q: want a form to the end_session_endpoint, got %q", rd, form.Action)
 		}
-		if got := loc.Query().Get("post_logout_redirect_uri"); got != want {
+		if got := form.Fields.Get("post_logout_redirect_uri"); got != want {
 			t.Errorf("rd=%q: post_logout_redirect_uri = %q, want %q", rd, got, want)
 		}
 	}

@@ -100,6 +100,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfgargs.Many(d, &h.AllowedRedirectHosts)
 		case "post_logout_redirect":
 			err = cfgargs.One(d, &h.PostLogoutRedirect)
+		case "end_session_method":
+			if err = cfgargs.One(d, &h.EndSessionMethod); err == nil && h.EndSessionMethod != endSessionPOST && h.EndSessionMethod != endSessionGET {
+				return d.Errf("end_session_method must be post or get, not %q", h.EndSessionMethod)
+			}
 		case "user_id_claim":
 			err = cfgargs.One(d, &h.UserIDClaim)
 		case "groups_claim":
@@ -217,6 +221,13 @@ func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if err != nil {
 			return err
 		}
+	}
+	withDefaults := *c
+	if withDefaults.Path == "" {
+		withDefaults.Path = "/"
+	}
+	if err := withDefaults.checkPrefix(); err != nil {
+		return d.Err(err.Error())
 	}
 	return nil
 }

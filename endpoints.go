@@ -1,13 +1,11 @@
 package oidcsession
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"time"
 
@@ -61,77 +59,22 @@ func (h *Handler) redirectURL(r *http.Request) string {
 
 // serveStart begins a login that returns to rd (or /).
 func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) error {
-	rd, ok := h.safeReturnTo(r, r.URL.Query().Get("rd"))
-	if !ok {
-		rd = "/"
-	}
-	return h.startLogin(w, r, rd)
+	return h.startLogin(w, r, r.URL.Query().Get("rd"))
 }
 
-// startLogin sends the browser to the IdP with a new login flow.
+// startLogin sends the browser to the IdP with a new login flow that comes
+// back to returnTo, once loginReturnTo has checked it.
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) error {
 	d, err := h.provider.Discover(r.Context())
 	if err != nil {
 		h.logger.Error("cannot start login", zap.Error(err))
 		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
-	if len(returnTo) > maxReturnURL {
-		returnTo = "/"
-	}
-	f := oidc.NewFlow(returnTo, !h.DisablePKCE)
-	h.capFlows(w, r)
-	name := h.jar.FlowPrefix() + f.ID()
-	sealed := h.flowKeys.Seal(f.Marshal(), h.flowBinding(name))
-	h.jar.SetFor(w, name, base64.RawURLEncoding.EncodeToString(sealed), time.Duration(h.LoginTimeout))
+	f := oidc.NewFlow(h.loginReturnTo(r, returnTo), !h.DisablePKCE)
+	h.writeFlow(w, r, f)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, d.AuthCodeURL(f, h.redirectURL(r)), http.StatusFound)
 	return nil
-}
-
-// flowBinding ties a flow cookie's content to its name and to this IdP and
-// client, so flows cannot be swapped between cookies or deployments.
-func (h *Handler) flowBinding(cookieName string) []byte {
-	return append(append([]byte(nil), h.binding...), "\x00"+cookieName...)
-}
-
-// capFlows keeps at most MaxLoginFlows-1 earlier login flows, dropping the
-// oldest, so abandoned logins cannot pile up cookies until the request
-// header grows too large.
-func (h *Handler) capFlows(w http.ResponseWriter, r *http.Request) {
-	type flowCookie struct {
-		name    string
-		created time.Time
-	}
-	var flows []flowCookie
-	for _, c := range r.Cookies() {
-		if strings.HasPrefix(c.Name, h.jar.FlowPrefix()) {
-			fc := flowCookie{name: c.Name}
-			if f, err := h.openFlow(c); err == nil {
-				fc.created = f.Created
-			}
-			flows = append(flows, fc)
-		}
-	}
-	excess := len(flows) - (h.MaxLoginFlows - 1)
-	if excess <= 0 {
-		return
-	}
-	sort.Slice(flows, func(i, j int) bool { return flows[i].created.Before(flows[j].created) })
-	for _, fc := range flows[:excess] {
-		h.jar.Delete(w, fc.name)
-	}
-}
-
-func (h *Handler) openFlow(c *http.Cookie) (*oidc.Flow, error) {
-	sealed, err := base64.RawURLEncoding.Strict().DecodeString(c.Value)
-	if err != nil {
-		return nil, err
-	}
-	plain, err := h.flowKeys.Open(sealed, h.flowBinding(c.Name))
-	if err != nil {
-		return nil, err
-	}
-	return oidc.UnmarshalFlow(plain)
 }
 
 // serveCallback finishes a login: it checks the state against this
@@ -182,6 +125,10 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		return loginFailed(http.StatusBadRequest, loginFailureExchange, err)
 	}
 	sess, err := h.newSession(tokens)
+	if errors.Is(err, errForbidden) {
+		h.logger.Info("login denied", zap.Error(err))
+		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
+	}
 	if err != nil {
 		return loginFailed(http.StatusBadRequest, loginFailureVerify, err)
 	}
@@ -205,12 +152,16 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	h.logger.Info("login", zap.String("sub", sess.Subject))
 	metricLogin()
 	h.emit(eventCreated, sess, "")
-	http.Redirect(w, r, f.ReturnTo, http.StatusFound)
+	// The flow cookie is authenticated, but its return URL is checked again
+	// against this request: whatever sends the browser on must be safe here.
+	http.Redirect(w, r, h.loginReturnTo(r, f.ReturnTo), http.StatusFound)
 	return nil
 }
 
 // serveSignOut ends the session and, where the IdP supports it, sends the
-// browser on to the IdP's end_session_endpoint.
+// browser on to the IdP's end_session_endpoint. A session that cannot be
+// ended because its store is down is not reported as ended: the answer is
+// unavailable_status, the cookie stays, and the user can try again.
 func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("sign_out takes GET or POST"))
@@ -225,35 +176,35 @@ func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		target = h.PostLogoutRedirect
 	}
+	var idToken string
 	if value := h.jar.Read(r); value != "" {
 		sess, err := h.storeLoad(r.Context(), value)
-		kind := logoutLocal
-		if err == nil {
-			h.logger.Info("logout", zap.String("sub", sess.Subject))
-			if d, derr := h.provider.Discover(r.Context()); derr == nil && sess.IDToken != "" && d.EndSessionEndpoint != "" {
-				kind = logoutRPInitiated
-				target = h.endSessionURL(r, d.EndSessionEndpoint, sess.IDToken, target)
-			}
+		if err != nil && !errors.Is(err, sessions.ErrNoSession) {
+			h.logger.Error("sign_out: session store unavailable", zap.Error(err))
+			return caddyhttp.Error(h.UnavailableStatus, err)
 		}
-		h.endSession(w, r, value, sess, kind)
+		kind := logoutLocal
+		if sess != nil {
+			h.logger.Info("logout", zap.String("sub", sess.Subject))
+			idToken = sess.IDToken
+		}
+		d, derr := h.provider.Discover(r.Context())
+		rpInitiated := derr == nil && idToken != "" && d.EndSessionEndpoint != ""
+		if rpInitiated {
+			kind = logoutRPInitiated
+		}
+		if err := h.endSession(w, r, value, sess, kind); err != nil {
+			h.logger.Error("sign_out: could not end the session in its store", zap.Error(err))
+			return caddyhttp.Error(h.UnavailableStatus, err)
+		}
+		if rpInitiated {
+			h.clearFlows(w, r)
+			return h.sendToEndSession(w, r, d.EndSessionEndpoint, idToken, target)
+		}
 	}
+	h.clearFlows(w, r)
 	http.Redirect(w, r, target, http.StatusFound)
 	return nil
-}
-
-// endSessionURL is the IdP's logout URL with id_token_hint, client_id and
-// where to come back to (made absolute, as the IdP needs).
-func (h *Handler) endSessionURL(r *http.Request, endpoint, idToken, target string) string {
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return target
-	}
-	q := u.Query()
-	q.Set("id_token_hint", idToken)
-	q.Set("client_id", h.provider.ClientID())
-	q.Set("post_logout_redirect_uri", absoluteURL(r, target))
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // serveUserInfo answers with the session's identity as JSON; never tokens.
@@ -264,6 +215,11 @@ func (h *Handler) serveUserInfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	if sess == nil {
 		return caddyhttp.Error(http.StatusUnauthorized, errors.New("login required"))
+	}
+	// The identity of a user the rules keep out of the site is not shown
+	// here either.
+	if err := h.authorize(sess); err != nil {
+		return caddyhttp.Error(http.StatusForbidden, err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

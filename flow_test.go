@@ -187,7 +187,9 @@ func TestRefreshFailures(t *testing.T) {
 		t.Fatalf("IdP down during refresh cleared the session cookie")
 	}
 
-	// invalid_grant ends it: a new login, and the cookie is cleared.
+	// invalid_grant ends it: a new login, and the cookie is cleared. (After
+	// the failure above this instance waits a second before trying again.)
+	time.Sleep(1100 * time.Millisecond)
 	idp.failRefresh.Store("invalid_grant")
 	resp, _ = b.navigate(base + "/")
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), idp.AuthorizationEndpoint()) {
@@ -270,6 +272,29 @@ func TestLogoutRPInitiated(t *testing.T) {
 	base := startCaddy(t, siteConfig(idp, "post_logout_redirect /logged-out"))
 	b := newBrowser(t)
 	b.login(base + "/")
+	resp, body := b.navigate(base + "/oauth2/sign_out")
+	form := endSessionForm(t, resp, body)
+	if form.Action != idp.Issuer()+idp.endSession || form.Method != http.MethodPost {
+		t.Fatalf("sign_out: form %s %q, want a POST to the end_session_endpoint", form.Method, form.Action)
+	}
+	q := form.Fields
+	if q.Get("id_token_hint") == "" || q.Get("client_id") != idp.ClientID || q.Get("post_logout_redirect_uri") != base+"/logged-out" {
+		t.Errorf("end_session parameters: %v", q)
+	}
+	// Without a session there is no id_token_hint to send: a local redirect.
+	resp, _ = b.navigate(base + "/oauth2/sign_out?rd=//evil.example")
+	if resp.Header.Get("Location") != "/logged-out" {
+		t.Errorf("sign_out without a session went to %q", resp.Header.Get("Location"))
+	}
+}
+
+// end_session_method get: the parameters in a redirect, for IdPs that do
+// not take POST (the ID token is then in the Location).
+func TestLogoutRPInitiatedGet(t *testing.T) {
+	idp := startMockIdP(t, 0, true)
+	base := startCaddy(t, siteConfig(idp, "post_logout_redirect /logged-out\n\t\tend_session_method get"))
+	b := newBrowser(t)
+	b.login(base + "/")
 	resp, _ := b.navigate(base + "/oauth2/sign_out")
 	loc, _ := url.Parse(resp.Header.Get("Location"))
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), idp.Issuer()+idp.endSession) {
@@ -278,11 +303,6 @@ func TestLogoutRPInitiated(t *testing.T) {
 	q := loc.Query()
 	if q.Get("id_token_hint") == "" || q.Get("client_id") != idp.ClientID || q.Get("post_logout_redirect_uri") != base+"/logged-out" {
 		t.Errorf("end_session parameters: %v", q)
-	}
-	// Without a session there is no id_token_hint to send: a local redirect.
-	resp, _ = b.navigate(base + "/oauth2/sign_out?rd=//evil.example")
-	if resp.Header.Get("Location") != "/logged-out" {
-		t.Errorf("sign_out without a session went to %q", resp.Header.Get("Location"))
 	}
 }
 

@@ -1,6 +1,7 @@
 package oidcsession
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -60,52 +61,91 @@ func FuzzSafeReturnTo(f *testing.F) {
 			}
 			return
 		}
-		if len(got) > maxReturnURL || hasUnsafeChars(got) {
-			t.Fatalf("accepted %q as %q: too long or with a control character or backslash", rd, got)
+		if got != rd && strings.HasPrefix(got, "/") {
+			t.Fatalf("path %q came back changed: %q", rd, got)
 		}
-		allowed := func(hostname string) bool {
-			hostname = strings.ToLower(strings.TrimSuffix(hostname, "."))
-			if hostname != "" && hostname == strings.ToLower(strings.TrimSuffix(hostOnly(host), ".")) {
-				return true
-			}
-			return hostname == "partner.example.org" || (strings.HasSuffix(hostname, ".trusted.example") && len(hostname) > len(".trusted.example"))
-		}
-		if strings.HasPrefix(got, "/") {
-			if got != rd {
-				t.Fatalf("path %q came back changed: %q", rd, got)
-			}
-			if strings.HasPrefix(got, "//") {
-				t.Fatalf("accepted the scheme-relative %q", got)
-			}
-			if dec, err := url.PathUnescape(got); err != nil || strings.HasPrefix(dec, "//") || strings.ContainsAny(dec, "\\") {
-				t.Fatalf("accepted %q, which decodes to %q", got, dec)
-			}
-		} else {
-			u, err := url.Parse(got)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Host == "" || u.Opaque != "" {
-				t.Fatalf("accepted %q as %q: not a plain http(s) URL", rd, got)
-			}
-			if !allowed(u.Hostname()) {
-				t.Fatalf("accepted %q: host %q is neither the request's (%q) nor allowed", got, u.Hostname(), host)
-			}
-		}
-
-		// Where a browser lands: http.Redirect's Location, resolved
-		// against the page, with backslashes read as slashes as browsers
-		// do for http(s) URLs.
-		w := httptest.NewRecorder()
-		http.Redirect(w, r, got, http.StatusFound)
-		loc := strings.ReplaceAll(w.Header().Get("Location"), "\\", "/")
-		ref, err := url.Parse(loc)
-		if err != nil {
-			t.Fatalf("accepted %q but the Location %q does not parse: %v", got, loc, err)
-		}
-		base := &url.URL{Scheme: "http", Host: host, Path: "/page/here"}
-		dest := base.ResolveReference(ref)
-		if dest.Host != host && !allowed(dest.Hostname()) {
-			t.Fatalf("accepted %q: the browser goes to host %q (Location %q)", got, dest.Host, loc)
-		}
+		checkSafeDestination(t, r, got, maxReturnURL)
 	})
+}
+
+// FuzzLoginReturnTo: whatever request target an unauthenticated browser
+// asks for (as the server reads it off the wire), the login's return URL
+// is a safe destination by FuzzSafeReturnTo's rules that fits in the flow
+// cookie.
+func FuzzLoginReturnTo(f *testing.F) {
+	h := &Handler{AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"}}
+	for _, target := range []string{
+		"/", "/a/b?x=1", "//evil.example/", "//evil.example/%2e%2e", "///evil.example/", "/\\evil.example/",
+		"/%2F%2Fevil.example", "/%5C%5Cevil.example", "http://evil.example/x", "https://partner.example.org/",
+		"//app.example.com@evil.example/", "/" + strings.Repeat("a", 1100) + "?q=1", "*",
+	} {
+		f.Add(target, uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, target string, hostSel uint8) {
+		host := fuzzRedirectHosts[int(hostSel)%len(fuzzRedirectHosts)]
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n")))
+		if err != nil {
+			return // the server would answer 400 itself
+		}
+		got := h.loginReturnTo(r, r.URL.RequestURI())
+		if got == "" {
+			t.Fatalf("no return URL for %q", target)
+		}
+		checkSafeDestination(t, r, got, maxStoredReturnURL)
+	})
+}
+
+// checkSafeDestination fails t unless got, a URL the plugin would send the
+// browser to from r, is a path that starts with exactly one "/" (no
+// backslash, no control character, not scheme-relative even once decoded),
+// or an absolute http(s) URL without userinfo whose host is the request's
+// or one of FuzzSafeReturnTo's allowed ones; and unless the browser, after
+// http.Redirect to it, stays on those hosts.
+func checkSafeDestination(t *testing.T, r *http.Request, got string, maxLen int) {
+	t.Helper()
+	host := r.Host
+	if len(got) > maxLen || hasUnsafeChars(got) {
+		t.Fatalf("accepted %q: too long or with a control character or backslash", got)
+	}
+	allowed := func(hostname string) bool {
+		hostname = strings.ToLower(strings.TrimSuffix(hostname, "."))
+		if hostname != "" && hostname == strings.ToLower(strings.TrimSuffix(hostOnly(host), ".")) {
+			return true
+		}
+		return hostname == "partner.example.org" || (strings.HasSuffix(hostname, ".trusted.example") && len(hostname) > len(".trusted.example"))
+	}
+	if strings.HasPrefix(got, "/") {
+		if strings.HasPrefix(got, "//") {
+			t.Fatalf("accepted the scheme-relative %q", got)
+		}
+		if dec, err := url.PathUnescape(got); err != nil || strings.HasPrefix(dec, "//") || strings.ContainsAny(dec, "\\") {
+			t.Fatalf("accepted %q, which decodes to %q", got, dec)
+		}
+	} else {
+		u, err := url.Parse(got)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Host == "" || u.Opaque != "" {
+			t.Fatalf("accepted %q: not a plain http(s) URL", got)
+		}
+		if !allowed(u.Hostname()) {
+			t.Fatalf("accepted %q: host %q is neither the request's (%q) nor allowed", got, u.Hostname(), host)
+		}
+	}
+
+	// Where a browser lands: http.Redirect's Location, resolved
+	// against the page, with backslashes read as slashes as browsers
+	// do for http(s) URLs.
+	w := httptest.NewRecorder()
+	http.Redirect(w, r, got, http.StatusFound)
+	loc := strings.ReplaceAll(w.Header().Get("Location"), "\\", "/")
+	ref, err := url.Parse(loc)
+	if err != nil {
+		t.Fatalf("accepted %q but the Location %q does not parse: %v", got, loc, err)
+	}
+	base := &url.URL{Scheme: "http", Host: host, Path: "/page/here"}
+	dest := base.ResolveReference(ref)
+	if dest.Host != host && !allowed(dest.Hostname()) {
+		t.Fatalf("accepted %q: the browser goes to host %q (Location %q)", got, dest.Host, loc)
+	}
 }
 
 // fuzzFlowHandler is a Handler with what openFlow needs, keyed like the

@@ -3,6 +3,7 @@ package oidcsession
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -68,11 +69,15 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		return nil, caddyhttp.Error(h.UnavailableStatus, sessions.ErrUnavailable)
 	}
 	if sess.Expired(now, idle) {
-		h.endSession(w, r, value, sess, logoutExpired)
+		h.endDeadSession(w, r, value, sess, logoutExpired)
+		return nil, nil
+	}
+	if h.untrustedEmail(sess) {
+		h.endDeadSession(w, r, value, sess, logoutOther)
 		return nil, nil
 	}
 	changed := false
-	if h.needsRefresh(sess, now) {
+	if h.needsRefresh(sess, now) && !h.backoff.waiting(tokenKey(sess.RefreshToken), now) {
 		if locker, ok := h.store.(sessions.Locker); ok {
 			// Shared store: refreshed and saved under the store's lock.
 			sess = h.refreshShared(w, r, locker, value, sess)
@@ -82,8 +87,8 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		} else {
 			ok, err := h.refresh(ctx, sess)
 			if !ok {
-				h.logger.Info("session ended: refresh token rejected", zap.String("sub", sess.Subject), zap.Error(err))
-				h.endSession(w, r, value, sess, logoutOther)
+				h.logger.Info("session ended: refresh refused", zap.String("sub", sess.Subject), zap.Error(err))
+				h.endDeadSession(w, r, value, sess, logoutOther)
 				return nil, nil
 			}
 			changed = err == nil
@@ -124,15 +129,31 @@ func (h *Handler) saveSession(w http.ResponseWriter, r *http.Request, prev strin
 	return h.jar.Write(w, r, value, sess.Deadline(h.idleTimeout()))
 }
 
-// endSession deletes the session from its store and clears the cookie;
-// kind says why (a logouts_total label).
-func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, value string, sess *sessions.Session, kind string) {
+// endSession deletes the session from its store and, once it is gone,
+// clears the cookie; kind says why (a logouts_total label). When the store
+// cannot be reached the cookie is left alone and the error returned: the
+// session is not over, and the user must be able to try again.
+func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, value string, sess *sessions.Session, kind string) error {
 	if err := h.storeDelete(r.Context(), value); err != nil {
-		h.logger.Warn("could not delete session from store", zap.Error(err))
+		return err
 	}
 	h.jar.Clear(w, r)
 	metricLogout(kind)
 	h.emit(eventEnded, sess, kind)
+	return nil
+}
+
+// endDeadSession ends a session that cannot go on whatever the store says
+// (expired, its refresh refused): the cookie is cleared even when the
+// store cannot be reached, since the record is useless and expires on its
+// own.
+func (h *Handler) endDeadSession(w http.ResponseWriter, r *http.Request, value string, sess *sessions.Session, kind string) {
+	if err := h.endSession(w, r, value, sess, kind); err != nil {
+		h.logger.Warn("could not delete session from store", zap.Error(err))
+		h.jar.Clear(w, r)
+		metricLogout(kind)
+		h.emit(eventEnded, sess, kind)
+	}
 }
 
 func (h *Handler) idleTimeout() time.Duration {
@@ -185,8 +206,8 @@ func (h *Handler) refreshUnderLock(w http.ResponseWriter, r *http.Request, locke
 	}
 	ok, err := h.refresh(ctx, fresh)
 	if !ok {
-		h.logger.Info("session ended: refresh token rejected", zap.String("sub", fresh.Subject), zap.Error(err))
-		h.endSession(w, r, value, fresh, logoutOther)
+		h.logger.Info("session ended: refresh refused", zap.String("sub", fresh.Subject), zap.Error(err))
+		h.endDeadSession(w, r, value, fresh, logoutOther)
 		return nil
 	}
 	if err == nil {
@@ -218,27 +239,37 @@ func (h *Handler) needsRefresh(s *sessions.Session, now time.Time) bool {
 }
 
 // refresh renews the session's tokens. It reports false when the session
-// must end (refresh token rejected, or new tokens for another subject). A
-// true with an error means the IdP could not be reached: the session goes
-// on with its current tokens and the next request tries again.
+// must end: the IdP's answer is final (invalid_grant, or another refusal
+// such as invalid_client or unauthorized_client that no retry will
+// change), or the new tokens cannot be accepted (an ID token that fails
+// verification, or one for another subject). A true with an error means
+// the IdP could not be reached: the session goes on with its current
+// tokens, and this instance waits a little longer after each failure
+// before trying again, so a down IdP is not called on every request.
 func (h *Handler) refresh(ctx context.Context, s *sessions.Session) (bool, error) {
+	key := tokenKey(s.RefreshToken)
 	t, err := h.refreshTokens(ctx, s.RefreshToken)
 	switch {
 	case errors.Is(err, oidc.ErrInvalidGrant):
 		metricRefreshFailure(refreshFailureInvalidGrant)
 		return false, err
-	case err != nil:
-		if errors.Is(err, oidc.ErrUnavailable) {
-			metricRefreshFailure(refreshFailureUnavailable)
-		} else {
-			metricRefreshFailure(refreshFailureOther)
-		}
-		h.logger.Warn("token refresh failed; keeping the session", zap.String("sub", s.Subject), zap.Error(err))
+	case errors.Is(err, oidc.ErrUnavailable):
+		metricRefreshFailure(refreshFailureUnavailable)
+		wait := h.backoff.failed(key, time.Now())
+		h.logger.Warn("token refresh failed; keeping the session", zap.String("sub", s.Subject), zap.Duration("retry_after", wait), zap.Error(err))
 		return true, err
+	case err != nil:
+		metricRefreshFailure(refreshFailureOther)
+		return false, err
 	}
+	h.backoff.succeeded(key)
 	if t.Claims != nil {
 		before := s.Subject
-		if err := h.applyClaims(s, t.Claims); err != nil || s.Subject != before {
+		if err := h.applyClaims(s, t.Claims); err != nil {
+			metricRefreshFailure(refreshFailureOther)
+			return false, fmt.Errorf("refreshed ID token: %w", err)
+		}
+		if s.Subject != before {
 			metricRefreshFailure(refreshFailureOther)
 			return false, errors.New("refreshed ID token is for another subject")
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	_ "github.com/oidc-session/oidc_session"
+	"github.com/oidc-session/oidc_session/internal/testenv"
 )
 
 const testSecret = "test-secret-0123456789-0123456789-abcdef"
@@ -72,11 +73,21 @@ func startCaddyOn(t testing.TB, addr, site string) string {
 // instances of the handler, as several Caddy servers would have.
 func startCaddySites(t testing.TB, sites map[string]string) {
 	t.Helper()
+	startCaddyServers(t, sites, "")
+}
+
+// startCaddyServers is startCaddySites with options for every server
+// (the body of the global servers block, e.g. trusted_proxies).
+func startCaddyServers(t testing.TB, sites map[string]string, serverOptions string) {
+	t.Helper()
 	dir := t.TempDir()
 	logFile := dir + "/caddy.log"
 	admin := freeAddr(t)
 	running = runningCaddy{admin: "http://" + admin, logFile: logFile}
 	cfg := globalOptions(admin, dir, logFile, "INFO")
+	if serverOptions != "" {
+		cfg = strings.Replace(cfg, "\tlog {", "\tservers {\n\t\t"+serverOptions+"\n\t}\n\tlog {", 1)
+	}
 	for addr, site := range sites {
 		cfg += fmt.Sprintf("http://%s {\n%s\n}\n", addr, site)
 	}
@@ -133,7 +144,7 @@ type mockIdP struct {
 	*mockoidc.MockOIDC
 	refreshes   atomic.Int32
 	codeGrants  atomic.Int32
-	failRefresh atomic.Value // "", "invalid_grant" or "unavailable"
+	failRefresh atomic.Value // "", "invalid_grant", "invalid_client" or "unavailable"
 	endSession  string
 
 	// With rotate on, every refresh returns a new refresh token and a
@@ -203,6 +214,11 @@ func (idp *mockIdP) middleware(next http.Handler) http.Handler {
 					w.Header().Set("Content-Type", "application/json")
 					w.WriteHeader(http.StatusBadRequest)
 					_, _ = io.WriteString(w, `{"error":"invalid_grant"}`)
+					return
+				case "invalid_client":
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusUnauthorized)
+					_, _ = io.WriteString(w, `{"error":"invalid_client"}`)
 					return
 				case "unavailable":
 					w.WriteHeader(http.StatusServiceUnavailable)
@@ -431,6 +447,27 @@ func resolve(base, ref string) string {
 		return ref
 	}
 	return bu.ResolveReference(ru).String()
+}
+
+// endSessionForm checks that resp is sign_out's page for RP-initiated
+// logout (a self-submitting form, under a CSP that allows only its script)
+// and returns the form.
+func endSessionForm(t testing.TB, resp *http.Response, body string) *testenv.Form {
+	t.Helper()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("sign_out: %d %s %q, want the end_session form page", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Location"))
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "script-src 'sha256-") {
+		t.Errorf("end_session page CSP %q", csp)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("end_session page Cache-Control %q, want no-store", cc)
+	}
+	form, err := testenv.FirstForm(body)
+	if err != nil {
+		t.Fatalf("sign_out page: %v\n%s", err, body)
+	}
+	return form
 }
 
 // setCookieNamed returns the response's Set-Cookie for name, or nil.

@@ -30,26 +30,43 @@ func (h *Handler) newSession(t *oidc.Tokens) (*sessions.Session, error) {
 
 // applyClaims sets the session's identity from ID token claims. Subject is
 // always the sub claim (logout and refresh checks rely on it); a configured
-// user_id_claim is kept with the claims and must be present.
+// user_id_claim is kept with the claims and must be present. An email the
+// IdP does not mark as verified is kept only with allow_unverified_email:
+// anyone who can register an address at the IdP could otherwise appear
+// upstream as its owner. The IdP session id of the login is kept when a
+// refreshed ID token has none (many IdPs send sid only at login), or
+// back- and front-channel logout by sid would find nothing to end.
 func (h *Handler) applyClaims(s *sessions.Session, claims map[string]any) error {
 	s.Subject = oidc.ClaimString(claims, "sub")
 	if s.Subject == "" {
 		return errors.New("ID token has no sub claim")
 	}
+	verified := oidc.ClaimStrings(claims, "email_verified")
+	s.EmailVerified = len(verified) == 1 && verified[0] == "true"
+	trustEmail := s.EmailVerified || h.AllowUnverifiedEmail
+	s.Email = ""
+	if trustEmail {
+		s.Email = oidc.ClaimString(claims, "email")
+	}
 	if h.UserIDClaim != "sub" && oidc.ClaimString(claims, h.UserIDClaim) == "" {
 		return fmt.Errorf("ID token has no %q claim (user_id_claim)", h.UserIDClaim)
 	}
-	s.Email = oidc.ClaimString(claims, "email")
-	verified := oidc.ClaimStrings(claims, "email_verified")
-	s.EmailVerified = len(verified) == 1 && verified[0] == "true"
+	if h.UserIDClaim == "email" && !trustEmail {
+		return fmt.Errorf("%w: user_id_claim email needs a verified email, and the IdP does not mark this one as verified (email_verified); allow_unverified_email accepts it", errForbidden)
+	}
 	s.Name = oidc.ClaimString(claims, "name")
 	if s.Name == "" {
 		s.Name = oidc.ClaimString(claims, "preferred_username")
 	}
 	s.Groups = oidc.ClaimStrings(claims, h.GroupsClaim)
-	s.SID = oidc.ClaimString(claims, "sid")
+	if sid := oidc.ClaimString(claims, "sid"); sid != "" {
+		s.SID = sid
+	}
 	s.Claims = nil
 	for _, name := range h.keptClaims() {
+		if name == "email" && !trustEmail {
+			continue
+		}
 		if v := oidc.ClaimStrings(claims, name); v != nil {
 			if s.Claims == nil {
 				s.Claims = make(map[string][]string)
@@ -58,6 +75,14 @@ func (h *Handler) applyClaims(s *sessions.Session, claims map[string]any) error 
 		}
 	}
 	return nil
+}
+
+// untrustedEmail reports whether a session carries an email that login no
+// longer keeps (unverified, without allow_unverified_email): one made by an
+// earlier version of the plugin. It ends, and the next login makes a
+// session without it.
+func (h *Handler) untrustedEmail(s *sessions.Session) bool {
+	return !s.EmailVerified && !h.AllowUnverifiedEmail && (s.Email != "" || s.Claims["email"] != nil)
 }
 
 // userID is the session's {http.auth.user.id}: the sub, or the configured
@@ -106,6 +131,8 @@ func (h *Handler) authorize(s *sessions.Session) error {
 	if len(h.AllowedEmailDomains) > 0 {
 		_, domain, ok := strings.Cut(s.Email, "@")
 		switch {
+		case !ok && !s.EmailVerified && !h.AllowUnverifiedEmail:
+			return fmt.Errorf("%w: no verified email", errForbidden)
 		case !ok:
 			return fmt.Errorf("%w: no email", errForbidden)
 		case !s.EmailVerified && !h.AllowUnverifiedEmail:
@@ -146,14 +173,25 @@ func (h *Handler) expose(r *http.Request, s *sessions.Session) {
 	}
 }
 
-// joinList joins with commas; the common one-element case allocates
-// nothing.
+// joinList joins with commas. A comma or percent sign inside an element is
+// percent-encoded (%2C, %25), so a group named "admins,staff" cannot
+// become two groups for an upstream that splits on commas; the common
+// one-element case without them allocates nothing.
 func joinList(list []string) string {
-	if len(list) == 1 {
+	if len(list) == 1 && !strings.ContainsAny(list[0], ",%") {
 		return list[0]
 	}
-	return strings.Join(list, ",")
+	var sb strings.Builder
+	for i, e := range list {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		listEscaper.WriteString(&sb, e)
+	}
+	return sb.String()
 }
+
+var listEscaper = strings.NewReplacer("%", "%25", ",", "%2C")
 
 func setHeader(r *http.Request, name, value string) {
 	if name != "" && value != "" {

@@ -134,9 +134,30 @@ func TestIdentityApplyClaims(t *testing.T) {
 		{
 			name:   "user id from email",
 			h:      Handler{UserIDClaim: "email", GroupsClaim: "groups"},
+			claims: map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": true},
+			want: sessions.Session{Subject: "u1", Email: "a@example.com", EmailVerified: true,
+				Claims: map[string][]string{"email": {"a@example.com"}}},
+		},
+		{
+			// Anyone who can register an address at the IdP must not
+			// become its owner here.
+			name:    "user id from an unverified email",
+			h:       Handler{UserIDClaim: "email", GroupsClaim: "groups"},
+			claims:  map[string]any{"sub": "u1", "email": "a@example.com"},
+			wantErr: true,
+		},
+		{
+			name:   "user id from an unverified email, allowed",
+			h:      Handler{UserIDClaim: "email", GroupsClaim: "groups", AllowUnverifiedEmail: true},
 			claims: map[string]any{"sub": "u1", "email": "a@example.com"},
 			want: sessions.Session{Subject: "u1", Email: "a@example.com",
 				Claims: map[string][]string{"email": {"a@example.com"}}},
+		},
+		{
+			name:   "unverified email asked for as a claim",
+			h:      Handler{UserIDClaim: "sub", GroupsClaim: "groups", Claims: []string{"email"}},
+			claims: map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": false},
+			want:   sessions.Session{Subject: "u1"},
 		},
 		{
 			name:    "missing user id claim",
@@ -165,6 +186,12 @@ func TestIdentityApplyClaims(t *testing.T) {
 		{
 			name:   "email_verified false",
 			h:      Handler{UserIDClaim: "sub", GroupsClaim: "groups"},
+			claims: map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": false},
+			want:   sessions.Session{Subject: "u1"},
+		},
+		{
+			name:   "email_verified false, allowed",
+			h:      Handler{UserIDClaim: "sub", GroupsClaim: "groups", AllowUnverifiedEmail: true},
 			claims: map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": false},
 			want:   sessions.Session{Subject: "u1", Email: "a@example.com"},
 		},
@@ -219,6 +246,19 @@ func TestIdentityApplyClaims(t *testing.T) {
 				t.Fatalf("applyClaims:\n got %+v\nwant %+v", s, tc.want)
 			}
 		})
+	}
+}
+
+// A refresh whose ID token has no sid keeps the login's: back- and
+// front-channel logout find sessions by it. A new sid replaces it.
+func TestIdentityApplyClaimsKeepsSID(t *testing.T) {
+	h := Handler{UserIDClaim: "sub", GroupsClaim: "groups"}
+	s := sessions.Session{SID: "idp-session-1"}
+	if err := h.applyClaims(&s, map[string]any{"sub": "u1"}); err != nil || s.SID != "idp-session-1" {
+		t.Fatalf("refresh without sid: sid %q, %v; want the login's", s.SID, err)
+	}
+	if err := h.applyClaims(&s, map[string]any{"sub": "u1", "sid": "idp-session-2"}); err != nil || s.SID != "idp-session-2" {
+		t.Fatalf("refresh with a new sid: sid %q, %v", s.SID, err)
 	}
 }
 

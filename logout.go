@@ -9,14 +9,21 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
 )
 
 // serveBackchannelLogout implements OpenID Connect Back-Channel Logout 1.0:
-// the IdP POSTs a signed logout token naming a session (sid) or a user
-// (sub), and every matching session in the store ends. It needs a
-// server-side store: the cookie store cannot reach sessions that live only
-// in browsers.
+// the IdP POSTs a signed logout token naming a session (sid), a user (sub)
+// or a user's session (both), and every matching session in the store
+// ends. It needs a server-side store: the cookie store cannot reach
+// sessions that live only in browsers.
+//
+// Anyone can POST here, so nothing shared is spent before a token has
+// passed its cheap checks: malformed requests and tokens are refused
+// first, a token is verified with the keys already fetched, and only a
+// token naming a key this instance does not have may make it fetch the
+// IdP's keys again, as limited per client address by logoutFetches.
 func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodPost {
@@ -26,12 +33,6 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		return backchannelError(w, http.StatusBadRequest, "invalid_request", "unreadable form body")
-	}
-	// Anyone can POST here, and a token with an unknown key id makes the
-	// verifier fetch the IdP's keys again: bound the rate so the endpoint
-	// cannot be used to hammer the IdP.
-	if !h.logoutLimiter.Allow() {
-		return backchannelError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many logout requests")
 	}
 	raw := r.PostForm.Get("logout_token")
 	if raw == "" {
@@ -45,25 +46,33 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return backchannelError(w, h.UnavailableStatus, "temporarily_unavailable", "identity provider not reachable")
 	}
-	lt, err := h.provider.VerifyLogoutToken(r.Context(), d, raw)
+	source := clientAddress(r)
+	lt, err := h.provider.VerifyLogoutToken(r.Context(), d, raw, func() bool { return h.logoutFetches.allow(source) })
+	if errors.Is(err, oidc.ErrUnavailable) {
+		h.logger.Warn("back-channel logout token not checked now", zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		return backchannelError(w, h.UnavailableStatus, "temporarily_unavailable", "the identity provider's keys cannot be checked now; retry")
+	}
 	if err != nil {
 		h.logger.Warn("back-channel logout token refused", zap.Error(err))
 		return backchannelError(w, http.StatusBadRequest, "invalid_request", err.Error())
 	}
-	if h.jtis.Seen(lt.Issuer, lt.JTI) {
+	if h.jtis.Used(lt.Issuer, lt.JTI) {
 		h.logger.Warn("back-channel logout token replayed")
 		return backchannelError(w, http.StatusBadRequest, "invalid_request", "logout token already used (jti replay)")
 	}
 	var n int
 	if lt.SID != "" {
-		n, err = mgr.EndSID(r.Context(), lt.SID)
+		n, err = mgr.EndSID(r.Context(), lt.SID, lt.Subject)
 	} else {
 		n, err = mgr.EndSubject(r.Context(), lt.Subject)
 	}
 	if err != nil {
+		// Not recorded as used: the IdP's retry of this token must work.
 		h.logger.Error("back-channel logout: store unavailable", zap.Error(err))
 		return backchannelError(w, h.UnavailableStatus, "temporarily_unavailable", "session store not reachable")
 	}
+	h.jtis.Record(lt.Issuer, lt.JTI)
 	h.logger.Info("back-channel logout", zap.String("sub", lt.Subject), zap.Int("sessions", n))
 	for i := 0; i < n; i++ {
 		metricLogout(logoutBackchannel)
@@ -84,14 +93,23 @@ func backchannelError(w http.ResponseWriter, status int, code, description strin
 }
 
 // serveFrontchannelLogout implements OpenID Connect Front-Channel Logout
-// 1.0: the IdP loads this URL (usually in an iframe) with its iss and the
-// sid of the IdP session that ended. The browser's own session ends if it
-// belongs to that IdP session (or if no sid is given), and with a
-// server-side store every session of that sid ends.
+// 1.0: the IdP loads this URL in an iframe with its iss and the sid of the
+// IdP session that ended. The browser's own session ends if it belongs to
+// that IdP session, and with a server-side store every session of that sid
+// ends. Without iss and sid only a session that has no sid can be ended
+// (an IdP that does not send them): one with a sid needs the matching sid.
+//
+// A page on another site must not be able to log the user out by
+// navigating here (logout CSRF, as sign_out refuses): the IdP's iframe is a
+// cross-site request with Sec-Fetch-Dest iframe, a forged link or redirect
+// is a cross-site document navigation, which is refused.
 func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodGet {
 		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("front-channel logout takes GET"))
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Sec-Fetch-Dest") == "document" {
+		return caddyhttp.Error(http.StatusForbidden, errors.New("cross-site navigation to frontchannel_logout refused (IdPs load it in an iframe)"))
 	}
 	q := r.URL.Query()
 	iss, sid := q.Get("iss"), q.Get("sid")
@@ -102,12 +120,18 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		return caddyhttp.Error(http.StatusBadRequest, errors.New("front-channel logout for another issuer"))
 	}
 	if value := h.jar.Read(r); value != "" {
-		if sess, err := h.storeLoad(r.Context(), value); err == nil && (sid == "" || sess.SID == sid) {
-			h.endSession(w, r, value, sess, logoutFrontchannel)
+		sess, err := h.storeLoad(r.Context(), value)
+		switch {
+		case err == nil && sess.SID == sid:
+			if err := h.endSession(w, r, value, sess, logoutFrontchannel); err != nil {
+				return caddyhttp.Error(h.UnavailableStatus, err)
+			}
+		case err != nil && !errors.Is(err, sessions.ErrNoSession):
+			return caddyhttp.Error(h.UnavailableStatus, err)
 		}
 	}
 	if mgr, ok := h.store.(sessions.Manager); ok && sid != "" {
-		n, err := mgr.EndSID(r.Context(), sid)
+		n, err := mgr.EndSID(r.Context(), sid, "")
 		if err != nil {
 			return caddyhttp.Error(h.UnavailableStatus, err)
 		}

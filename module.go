@@ -111,6 +111,14 @@ type Handler struct {
 	// post_logout_redirect_uri (and must be registered there). Default: /.
 	PostLogoutRedirect string `json:"post_logout_redirect,omitempty"`
 
+	// EndSessionMethod is how sign_out sends the browser to the IdP's
+	// end_session_endpoint: "post" (an auto-submitted form, which OpenID
+	// Connect RP-Initiated Logout requires OPs to accept) or "get" (a
+	// redirect, for IdPs that take only GET). With get the user's ID token
+	// (id_token_hint) is in the redirect's Location, and so in Caddy's
+	// access log and the IdP's. Default: post.
+	EndSessionMethod string `json:"end_session_method,omitempty"`
+
 	// UserIDClaim is the claim that becomes {http.auth.user.id}. Default:
 	// sub.
 	UserIDClaim string `json:"user_id_claim,omitempty"`
@@ -189,12 +197,15 @@ type Handler struct {
 	refreshes         *singleflight.Group
 	recent            *recentRefreshes
 	jtis              *oidc.JTICache
-	logoutLimiter     *rate.Limiter
-	storeName         string
-	cache             *sessionCache
-	events            *caddyevents.App
-	ctx               caddy.Context
-	logger            *zap.Logger
+	// logoutFetches limits, per client address, the logout tokens that may
+	// make this instance fetch the IdP's keys again.
+	logoutFetches *sourceLimiter
+	backoff       *refreshBackoff
+	storeName     string
+	cache         *sessionCache
+	events        *caddyevents.App
+	ctx           caddy.Context
+	logger        *zap.Logger
 }
 
 // CookieConfig is the session cookie's name, secrets and attributes.
@@ -260,6 +271,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 const (
 	defaultCookieName = "_oauth2_proxy"
 	defaultPrefix     = "/oauth2"
+
+	endSessionPOST = "post"
+	endSessionGET  = "get"
 )
 
 // Provision sets up the handler. It reaches out to nothing: the IdP is
@@ -335,7 +349,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Logout tokens older than the verifier's max age are refused anyway,
 	// so remembering jtis for that long catches every replay.
 	h.jtis = oidc.NewJTICache(oidc.DefaultLogoutMaxAge+oidc.LogoutClockSkew, 100000)
-	h.logoutLimiter = rate.NewLimiter(20, 50)
+	h.logoutFetches = newSourceLimiter(rate.Every(time.Minute), 3, 10000)
+	h.backoff = newRefreshBackoff(100000)
 
 	h.provider = oidc.NewProvider(oidc.Config{
 		Issuer:       issuer,
@@ -377,6 +392,9 @@ func (h *Handler) applyDefaults() {
 	}
 	if h.PostLogoutRedirect == "" {
 		h.PostLogoutRedirect = "/"
+	}
+	if h.EndSessionMethod == "" {
+		h.EndSessionMethod = endSessionPOST
 	}
 	if h.UserIDClaim == "" {
 		h.UserIDClaim = "sub"
@@ -420,6 +438,14 @@ func (h *Handler) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("unauthenticated must be auto, redirect or deny, not %q", h.Unauthenticated))
 	}
+	switch h.EndSessionMethod {
+	case endSessionPOST, endSessionGET:
+	default:
+		errs = append(errs, fmt.Errorf("end_session_method must be post or get, not %q", h.EndSessionMethod))
+	}
+	if err := h.Cookie.checkPrefix(); err != nil {
+		errs = append(errs, err)
+	}
 	if h.SessionLifetime < 0 {
 		errs = append(errs, errors.New("session_lifetime must be positive"))
 	}
@@ -454,6 +480,23 @@ func checkAbsoluteURL(raw string) error {
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%q must be an absolute http(s) URL", raw)
+	}
+	return nil
+}
+
+// checkPrefix enforces what browsers require of cookies named with the
+// __Host- and __Secure- prefixes (RFC 6265bis): a browser silently drops a
+// cookie that breaks them, which would make every login loop.
+func (c *CookieConfig) checkPrefix() error {
+	switch {
+	case strings.HasPrefix(c.Name, "__Host-"):
+		if c.Domain != "" || c.Path != "/" || c.Insecure {
+			return fmt.Errorf("cookie name %q: __Host- cookies need no domain, path / and secure on", c.Name)
+		}
+	case strings.HasPrefix(c.Name, "__Secure-"):
+		if c.Insecure {
+			return fmt.Errorf("cookie name %q: __Secure- cookies need secure on", c.Name)
+		}
 	}
 	return nil
 }

@@ -4,10 +4,18 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// maxReturnURL bounds the return URL kept in the login flow cookie.
-const maxReturnURL = 2048
+const (
+	// maxReturnURL bounds an accepted return URL.
+	maxReturnURL = 2048
+	// maxStoredReturnURL bounds the return URL a login flow cookie keeps:
+	// a few pending logins must fit in the request headers beside a large
+	// session (see cookieBudget).
+	maxStoredReturnURL = 1024
+)
 
 // safeReturnTo returns rd if it is a safe place to send the browser: a path
 // on this host, or an http(s) URL of this host or an allowed one. Anything
@@ -40,6 +48,28 @@ func (h *Handler) safeReturnTo(r *http.Request, rd string) (string, bool) {
 		return "", false
 	}
 	return u.String(), true
+}
+
+// loginReturnTo is where a login started from r goes back to: target if
+// safeReturnTo accepts it, else "/". Every return URL passes here, whether
+// it came from rd or from the request's own URI (an unauthenticated
+// request for //evil.example/ must not come back as a scheme-relative
+// redirect). A URL too long to keep in the flow cookie loses its query,
+// then falls back to "/".
+func (h *Handler) loginReturnTo(r *http.Request, target string) string {
+	safe, ok := h.safeReturnTo(r, target)
+	if !ok {
+		return "/"
+	}
+	if len(safe) > maxStoredReturnURL {
+		if short, _, _ := strings.Cut(safe, "?"); len(short) <= maxStoredReturnURL {
+			if again, ok := h.safeReturnTo(r, short); ok {
+				return again
+			}
+		}
+		return "/"
+	}
+	return safe
 }
 
 // absoluteURL makes a validated return URL absolute against the request, as
@@ -92,9 +122,20 @@ func hostOnly(hostport string) string {
 	return hostport
 }
 
+// requestScheme is how the browser reached this site. Behind a
+// TLS-terminating proxy that the server trusts (Caddy's trusted_proxies),
+// the proxy's X-Forwarded-Proto says so; from any other client the header
+// changes nothing, or anyone could make the plugin build https URLs for a
+// plain-http site or the reverse.
 func requestScheme(r *http.Request) string {
 	if r.TLS != nil {
 		return "https"
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+		if strings.EqualFold(strings.TrimSpace(proto), "https") {
+			return "https"
+		}
 	}
 	return "http"
 }

@@ -58,3 +58,80 @@ func tokenKey(refreshToken string) string {
 	sum := sha256.Sum256([]byte(refreshToken))
 	return string(sum[:])
 }
+
+// refreshBackoff spaces out the refresh attempts of a session whose IdP
+// could not be reached: one more failure doubles the wait, from
+// backoffFirst up to backoffMax, and a success forgets it. Without it
+// every request of every such session would call the token endpoint of an
+// IdP that is already struggling.
+type refreshBackoff struct {
+	mu      sync.Mutex
+	max     int
+	entries map[string]backoffEntry
+}
+
+type backoffEntry struct {
+	until time.Time
+	wait  time.Duration
+}
+
+const (
+	backoffFirst = time.Second
+	backoffMax   = time.Minute
+)
+
+func newRefreshBackoff(max int) *refreshBackoff {
+	return &refreshBackoff{max: max, entries: map[string]backoffEntry{}}
+}
+
+// waiting reports whether the session of this refresh token key must not
+// try again yet.
+func (b *refreshBackoff) waiting(key string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.entries[key]
+	return ok && now.Before(e.until)
+}
+
+// failed records a failed attempt and returns how long to wait.
+func (b *refreshBackoff) failed(key string, now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.entries[key]
+	switch {
+	case !ok:
+		e.wait = backoffFirst
+	case now.Before(e.until.Add(backoffMax)):
+		e.wait = min(2*e.wait, backoffMax)
+	default:
+		e.wait = backoffFirst // failed long ago: start over
+	}
+	e.until = now.Add(e.wait)
+	if !ok && len(b.entries) >= b.max {
+		b.evict(now)
+	}
+	b.entries[key] = e
+	return e.wait
+}
+
+// evict makes room: entries whose wait is long over first, else any one.
+func (b *refreshBackoff) evict(now time.Time) {
+	for k, e := range b.entries {
+		if now.After(e.until.Add(backoffMax)) {
+			delete(b.entries, k)
+		}
+	}
+	if len(b.entries) >= b.max {
+		for k := range b.entries {
+			delete(b.entries, k)
+			break
+		}
+	}
+}
+
+// succeeded forgets the failures of this refresh token key.
+func (b *refreshBackoff) succeeded(key string) {
+	b.mu.Lock()
+	delete(b.entries, key)
+	b.mu.Unlock()
+}

@@ -155,24 +155,40 @@ func TestZitadelOP(t *testing.T) {
 	// RP-initiated logout with an allowed rd.
 	signOut := func(rd, wantBack string) {
 		t.Helper()
-		resp, _ := b.navigate(baseA + "/oauth2/sign_out?rd=" + url.QueryEscape(rd))
-		loc := resp.Header.Get("Location")
-		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, endSession+"?") {
-			t.Fatalf("sign_out?rd=%s: %d to %q, want the OP's end_session_endpoint", rd, resp.StatusCode, loc)
+		resp, page := b.navigate(baseA + "/oauth2/sign_out?rd=" + url.QueryEscape(rd))
+		form, err := testenv.FirstForm(page)
+		if resp.StatusCode != http.StatusOK || err != nil || form.Action != endSession || form.Method != http.MethodPost {
+			t.Fatalf("sign_out?rd=%s: %d %v, want the form that posts to the OP's end_session_endpoint: %s", rd, resp.StatusCode, err, page)
 		}
-		if sc := setCookieNamed(resp, "_web"); sc != nil {
+		if sc := setCookieNamed(resp, "_web"); sc != nil && sc.MaxAge >= 0 {
 			t.Fatalf("sign_out set a new session cookie %v", sc)
 		}
 		if b.cookie(baseA, "_web") != nil {
 			t.Fatal("session cookie still in the jar after sign_out")
 		}
-		u, _ := url.Parse(loc)
-		q := u.Query()
+		q := form.Fields
 		if hint := q.Get("id_token_hint"); strings.Count(hint, ".") != 2 {
-			t.Fatalf("end_session without an id_token_hint JWT: %s", loc)
+			t.Fatalf("end_session without an id_token_hint JWT: %v", q)
 		}
 		if q.Get("client_id") != z.ClientID || q.Get("post_logout_redirect_uri") != wantBack {
 			t.Fatalf("end_session: client_id=%q post_logout_redirect_uri=%q, want %q", q.Get("client_id"), q.Get("post_logout_redirect_uri"), wantBack)
+		}
+		// The page's script posts the form: so does the test, and the OP
+		// (which must accept POST) sends the browser on.
+		posted, err := b.client.PostForm(form.Action, form.Fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		posted.Body.Close()
+		loc := form.Action
+		if posted.StatusCode == http.StatusFound || posted.StatusCode == http.StatusSeeOther {
+			l, err := posted.Location()
+			if err != nil {
+				t.Fatal(err)
+			}
+			loc = l.String()
+		} else {
+			t.Fatalf("POST to end_session: %d, want a redirect", posted.StatusCode)
 		}
 		// Through the OP and back.
 		next := loc

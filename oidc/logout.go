@@ -68,8 +68,8 @@ type LogoutToken struct {
 // VerifyLogoutToken verifies a back-channel logout token (the logout_token
 // form parameter) against the discovered IdP, accepting tokens issued up
 // to DefaultLogoutMaxAge ago. See VerifyLogoutTokenMaxAge.
-func (p *Provider) VerifyLogoutToken(ctx context.Context, d *Discovered, raw string) (*LogoutToken, error) {
-	return p.VerifyLogoutTokenMaxAge(ctx, d, raw, DefaultLogoutMaxAge)
+func (p *Provider) VerifyLogoutToken(ctx context.Context, d *Discovered, raw string, mayFetch KeyFetch) (*LogoutToken, error) {
+	return p.VerifyLogoutTokenMaxAge(ctx, d, raw, DefaultLogoutMaxAge, mayFetch)
 }
 
 // VerifyLogoutTokenMaxAge verifies a back-channel logout token, as in
@@ -94,10 +94,11 @@ func (p *Provider) VerifyLogoutToken(ctx context.Context, d *Discovered, raw str
 //   - sub or sid, or both, are present (as non-empty strings).
 //
 // Every refusal wraps ErrInvalidLogoutToken and says which check failed,
-// without the token. A failure to fetch the IdP's keys is a refusal too:
-// the IdP is told (400) and may retry.
-func (p *Provider) VerifyLogoutTokenMaxAge(ctx context.Context, d *Discovered, raw string, maxAge time.Duration) (*LogoutToken, error) {
-	if d == nil || d.provider == nil {
+// without the token. A token that could not be checked because the IdP's
+// keys cannot be fetched (now) wraps ErrUnavailable instead: the IdP should
+// retry. See logoutKeys for when a token may make the keys be fetched.
+func (p *Provider) VerifyLogoutTokenMaxAge(ctx context.Context, d *Discovered, raw string, maxAge time.Duration, mayFetch KeyFetch) (*LogoutToken, error) {
+	if d == nil || d.logoutKeys == nil {
 		return nil, errors.New("logout token: identity provider not discovered")
 	}
 	if maxAge <= 0 {
@@ -114,31 +115,15 @@ func (p *Provider) VerifyLogoutTokenMaxAge(ctx context.Context, d *Discovered, r
 		return nil, err
 	}
 	// The claims are checked before the signature too: junk is refused
-	// without a key lookup (a signature that does not verify with the cached
-	// keys makes go-oidc fetch the IdP's JWKS again), and each refusal says
-	// which claim is wrong rather than how go-oidc failed to parse it. Only
-	// the check of the verified claims below decides acceptance.
+	// without a key lookup, and each refusal says which claim is wrong.
+	// Only the check of the verified claims below decides acceptance.
 	now := time.Now()
 	if _, err := p.checkLogoutClaims(payload, now, maxAge); err != nil {
 		return nil, err
 	}
-
-	// Signature only: every claim is checked below, so that each refusal
-	// says what failed. Verifier shares the provider's cached JWKS, which is
-	// refetched when a token names an unknown key.
-	v := d.provider.Verifier(&gooidc.Config{
-		ClientID:          p.cfg.ClientID,
-		SkipClientIDCheck: true,
-		SkipIssuerCheck:   true,
-		SkipExpiryCheck:   true,
-	})
-	idt, err := v.Verify(ctx, raw)
+	verified, err := d.logoutKeys.verify(ctx, raw, d.signingAlgs, mayFetch)
 	if err != nil {
-		return nil, refuse("signature or claim format check failed: %v", err)
-	}
-	var verified json.RawMessage
-	if err := idt.Claims(&verified); err != nil {
-		return nil, refuse("claims are not a JSON object")
+		return nil, err
 	}
 	return p.checkLogoutClaims(verified, now, maxAge)
 }
@@ -410,32 +395,19 @@ func NewJTICache(ttl time.Duration, max int) *JTICache {
 	}
 }
 
-// Seen records (issuer, jti) and reports whether it was already recorded
-// less than ttl ago. A pair seen again does not have its time renewed.
-func (c *JTICache) Seen(issuer, jti string) bool {
-	h := sha256.New()
-	h.Write([]byte(issuer))
-	h.Write([]byte{0})
-	h.Write([]byte(jti))
-	var key [sha256.Size]byte
-	h.Sum(key[:0])
-
-	now := c.now()
+// Record records (issuer, jti) and reports whether it was already recorded
+// less than ttl ago. A pair recorded again does not have its time renewed.
+// Record a token's jti only once what it asked for is done: a token whose
+// logout failed (the store was down) must be accepted when the IdP retries.
+func (c *JTICache) Record(issuer, jti string) bool {
+	key := jtiKey(issuer, jti)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// Entries are in insertion order, hence in expiry order.
-	for e := c.order.Front(); e != nil; e = c.order.Front() {
-		ent := e.Value.(*jtiEntry)
-		if now.Sub(ent.at) < c.ttl {
-			break
-		}
-		c.order.Remove(e)
-		delete(c.seen, ent.key)
-	}
+	c.expireLocked()
 	if _, ok := c.seen[key]; ok {
 		return true
 	}
-	c.seen[key] = c.order.PushBack(&jtiEntry{key: key, at: now})
+	c.seen[key] = c.order.PushBack(&jtiEntry{key: key, at: c.now()})
 	for c.order.Len() > c.max {
 		e := c.order.Front()
 		c.order.Remove(e)
@@ -444,8 +416,43 @@ func (c *JTICache) Seen(issuer, jti string) bool {
 	return false
 }
 
+// Used reports whether (issuer, jti) was recorded less than ttl ago,
+// without recording it.
+func (c *JTICache) Used(issuer, jti string) bool {
+	key := jtiKey(issuer, jti)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireLocked()
+	_, ok := c.seen[key]
+	return ok
+}
+
+// expireLocked forgets the pairs older than ttl. Entries are in insertion
+// order, hence in expiry order.
+func (c *JTICache) expireLocked() {
+	now := c.now()
+	for e := c.order.Front(); e != nil; e = c.order.Front() {
+		ent := e.Value.(*jtiEntry)
+		if now.Sub(ent.at) < c.ttl {
+			break
+		}
+		c.order.Remove(e)
+		delete(c.seen, ent.key)
+	}
+}
+
+func jtiKey(issuer, jti string) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(issuer))
+	h.Write([]byte{0})
+	h.Write([]byte(jti))
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	return key
+}
+
 // Len returns how many pairs the cache holds (expired ones included until
-// the next Seen).
+// the next Record or Used).
 func (c *JTICache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

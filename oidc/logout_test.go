@@ -20,10 +20,12 @@ import (
 
 const testClientSecret = "0123456789abcdef0123456789abcdef"
 
-// fakeIdP serves discovery and a JWKS holding one RSA key, "k1".
+// fakeIdP serves discovery and a JWKS holding one RSA key, "k1", and
+// "k2" once rotated holds one.
 type fakeIdP struct {
 	srv       *httptest.Server
 	key       *rsa.PrivateKey
+	rotated   atomic.Pointer[rsa.PrivateKey]
 	keyFetch  atomic.Int32
 	provider  *Provider
 	discovery *Discovered
@@ -47,10 +49,14 @@ func newFakeIdP(t testing.TB) *fakeIdP {
 	})
 	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
 		f.keyFetch.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
+		set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
 			Key: &f.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig",
-		}}})
+		}}}
+		if k2 := f.rotated.Load(); k2 != nil {
+			set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k2.PublicKey, KeyID: "k2", Algorithm: "RS256", Use: "sig"})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(set)
 	})
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
@@ -141,7 +147,7 @@ func (f *fakeIdP) sign(t *testing.T, claims map[string]any, o signOpts) string {
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 func (f *fakeIdP) verify(raw string) (*LogoutToken, error) {
-	return f.provider.VerifyLogoutToken(context.Background(), f.discovery, raw)
+	return f.provider.VerifyLogoutToken(context.Background(), f.discovery, raw, nil)
 }
 
 // checkRefusal asserts err is a refusal naming want, without the token.
@@ -246,7 +252,6 @@ func TestVerifyLogoutTokenRefused(t *testing.T) {
 		want   string
 	}{
 		{name: "other key same kid", opts: signOpts{key: otherKey}, want: "signature"},
-		{name: "other key unknown kid", opts: signOpts{key: otherKey, kid: "k2"}, want: "signature"},
 		{name: "HS256 with client secret", opts: signOpts{alg: jose.HS256, key: []byte(testClientSecret)}, want: "symmetric"},
 		{name: "HS512 with client secret", opts: signOpts{alg: jose.HS512, key: []byte(testClientSecret + testClientSecret)}, want: "symmetric"},
 		{name: "RS384 not advertised", opts: signOpts{alg: jose.RS384}, want: "signature"},
@@ -352,19 +357,19 @@ func TestVerifyLogoutTokenMaxAge(t *testing.T) {
 	c["iat"] = time.Now().Add(-5 * time.Minute).Unix()
 	raw := f.sign(t, c, signOpts{})
 	ctx := context.Background()
-	if _, err := f.provider.VerifyLogoutTokenMaxAge(ctx, f.discovery, raw, 0); err != nil {
+	if _, err := f.provider.VerifyLogoutTokenMaxAge(ctx, f.discovery, raw, 0, nil); err != nil {
 		t.Errorf("max age 0 (default) refused a 5 minute old token: %v", err)
 	}
-	if _, err := f.provider.VerifyLogoutTokenMaxAge(ctx, f.discovery, raw, 10*time.Minute); err != nil {
+	if _, err := f.provider.VerifyLogoutTokenMaxAge(ctx, f.discovery, raw, 10*time.Minute, nil); err != nil {
 		t.Errorf("max age 10m refused a 5 minute old token: %v", err)
 	}
-	_, err := f.provider.VerifyLogoutTokenMaxAge(ctx, f.discovery, raw, time.Minute)
+	_, err := f.provider.VerifyLogoutTokenMaxAge(ctx, f.discovery, raw, time.Minute, nil)
 	checkRefusal(t, raw, err, "iat is older than 1m0s")
 }
 
 func TestVerifyLogoutTokenNotDiscovered(t *testing.T) {
 	p := NewProvider(Config{Issuer: "https://idp.invalid", ClientID: "app"})
-	if _, err := p.VerifyLogoutToken(context.Background(), nil, "a.b.c"); err == nil {
+	if _, err := p.VerifyLogoutToken(context.Background(), nil, "a.b.c", nil); err == nil {
 		t.Fatal("accepted without a discovered IdP")
 	}
 }
@@ -433,28 +438,43 @@ func TestVerifyLogoutTokenGarbage(t *testing.T) {
 
 func TestJTICache(t *testing.T) {
 	c := NewJTICache(time.Minute, 100)
-	if c.Seen("https://idp", "j1") {
-		t.Error("first Seen reported true")
+	if c.Record("https://idp", "j1") {
+		t.Error("first Record reported true")
 	}
-	if !c.Seen("https://idp", "j1") {
-		t.Error("second Seen reported false")
+	if !c.Record("https://idp", "j1") {
+		t.Error("second Record reported false")
 	}
-	if c.Seen("https://other-idp", "j1") {
+	if c.Record("https://other-idp", "j1") {
 		t.Error("same jti, other issuer reported seen")
 	}
-	if c.Seen("https://idp", "j2") {
+	if c.Record("https://idp", "j2") {
 		t.Error("other jti reported seen")
 	}
 	// The separator keeps ("a", "bc") and ("ab", "c") apart.
-	if c.Seen("a", "bc") || c.Seen("ab", "c") {
+	if c.Record("a", "bc") || c.Record("ab", "c") {
 		t.Error("issuer/jti boundary ambiguous")
+	}
+}
+
+// Used looks without recording: a token checked but whose logout failed is
+// still fresh when the IdP retries it.
+func TestJTICacheUsedDoesNotRecord(t *testing.T) {
+	c := NewJTICache(time.Minute, 100)
+	if c.Used("iss", "j") || c.Used("iss", "j") {
+		t.Fatal("Used reported a pair never recorded")
+	}
+	if c.Record("iss", "j") {
+		t.Fatal("Record after Used reported the pair as already recorded")
+	}
+	if !c.Used("iss", "j") {
+		t.Error("Used misses a recorded pair")
 	}
 }
 
 func TestJTICacheEviction(t *testing.T) {
 	c := NewJTICache(time.Hour, 3)
 	for _, j := range []string{"1", "2", "3", "4"} {
-		if c.Seen("iss", j) {
+		if c.Record("iss", j) {
 			t.Fatalf("%s seen on first use", j)
 		}
 	}
@@ -463,11 +483,11 @@ func TestJTICacheEviction(t *testing.T) {
 	}
 	// "1", the oldest, was evicted; "2".."4" are remembered.
 	for _, j := range []string{"4", "3", "2"} {
-		if !c.Seen("iss", j) {
+		if !c.Record("iss", j) {
 			t.Errorf("%s forgotten", j)
 		}
 	}
-	if c.Seen("iss", "1") {
+	if c.Record("iss", "1") {
 		t.Error("evicted 1 still seen")
 	}
 	if n := c.Len(); n != 3 {
@@ -479,30 +499,30 @@ func TestJTICacheExpiry(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	c := NewJTICache(time.Minute, 100)
 	c.now = func() time.Time { return now }
-	c.Seen("iss", "a")
+	c.Record("iss", "a")
 	now = now.Add(30 * time.Second)
-	c.Seen("iss", "b")
+	c.Record("iss", "b")
 	now = now.Add(29 * time.Second)
-	if !c.Seen("iss", "a") {
+	if !c.Record("iss", "a") {
 		t.Error("a forgotten before ttl")
 	}
 	now = now.Add(2 * time.Second) // a is 61s old, b 31s
-	if c.Seen("iss", "a") {
+	if c.Record("iss", "a") {
 		t.Error("a still seen after ttl")
 	}
-	if !c.Seen("iss", "b") {
+	if !c.Record("iss", "b") {
 		t.Error("b forgotten before ttl")
 	}
-	// Seeing b again did not renew it.
+	// Recording b again did not renew it.
 	now = now.Add(30 * time.Second)
-	if c.Seen("iss", "b") {
+	if c.Record("iss", "b") {
 		t.Error("b still seen after ttl")
 	}
 	if n := c.Len(); n != 2 { // a (re-recorded) and b (re-recorded)
 		t.Errorf("len %d, want 2", n)
 	}
 	now = now.Add(time.Hour)
-	c.Seen("iss", "z")
+	c.Record("iss", "z")
 	if n := c.Len(); n != 1 {
 		t.Errorf("expired entries kept: len %d, want 1", n)
 	}
@@ -524,10 +544,10 @@ func TestJTICacheConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := 0; j < 200; j++ {
-				if !c.Seen("iss", "same") {
+				if !c.Record("iss", "same") {
 					fresh.Add(1)
 				}
-				c.Seen("iss", rand.Text())
+				c.Record("iss", rand.Text())
 			}
 		}()
 	}

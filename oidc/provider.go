@@ -13,6 +13,7 @@ import (
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	// RetryAfter is the shortest wait between two failed discovery attempts,
 	// so a down IdP is not hammered by every incoming request.
 	RetryAfter time.Duration
+	// KeyRefetchInterval is the shortest time between two fetches of the
+	// IdP's keys for logout tokens. Default: DefaultKeyRefetchInterval.
+	KeyRefetchInterval time.Duration
 }
 
 // Provider is a lazily discovered IdP. Nothing is fetched until first used,
@@ -56,6 +60,11 @@ type Discovered struct {
 	EndSessionEndpoint string
 	// HasUserInfo reports whether the IdP has a userinfo endpoint.
 	HasUserInfo bool
+
+	// signingAlgs are the asymmetric algorithms the IdP says it signs with,
+	// the only ones accepted on logout tokens.
+	signingAlgs []jose.SignatureAlgorithm
+	logoutKeys  *logoutKeys
 }
 
 // NewProvider returns a provider that discovers cfg.Issuer on first use.
@@ -111,6 +120,8 @@ func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 	var extra struct {
 		EndSession  string   `json:"end_session_endpoint"`
 		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
+		JWKS        string   `json:"jwks_uri"`
+		SigningAlgs []string `json:"id_token_signing_alg_values_supported"`
 	}
 	_ = gp.Claims(&extra) // optional metadata: absent is fine
 	endpoint := gp.Endpoint()
@@ -126,7 +137,24 @@ func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 		},
 		EndSessionEndpoint: extra.EndSession,
 		HasUserInfo:        gp.UserInfoEndpoint() != "",
+		signingAlgs:        asymmetricOf(extra.SigningAlgs),
+		logoutKeys:         newLogoutKeys(extra.JWKS, p.cfg.HTTPClient, p.cfg.KeyRefetchInterval),
 	}, nil
+}
+
+// asymmetricOf keeps the asymmetric algorithms of those the IdP advertises;
+// an IdP that advertises none signs with RS256, the spec's default.
+func asymmetricOf(advertised []string) []jose.SignatureAlgorithm {
+	if len(advertised) == 0 {
+		advertised = []string{gooidc.RS256}
+	}
+	var out []jose.SignatureAlgorithm
+	for _, a := range advertised {
+		if asymmetricAlgs[a] {
+			out = append(out, jose.SignatureAlgorithm(a))
+		}
+	}
+	return out
 }
 
 // authStyle picks how the client authenticates at the token endpoint from

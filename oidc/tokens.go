@@ -104,6 +104,17 @@ func (p *Provider) verify(ctx context.Context, d *Discovered, raw string) (*gooi
 	if err := idt.Claims(&claims); err != nil {
 		return nil, nil, fmt.Errorf("ID token claims: %w", err)
 	}
+	// OIDC Core 3.1.3.7: a token for several audiences must say which
+	// party it was issued to, and an azp must be this client: otherwise a
+	// token issued to another client that lists us among its audiences
+	// would log its holder in here.
+	azp, hasAzp := claims["azp"]
+	switch {
+	case hasAzp && azp != p.cfg.ClientID:
+		return nil, nil, errors.New("ID token rejected: azp is not this client")
+	case !hasAzp && len(idt.Audience) > 1:
+		return nil, nil, errors.New("ID token rejected: several audiences and no azp")
+	}
 	return idt, claims, nil
 }
 

@@ -36,8 +36,12 @@ type Keyring struct {
 
 type sealKey struct {
 	id   [kidLen]byte
-	raw  []byte // the AES key, kept to derive per-session keys from
+	raw  []byte // the AES key; before v2 also the salt and MAC key below
 	aead cipher.AEAD
+	// salt salts the derivation of per-session keys, mac keys the index
+	// MACs: each purpose has its own key, derived from the secret.
+	salt []byte
+	mac  []byte
 }
 
 // NewKeyring derives one AES-256-GCM key per secret with HKDF-SHA256. The
@@ -73,6 +77,12 @@ func deriveKey(secret []byte, purpose string) (sealKey, error) {
 		return k, err
 	}
 	copy(k.id[:], id)
+	if k.salt, err = hkdf.Key(sha256.New, secret, nil, "oidc_session/v2/ticket-salt/"+purpose, 32); err != nil {
+		return k, err
+	}
+	if k.mac, err = hkdf.Key(sha256.New, secret, nil, "oidc_session/v2/index-mac/"+purpose, 32); err != nil {
+		return k, err
+	}
 	return k, k.setKey(key)
 }
 
@@ -87,13 +97,18 @@ func (k *sealKey) setKey(key []byte) error {
 }
 
 // derive makes the key of one server-side session: from the session's own
-// secret (which only its cookie holds) salted with this server key, so
-// neither the store's contents with a stolen cookie nor a leaked server
-// secret alone can decrypt a session. The key id stays the server key's,
-// so rotation works as for cookies.
-func (k sealKey) derive(sessionSecret []byte) (sealKey, error) {
+// secret (which only its cookie holds) salted with a key of this server
+// secret, so neither the store's contents with a stolen cookie nor a leaked
+// server secret alone can decrypt a session. The key id stays the server
+// key's, so rotation works as for cookies. legacy derives as versions
+// before v2 did, salted with the AES key itself, to open their records.
+func (k sealKey) derive(sessionSecret []byte, legacy bool) (sealKey, error) {
 	sub := sealKey{id: k.id}
-	key, err := hkdf.Key(sha256.New, sessionSecret, k.raw, "oidc_session/v1/key/ticket", 32)
+	salt := k.salt
+	if legacy {
+		salt = k.raw
+	}
+	key, err := hkdf.Key(sha256.New, sessionSecret, salt, "oidc_session/v1/key/ticket", 32)
 	if err != nil {
 		return sub, err
 	}
@@ -115,27 +130,38 @@ func (kr *Keyring) Open(sealed, aad []byte) ([]byte, error) {
 // SealSession is Seal under the key derived for one server-side session
 // from its own secret.
 func (kr *Keyring) SealSession(sessionSecret, plain, aad []byte) ([]byte, error) {
-	k, err := kr.keys[0].derive(sessionSecret)
+	k, err := kr.keys[0].derive(sessionSecret, false)
 	if err != nil {
 		return nil, err
 	}
 	return k.seal(plain, aad), nil
 }
 
-// OpenSession reverses SealSession.
+// OpenSession reverses SealSession, and opens records sealed before v2.
 func (kr *Keyring) OpenSession(sessionSecret, sealed, aad []byte) ([]byte, error) {
-	return kr.open(sealed, aad, func(k sealKey) (sealKey, error) { return k.derive(sessionSecret) })
+	if plain, err := kr.open(sealed, aad, func(k sealKey) (sealKey, error) { return k.derive(sessionSecret, false) }); err == nil {
+		return plain, nil
+	}
+	return kr.open(sealed, aad, func(k sealKey) (sealKey, error) { return k.derive(sessionSecret, true) })
 }
 
-// MACs returns an HMAC-SHA256 of data under each key, current key first:
+// MACs returns an HMAC-SHA256 of data under each key, current key first,
+// then the same under the MAC keys of versions before v2 (the AES keys):
 // names derived from a value (an index by subject) that reveal nothing
-// without the secret; looking up under every key keeps rotation working.
+// without the secret. The first is the one to write; looking up under all
+// of them keeps rotation working and finds indexes written before v2.
 func (kr *Keyring) MACs(data string) []string {
-	out := make([]string, len(kr.keys))
-	for i, k := range kr.keys {
-		m := hmac.New(sha256.New, k.raw)
-		m.Write([]byte("oidc_session/v1/index\x00" + data))
-		out[i] = hex.EncodeToString(m.Sum(nil)[:16])
+	out := make([]string, 0, 2*len(kr.keys))
+	for _, legacy := range []bool{false, true} {
+		for _, k := range kr.keys {
+			key := k.mac
+			if legacy {
+				key = k.raw
+			}
+			m := hmac.New(sha256.New, key)
+			m.Write([]byte("oidc_session/v1/index\x00" + data))
+			out = append(out, hex.EncodeToString(m.Sum(nil)[:16]))
+		}
 	}
 	return out
 }

@@ -2,6 +2,9 @@ package sessions_test
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -178,5 +181,42 @@ func TestKeyringRotation(t *testing.T) {
 	}
 	if bytes.Contains([]byte(secretA), fromOld[1:5]) {
 		t.Error("the key id is a piece of the secret")
+	}
+}
+
+// Each purpose has its own key: the index MACs are not keyed with the AES
+// key (v1 did that), and per-session keys are not salted with it; records
+// and indexes written by v1 are still read.
+func TestKeyringKeySeparation(t *testing.T) {
+	kr := mustKeyring(t, "session", secretA, secretB)
+	macs := kr.MACs("sub\x00alice")
+	if len(macs) != 4 {
+		t.Fatalf("MACs returned %d names, want 2 keys x (current, v1)", len(macs))
+	}
+	m := hmac.New(sha256.New, kr.AESKey())
+	m.Write([]byte("oidc_session/v1/index\x00sub\x00alice"))
+	v1 := hex.EncodeToString(m.Sum(nil)[:16])
+	if macs[0] == v1 {
+		t.Error("the index MAC to write is keyed with the AES key")
+	}
+	if macs[2] != v1 {
+		t.Errorf("v1 index names are not looked up: %q not at [2] of %q", v1, macs)
+	}
+
+	secret := []byte("0123456789abcdef")
+	aad := []byte("handle\x00binding")
+	sealed, err := kr.SealSession(secret, []byte("new record"), aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := kr.OpenSession(secret, sealed, aad); err != nil || string(got) != "new record" {
+		t.Fatalf("OpenSession of a current record: %q, %v", got, err)
+	}
+	old := kr.SealSessionV1(secret, []byte("v1 record"), aad)
+	if got, err := kr.OpenSession(secret, old, aad); err != nil || string(got) != "v1 record" {
+		t.Fatalf("OpenSession of a v1 record: %q, %v", got, err)
+	}
+	if _, err := kr.OpenSession([]byte("fedcba9876543210"), old, aad); err == nil {
+		t.Error("a v1 record opened with another session secret")
 	}
 }

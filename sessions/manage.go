@@ -32,8 +32,10 @@ type Manager interface {
 	EndID(ctx context.Context, id string) (bool, error)
 	// EndSubject ends every session of a subject.
 	EndSubject(ctx context.Context, sub string) (int, error)
-	// EndSID ends every session of an IdP session (sid claim).
-	EndSID(ctx context.Context, sid string) (int, error)
+	// EndSID ends every session of an IdP session (sid claim); with sub
+	// not empty, only those of that subject (a back-channel logout token
+	// naming both).
+	EndSID(ctx context.Context, sid, sub string) (int, error)
 	// EndAll ends every session of the store.
 	EndAll(ctx context.Context) (int, error)
 	// Count returns the number of live sessions.

@@ -405,14 +405,14 @@ func (s *TicketStore) EndSubject(ctx context.Context, sub string) (int, error) {
 }
 
 // EndSID implements Manager.
-func (s *TicketStore) EndSID(ctx context.Context, sid string) (int, error) {
+func (s *TicketStore) EndSID(ctx context.Context, sid, sub string) (int, error) {
 	handles, err := s.members(ctx, s.indexKeys("sid", sid))
 	if err != nil {
 		return 0, err
 	}
 	return s.endMatching(ctx, func(fn func(Meta) error) error {
 		return s.walk(ctx, handles, func(m Meta) error {
-			if m.SID != sid {
+			if m.SID != sid || (sub != "" && m.Subject != sub) {
 				return nil
 			}
 			return fn(m)

@@ -40,6 +40,8 @@ type state struct {
 	gen uint64
 	// evicted counts the records evicted for max, for the periodic log.
 	evicted uint64
+	// locks are the refresh locks of the sessions (see lock.go).
+	locks keyLocks
 
 	// The state file and the background goroutine (see memstore.go).
 	file   string

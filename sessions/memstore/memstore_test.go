@@ -209,7 +209,7 @@ func TestStateFileRestart(t *testing.T) {
 	if n, err := b.EndSubject(t.Context(), want[3].Subject); n != 1 || err != nil {
 		t.Errorf("EndSubject after the restart: %d, %v; want 1 (the indexes are restored)", n, err)
 	}
-	if n, err := b.EndSID(t.Context(), want[4].SID); n != 1 || err != nil {
+	if n, err := b.EndSID(t.Context(), want[4].SID, ""); n != 1 || err != nil {
 		t.Errorf("EndSID after the restart: %d, %v; want 1", n, err)
 	}
 
@@ -702,7 +702,7 @@ func TestConcurrent(t *testing.T) {
 				case 0:
 					st.Delete(ctx, v)
 				case 1:
-					st.EndSID(ctx, s.SID)
+					st.EndSID(ctx, s.SID, "")
 				case 2:
 					st.Sessions(ctx, "", func(sessions.Meta) error { return nil })
 				case 3:

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/oidc-session/oidc_session/sessions"
@@ -208,17 +207,4 @@ func (s *Store) Ping(ctx context.Context) error {
 		return unavailable("PING", err)
 	}
 	return nil
-}
-
-// zapLogger sends go-redis's own messages (dial retries and the like) to
-// Caddy's log at debug level instead of stderr: the store reports what
-// matters itself.
-type zapLogger struct{}
-
-func (zapLogger) Printf(_ context.Context, format string, v ...any) {
-	caddy.Log().Named("redis").Debug(fmt.Sprintf(format, v...))
-}
-
-func init() {
-	redis.SetLogger(zapLogger{})
 }

@@ -140,7 +140,7 @@ func RunManager(t *testing.T, newStore func(t *testing.T, env sessions.Env) sess
 		pop := ms.populate(t)
 		for _, sid := range []string{"sid-A", "sid-B"} {
 			ended := pop.withSID(sid)
-			n, err := ms.m.EndSID(t.Context(), sid)
+			n, err := ms.m.EndSID(t.Context(), sid, "")
 			if err != nil || n != len(ended) {
 				t.Fatalf("EndSID(%s): %d, %v; want %d, nil", sid, n, err, len(ended))
 			}
@@ -156,9 +156,28 @@ func RunManager(t *testing.T, newStore func(t *testing.T, env sessions.Env) sess
 		if len(pop.of("bob")) != 1 || len(pop.of("carol")) != 2 {
 			t.Fatalf("fixture: %d of bob's and %d of carol's sessions left", len(pop.of("bob")), len(pop.of("carol")))
 		}
-		if n, err := ms.m.EndSID(t.Context(), "unknown-sid"); n != 0 || err != nil {
+		if n, err := ms.m.EndSID(t.Context(), "unknown-sid", ""); n != 0 || err != nil {
 			t.Errorf("EndSID of an unknown sid: %d, %v; want 0, nil", n, err)
 		}
+	})
+
+	t.Run("EndSIDOfSubject", func(t *testing.T) {
+		ms := open(t, NewEnv(t))
+		pop := ms.populate(t)
+		// A sid shared by two subjects (an IdP that reuses sids, or a forged
+		// index entry): a logout token naming sid and sub ends only that
+		// subject's sessions.
+		daveA := ms.save(t, userSession("dave", "sid-A", Now()))
+		n, err := ms.m.EndSID(t.Context(), "sid-A", "dave")
+		if err != nil || n != 1 {
+			t.Fatalf("EndSID(sid-A, dave): %d, %v; want 1, nil", n, err)
+		}
+		expectNoSession(t, ms.st, daveA.value, "dave's session of sid-A")
+		ms.expectLoads(t, pop...)
+		if n, err := ms.m.EndSID(t.Context(), "sid-A", "bob"); n != 0 || err != nil {
+			t.Errorf("EndSID(sid-A, bob), a sid bob has no session of: %d, %v; want 0, nil", n, err)
+		}
+		ms.expectLoads(t, pop...)
 	})
 
 	t.Run("EndAll", func(t *testing.T) {
@@ -227,7 +246,7 @@ func RunManager(t *testing.T, newStore func(t *testing.T, env sessions.Env) sess
 		ends := map[string]func(s *savedSession) error{
 			"EndID": func(s *savedSession) error { _, err := ms.m.EndID(t.Context(), s.handle); return err },
 			"EndSID": func(s *savedSession) error {
-				_, err := ms.m.EndSID(t.Context(), s.sess.SID)
+				_, err := ms.m.EndSID(t.Context(), s.sess.SID, "")
 				return err
 			},
 			"EndSubject": func(s *savedSession) error {
@@ -382,7 +401,7 @@ func RunManager(t *testing.T, newStore func(t *testing.T, env sessions.Env) sess
 		if n, err := ms.m.EndSubject(t.Context(), "bob"); n != 0 || err != nil {
 			t.Errorf("EndSubject after Delete: %d, %v; want 0, nil", n, err)
 		}
-		if n, err := ms.m.EndSID(t.Context(), "sid-B"); n != 0 || err != nil {
+		if n, err := ms.m.EndSID(t.Context(), "sid-B", ""); n != 0 || err != nil {
 			t.Errorf("EndSID after Delete: %d, %v; want 0, nil", n, err)
 		}
 	})
@@ -469,7 +488,7 @@ func RunManager(t *testing.T, newStore func(t *testing.T, env sessions.Env) sess
 		ms.expectNotIndexed(t, short.handle)
 		ms.expectIndexed(t, long.handle, 2)
 		ms.expectLoads(t, long)
-		if n, err := ms.m.EndSID(t.Context(), "sid-A"); n != 1 || err != nil {
+		if n, err := ms.m.EndSID(t.Context(), "sid-A", ""); n != 1 || err != nil {
 			t.Errorf("EndSID after one of its sessions expired: %d, %v; want 1, nil", n, err)
 		}
 	})
