@@ -162,6 +162,7 @@ func TestCaddyfileAllOptions(t *testing.T) {
 		Unauthenticated:      "deny",
 		AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"},
 		PostLogoutRedirect:   "https://www.example.com/bye",
+		EndSessionMethod:     "get",
 		UserIDClaim:          "email",
 		GroupsClaim:          "roles",
 		Claims:               []string{"department", "tenant"},
