@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/oidc-session/oidc_session/internal/cookies"
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
 )
@@ -143,7 +144,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := h.saveSession(w, r, "", sess); err != nil {
 		h.logger.Error("could not save new session", zap.String("sub", sess.Subject), zap.Error(err))
-		if errors.Is(err, sessions.ErrTooLarge) {
+		if errors.Is(err, cookies.ErrTooLarge) {
 			// A deployment problem, not the user's: say what to change.
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}

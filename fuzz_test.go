@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+
 	"net/http/httptest"
 	"net/url"
 	"sort"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/oidc-session/oidc_session/internal/cookies"
 	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
@@ -159,7 +161,7 @@ func fuzzFlowHandler(tb testing.TB) *Handler {
 	return &Handler{
 		flowKeys: kr,
 		binding:  []byte(fuzzIssuer + "\x00" + fuzzClientID),
-		jar:      sessions.Jar{Name: defaultCookieName},
+		jar:      cookies.Jar{Name: defaultCookieName},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
 	"net/url"
 	"strings"
 	"time"
@@ -19,8 +20,10 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
+	"github.com/oidc-session/oidc_session/internal/cookies"
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
+
 	// Store modules register themselves; importing them here means building
 	// Caddy with this package brings every store.
 	_ "github.com/oidc-session/oidc_session/sessions/memstore"
@@ -185,7 +188,7 @@ type Handler struct {
 
 	provider    *oidc.Provider
 	store       sessions.Store
-	jar         sessions.Jar
+	jar         cookies.Jar
 	flowKeys    *sessions.Keyring
 	binding     []byte
 	redirect    *url.URL
@@ -304,7 +307,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.jar = sessions.Jar{
+	h.jar = cookies.Jar{
 		Name:     h.Cookie.Name,
 		Domain:   h.Cookie.Domain,
 		Path:     h.Cookie.Path,

@@ -2,8 +2,6 @@ package sessions
 
 // Internals the external tests (package sessions_test) check against.
 const (
-	ChunkSize    = chunkSize
-	MaxChunks    = maxChunks
 	SealOverhead = sealOverhead
 	MaxDecoded   = maxDecoded
 )

@@ -1,4 +1,7 @@
-package sessions
+// Package cookies reads and writes the plugin's own cookies: the session
+// cookie (split into chunks when large), login flow cookies, and removing
+// them all from a request before it goes upstream.
+package cookies
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package sessions_test
+package cookies_test
 
 import (
 	"errors"
@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oidc-session/oidc_session/sessions"
+	"github.com/oidc-session/oidc_session/internal/cookies"
 )
 
 const cookieName = "_oauth2_proxy"
 
-func newJar() *sessions.Jar {
-	return &sessions.Jar{
+func newJar() *cookies.Jar {
+	return &cookies.Jar{
 		Name:     cookieName,
 		Path:     "/",
 		Secure:   true,
@@ -94,7 +94,7 @@ func checkDeleted(t *testing.T, c *http.Cookie) {
 	}
 }
 
-func checkAttributes(t *testing.T, c *http.Cookie, j *sessions.Jar) {
+func checkAttributes(t *testing.T, c *http.Cookie, j *cookies.Jar) {
 	t.Helper()
 	if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != j.Domain {
 		t.Errorf("%s: Secure=%v HttpOnly=%v SameSite=%v Path=%q Domain=%q, want Secure HttpOnly Lax / %q",
@@ -124,7 +124,7 @@ func TestJarWriteOneCookie(t *testing.T) {
 
 	// Exactly one chunk's worth is still a single cookie.
 	rec = httptest.NewRecorder()
-	if err := j.Write(rec, requestWith(), value(sessions.ChunkSize), time.Now().Add(time.Hour)); err != nil {
+	if err := j.Write(rec, requestWith(), value(cookies.ChunkSize), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if got := sortedNames(setCookies(t, rec)); !slices.Equal(got, []string{cookieName}) {
@@ -151,7 +151,7 @@ func TestJarWriteChunks(t *testing.T) {
 		c := set[n]
 		checkAttributes(t, c, j)
 		checkAlive(t, c, time.Hour)
-		if len(c.Value) > sessions.ChunkSize {
+		if len(c.Value) > cookies.ChunkSize {
 			t.Errorf("%s is %d bytes, more than a chunk", n, len(c.Value))
 		}
 		joined.WriteString(c.Value)
@@ -204,7 +204,7 @@ func TestJarWriteFewerChunks(t *testing.T) {
 	j := newJar()
 	rec := httptest.NewRecorder()
 	r := requestWith(named(cookieName, cookieName+"_0", cookieName+"_1", cookieName+"_2", cookieName+"_3", "other")...)
-	v := value(sessions.ChunkSize + 10)
+	v := value(cookies.ChunkSize + 10)
 	if err := j.Write(rec, r, v, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestJarWriteSameChunksDeletesNothing(t *testing.T) {
 	j := newJar()
 	rec := httptest.NewRecorder()
 	r := requestWith(named(cookieName+"_0", cookieName+"_1", cookieName+"_2")...)
-	if err := j.Write(rec, r, value(3*sessions.ChunkSize), time.Now().Add(time.Hour)); err != nil {
+	if err := j.Write(rec, r, value(3*cookies.ChunkSize), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	for n, c := range setCookies(t, rec) {
@@ -240,19 +240,19 @@ func TestJarWriteSameChunksDeletesNothing(t *testing.T) {
 
 func TestJarWriteTooLarge(t *testing.T) {
 	j := newJar()
-	limit := sessions.MaxChunks * sessions.ChunkSize
+	limit := cookies.MaxChunks * cookies.ChunkSize
 
 	rec := httptest.NewRecorder()
 	if err := j.Write(rec, requestWith(), value(limit), time.Now().Add(time.Hour)); err != nil {
 		t.Fatalf("a value of exactly maxChunks*chunkSize: %v", err)
 	}
-	if n := len(setCookies(t, rec)); n != sessions.MaxChunks {
-		t.Errorf("wrote %d cookies, want %d", n, sessions.MaxChunks)
+	if n := len(setCookies(t, rec)); n != cookies.MaxChunks {
+		t.Errorf("wrote %d cookies, want %d", n, cookies.MaxChunks)
 	}
 
 	rec = httptest.NewRecorder()
 	err := j.Write(rec, requestWith(named(cookieName)...), value(limit+1), time.Now().Add(time.Hour))
-	if !errors.Is(err, sessions.ErrTooLarge) {
+	if !errors.Is(err, cookies.ErrTooLarge) {
 		t.Fatalf("Write of %d bytes: %v, want ErrTooLarge", limit+1, err)
 	}
 	if lines := rec.Result().Header.Values("Set-Cookie"); len(lines) != 0 {
@@ -276,7 +276,7 @@ func TestJarRead(t *testing.T) {
 		{"empty chunk", []*http.Cookie{{Name: cookieName + "_0", Value: "ab"}, {Name: cookieName + "_1", Value: ""}, {Name: cookieName + "_2", Value: "ef"}}, ""},
 		{"ignores _99", []*http.Cookie{{Name: cookieName + "_0", Value: "ab"}, {Name: cookieName + "_1", Value: "cd"}, {Name: cookieName + "_99", Value: "zz"}}, "abcd"},
 		{"only _99", []*http.Cookie{{Name: cookieName + "_99", Value: "zz"}}, ""},
-		{"beyond maxChunks", []*http.Cookie{{Name: cookieName + "_0", Value: "ab"}, {Name: cookieName + "_" + strconv.Itoa(sessions.MaxChunks), Value: "zz"}}, "ab"},
+		{"beyond maxChunks", []*http.Cookie{{Name: cookieName + "_0", Value: "ab"}, {Name: cookieName + "_" + strconv.Itoa(cookies.MaxChunks), Value: "zz"}}, "ab"},
 		{"ignores flow", []*http.Cookie{{Name: cookieName + "_flow_abc", Value: "f"}, {Name: cookieName + "_0", Value: "ab"}}, "ab"},
 		{"only flow", []*http.Cookie{{Name: cookieName + "_flow_abc", Value: "f"}, {Name: cookieName + "_flow_0", Value: "g"}}, ""},
 		{"non-canonical index", []*http.Cookie{{Name: cookieName + "_0", Value: "ab"}, {Name: cookieName + "_1", Value: "cd"}, {Name: cookieName + "_01", Value: "XX"}, {Name: cookieName + "_+1", Value: "YY"}, {Name: cookieName + "_-0", Value: "ZZ"}}, "abcd"},
@@ -386,7 +386,7 @@ func TestJarStripRequest(t *testing.T) {
 
 func TestJarOwns(t *testing.T) {
 	for _, name := range []string{"_oauth2_proxy", "my.app-session", "a-b.c"} {
-		j := &sessions.Jar{Name: name}
+		j := &cookies.Jar{Name: name}
 		owned := []string{name, name + "_0", name + "_7", name + "_10", name + "_99", name + "_flow_x", name + "_flow_a.b-c", j.FlowPrefix() + "0"}
 		notOwned := []string{
 			"", "other", name + "X", name + "_", name + "-0", name + ".0", name + "_abc", name + "_100",
