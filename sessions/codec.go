@@ -23,10 +23,13 @@ import (
 // The body is a sequence of fields in fixed order: uvarint-length-prefixed
 // strings, varint times (unix milliseconds, 0 for zero; milliseconds keep
 // the order of logins made within one second), and for tokens a form byte
-// (raw or JWT) followed by the parts.
+// (raw or JWT) followed by the parts. Version 2 starts the body with the
+// issuer; version 1 records (written before sessions said whose they are)
+// are still read, with an empty Issuer.
 
 const (
-	codecVersion   = 1
+	codecVersion   = 2
+	codecV1        = 1
 	flagCompressed = 1 << 0
 
 	tokenRaw = 0
@@ -55,7 +58,7 @@ func Encode(s *Session) []byte {
 
 // Decode parses a record made by Encode.
 func Decode(b []byte) (*Session, error) {
-	if len(b) < 2 || b[0] != codecVersion {
+	if len(b) < 2 || (b[0] != codecVersion && b[0] != codecV1) {
 		return nil, errCorrupt
 	}
 	body := b[2:]
@@ -65,11 +68,12 @@ func Decode(b []byte) (*Session, error) {
 			return nil, errCorrupt
 		}
 	}
-	return decodeBody(body)
+	return decodeBody(body, b[0])
 }
 
 func encodeBody(s *Session) []byte {
 	w := make([]byte, 0, 256+len(s.IDToken)+len(s.AccessToken)+len(s.RefreshToken))
+	w = putString(w, s.Issuer)
 	w = putString(w, s.Subject)
 	w = putString(w, s.Email)
 	w = putBool(w, s.EmailVerified)
@@ -95,9 +99,12 @@ func encodeBody(s *Session) []byte {
 	return w
 }
 
-func decodeBody(b []byte) (*Session, error) {
+func decodeBody(b []byte, version byte) (*Session, error) {
 	r := reader{b: b}
 	s := &Session{}
+	if version >= 2 {
+		s.Issuer = r.string()
+	}
 	s.Subject = r.string()
 	s.Email = r.string()
 	s.EmailVerified = r.bool()

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/base64"
+	"encoding/hex"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,8 +64,8 @@ func TestCodecRoundTrip(t *testing.T) {
 func TestCodecCompressesFullSession(t *testing.T) {
 	s := storetest.DexSession(true)
 	rec := sessions.Encode(s)
-	if rec[0] != 1 {
-		t.Errorf("version byte %d, want 1", rec[0])
+	if rec[0] != 2 {
+		t.Errorf("version byte %d, want 2", rec[0])
 	}
 	if rec[1]&1 == 0 {
 		t.Error("a Dex session with tokens was not compressed")
@@ -217,13 +220,13 @@ func TestDecodeRefusesInflationBomb(t *testing.T) {
 	if plain[1] != 0 {
 		t.Fatal("test setup: small record is compressed")
 	}
-	handMade := append([]byte{1, 1}, deflateRaw(t, plain[2:])...)
+	handMade := append([]byte{plain[0], 1}, deflateRaw(t, plain[2:])...)
 	s, err := sessions.Decode(handMade)
 	if err != nil || s.Subject != "hand-made" {
 		t.Fatalf("hand-made compressed record: (%v, %v)", s, err)
 	}
 
-	bomb := append([]byte{1, 1}, deflateRaw(t, make([]byte, 2<<20))...)
+	bomb := append([]byte{plain[0], 1}, deflateRaw(t, make([]byte, 2<<20))...)
 	t.Logf("bomb: %d bytes inflating to 2 MB", len(bomb))
 	if s, err := decodeNoPanic(t, bomb); err == nil || s != nil {
 		t.Errorf("Decode of a record inflating to 2 MB = (%v, %v), want an error", s, err)
@@ -291,4 +294,75 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoding changed the session:\n%s", d)
 		}
 	})
+}
+
+// v1Fixture reads a value written by the code before codec version 2 (and
+// before the per-purpose keys), committed in testdata/v1.
+func v1Fixture(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/v1/" + name + ".txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// v1Env is the environment the testdata/v1 values were made in.
+func v1Env(t *testing.T) sessions.Env {
+	t.Helper()
+	kr, err := sessions.NewKeyring("session", "v1-secret-0123456789-0123456789-abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sessions.Env{CookieName: "_oauth2_proxy", Keys: kr, Binding: []byte("https://idp.example.com\x00app")}
+}
+
+// checkV1Session checks a session read from a v1 value against what was
+// stored (storetest.FullSession at fixed times).
+func checkV1Session(t *testing.T, s *sessions.Session) {
+	t.Helper()
+	want := storetest.FullSession()
+	if s.Issuer != "" || s.Subject != want.Subject || s.Email != want.Email || !s.EmailVerified ||
+		s.SID != want.SID || strings.Join(s.Groups, "|") != strings.Join(want.Groups, "|") ||
+		len(s.Claims) != len(want.Claims) || strings.Count(s.IDToken, ".") != 2 || len(s.RefreshToken) != 40 ||
+		!s.CreatedAt.Equal(time.UnixMilli(1800000000000)) || !s.ExpiresAt.Equal(time.UnixMilli(4102444800000)) {
+		t.Errorf("v1 session read as %+v", s)
+	}
+}
+
+// Records, cookies and server-side records written before codec version 2
+// keep working: a cookie or Redis session made before an upgrade survives it.
+func TestV1ValuesStillRead(t *testing.T) {
+	rec, err := hex.DecodeString(v1Fixture(t, "codec"))
+	if err != nil || rec[0] != 1 {
+		t.Fatalf("fixture: %v", err)
+	}
+	s, err := sessions.Decode(rec)
+	if err != nil {
+		t.Fatalf("Decode of a v1 record: %v", err)
+	}
+	checkV1Session(t, s)
+	if again, err := sessions.Decode(sessions.Encode(s)); err != nil || storetest.Diff(s, again) != "" {
+		t.Errorf("a v1 session re-encoded as v2 changed: %v", err)
+	}
+
+	env := v1Env(t)
+	s, err = newCookieStore(t, env).Load(t.Context(), v1Fixture(t, "cookie"))
+	if err != nil {
+		t.Fatalf("cookie store Load of a v1 cookie: %v", err)
+	}
+	checkV1Session(t, s)
+
+	tk, ok := sessions.ParseTicket(env.CookieName, v1Fixture(t, "ticket"))
+	sealed, err := hex.DecodeString(v1Fixture(t, "record"))
+	if !ok || err != nil {
+		t.Fatal("fixture: bad ticket or record")
+	}
+	if s, err = tk.Open(sealed, env); err != nil {
+		t.Fatalf("a v1 server-side record: %v", err)
+	}
+	checkV1Session(t, s)
+	if macs := env.Keys.MACs("sub\x00" + s.Subject); !slices.Contains(macs, v1Fixture(t, "submac")) {
+		t.Errorf("the v1 subject index name %s is not looked up (%v)", v1Fixture(t, "submac"), macs)
+	}
 }

@@ -12,6 +12,12 @@ import (
 // Session is one logged-in user: who they are (from the ID token and, if
 // enabled, the userinfo endpoint) and the tokens that keep them logged in.
 type Session struct {
+	// Issuer is the IdP the session was made with (its issuer URL): the one
+	// to refresh it at and to take its logouts from. Empty in sessions
+	// stored before sessions recorded it; those belong to the handler's
+	// (only) IdP, whose binding they are sealed under.
+	Issuer string
+
 	// Identity.
 	Subject string
 	Email   string

@@ -61,6 +61,7 @@ func FullSession() *sessions.Session {
 	delete(access, "nonce")
 	delete(access, "at_hash")
 	return &sessions.Session{
+		Issuer:        "https://idp.example.com/realms/main",
 		Subject:       sub,
 		Email:         "jane.doe@example.com",
 		EmailVerified: true,
