@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"text/tabwriter"
 	"time"
 	"unicode"
 
@@ -132,7 +133,8 @@ func runCheck(ctx context.Context, out io.Writer, o checkOptions) (int, error) {
 		return exitRefused, fmt.Errorf("discovery document %s: %w", r.discoveryURL, err)
 	}
 	if diff := issuerMismatch(o.issuer, r.meta.Issuer); diff != "" {
-		return exitRefused, mismatchError(o.issuer, r.meta.Issuer, r.discoveryURL, diff)
+		writeMismatch(out, o.issuer, r.meta.Issuer, r.discoveryURL, diff)
+		return exitRefused, fmt.Errorf("issuer mismatch: %s", diff)
 	}
 	if r.meta.JWKSURI != "" {
 		var jwks []byte
@@ -164,15 +166,23 @@ func fetchExit(err error) int {
 	return exitRefused
 }
 
-func mismatchError(given, discovered, docURL, diff string) error {
-	if discovered == "" {
-		return fmt.Errorf("issuer mismatch: the discovery document %s has no issuer; the plugin cannot use an IdP that does not name itself", docURL)
+// writeMismatch explains an issuer mismatch and how to resolve it.
+func writeMismatch(out io.Writer, given, discovered, docURL, diff string) {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "Issuer mismatch")
+	fmt.Fprintf(w, "  --issuer\t%s\n", given)
+	fmt.Fprintf(w, "  discovery document\t%s\n", docURL)
+	fmt.Fprintf(w, "  says issuer\t%s\n", orDash(printable(discovered)))
+	fmt.Fprintf(w, "  difference\t%s\n", printable(diff))
+	_ = w.Flush()
+	fmt.Fprint(out, "\nThe plugin compares the two character for character (ID tokens carry the\nIdP's form in iss, and it must match).\n")
+	d := printable(discovered)
+	switch {
+	case discovered == "":
+		fmt.Fprintln(out, "The IdP must name its issuer in the discovery document.")
+	case strings.EqualFold(strings.TrimSuffix(given, "/"), strings.TrimSuffix(discovered, "/")):
+		fmt.Fprintf(out, "Use: issuer %s\n", d)
+	default:
+		fmt.Fprintf(out, "If %s is the IdP's address, use: issuer %s\nOtherwise correct the issuer configured at the IdP.\n", d, d)
 	}
-	fix := "use issuer " + discovered
-	if !strings.EqualFold(strings.TrimSuffix(given, "/"), strings.TrimSuffix(discovered, "/")) {
-		fix = "if " + discovered + " is the IdP's address, use issuer " + discovered + "; otherwise correct the issuer configured at the IdP"
-	}
-	return fmt.Errorf("issuer mismatch: --issuer is %q but the discovery document %s says %q: %s. "+
-		"The plugin compares them character for character (ID tokens carry the IdP's form in iss): %s",
-		given, docURL, printable(discovered), diff, printable(fix))
 }
