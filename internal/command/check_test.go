@@ -90,12 +90,11 @@ func TestCheckDex(t *testing.T) {
 // and a key set, to give check what real IdPs rarely do.
 func fakeIdP(t *testing.T, doc func(base string) map[string]any, jwks func(w http.ResponseWriter)) string {
 	t.Helper()
-	var base string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/.well-known/openid-configuration":
 			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(doc(base))
+			_ = json.NewEncoder(w).Encode(doc("http://" + r.Host))
 		case "/keys":
 			jwks(w)
 		default:
@@ -103,8 +102,7 @@ func fakeIdP(t *testing.T, doc func(base string) map[string]any, jwks func(w htt
 		}
 	}))
 	t.Cleanup(srv.Close)
-	base = srv.URL
-	return base
+	return srv.URL
 }
 
 // minimalDoc is a discovery document with what the plugin needs and

@@ -204,7 +204,7 @@ func writeList(out io.Writer, body io.Reader) error {
 	fmt.Fprintln(out, plural(count, "session"))
 	notManaged(out, unmanaged, "listed")
 	if storeErr != "" {
-		return fmt.Errorf("the store failed while listing (%s were listed before): %s", plural(count, "session"), printable(storeErr))
+		return fmt.Errorf("the store failed after listing %s: %s", plural(count, "session"), printable(storeErr))
 	}
 	return nil
 }
