@@ -14,6 +14,8 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/oidc-session/oidc_session/sessions"
 )
 
 // sessionsPath is the plugin's admin API for sessions (admin.go of the
@@ -151,17 +153,6 @@ func callAdmin(fl caddycmd.Flags, out io.Writer, method, path string, write func
 	return 0, nil
 }
 
-// meta is one session as the admin API lists it (sessions.Meta).
-type meta struct {
-	ID       string    `json:"id"`
-	Store    string    `json:"store"`
-	Subject  string    `json:"sub"`
-	Email    string    `json:"email"`
-	Created  time.Time `json:"created"`
-	LastSeen time.Time `json:"last_seen"`
-	Expires  time.Time `json:"expires"`
-}
-
 // writeList reads the admin API's list as it streams in (a store may hold
 // many sessions) and prints a table.
 func writeList(out io.Writer, body io.Reader) error {
@@ -175,12 +166,12 @@ func writeList(out io.Writer, body io.Reader) error {
 		switch key {
 		case "sessions":
 			return eachElement(dec, func() error {
-				var m meta
+				var m sessions.Meta
 				if err := dec.Decode(&m); err != nil {
 					return err
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(m.ID), printable(m.Store),
-					printable(m.Subject), orDash(printable(m.Email)), when(m.Created), when(m.LastSeen), when(m.Expires))
+					printable(m.Subject), orDash(printable(m.Email)), when(m.CreatedAt), when(m.LastSeen), when(m.ExpiresAt))
 				rows++
 				return nil
 			})
