@@ -24,6 +24,9 @@ import (
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
 
+	// The caddy oidc-session command, in every Caddy built with the plugin.
+	_ "github.com/oidc-session/oidc_session/internal/command"
+
 	// Store modules register themselves; importing them here means building
 	// Caddy with this package brings every store.
 	_ "github.com/oidc-session/oidc_session/sessions/memstore"

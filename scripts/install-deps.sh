@@ -2,7 +2,8 @@
 # Installs what the tests and the demo need. Idempotent: does nothing when
 # everything is present.
 #   - Debian packages (only when a binary is missing; apt-get update once):
-#     redis-server redis-sentinel redis-tools chromium wrk, plus gcc (needed
+#     redis-server redis-sentinel redis-tools chromium wrk prometheus (runs
+#     the dashboard's queries in dashboards/), plus gcc (needed
 #     by go test -race) and curl (used by scripts/demo.sh).
 #   - .bin/dex, built from the pinned Dex in tools/dex (when missing or when
 #     tools/dex/go.mod or go.sum is newer than the binary).
@@ -30,6 +31,7 @@ wanted=(
 	redis-cli:redis-tools
 	chromium:chromium
 	wrk:wrk
+	prometheus:prometheus
 	gcc:gcc
 	curl:curl
 )
@@ -72,7 +74,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 		command -v "${pair%%:*}" >/dev/null 2>&1 || die "${pair%%:*} still missing after installing ${pair#*:}"
 	done
 else
-	log "apt packages: all present (redis-server redis-sentinel redis-tools chromium wrk gcc curl)"
+	log "apt packages: all present (redis-server redis-sentinel redis-tools chromium wrk prometheus gcc curl)"
 fi
 
 # --- Dex ---------------------------------------------------------------------
