@@ -22,31 +22,35 @@ import (
 	"github.com/oidc-session/oidc_session/internal/testredis"
 )
 
-// Secrets the proxies under test run with: one base64url-encoded AES-256
-// key (as oauth2-proxy's docs generate it), one 32-character raw secret,
-// and one no proxy uses.
+// Secrets the proxies under test run with, one for each way oauth2-proxy
+// turns a secret into an AES key: a base64url-encoded 32-byte key (as its
+// docs generate it); 32 characters of the base64url alphabet, which it
+// decodes to a 24-byte key; 32 characters that are not base64, taken as
+// they are. otherSecret is used by no proxy.
 var (
-	encodedSecret = base64.URLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
-	rawSecret     = "raw-secret-of-32-characters-abcd"
-	otherSecret   = "another-secret-32-characters-xyz"
+	encodedSecret  = base64.URLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	alphabetSecret = "raw-secret-of-32-characters-abcd"
+	plainSecret    = "plain secret (not base64!) 32 ch"
+	otherSecret    = "another-secret-32-characters-xyz"
 )
 
 const otherClientID, otherClientSecret = "other-app", "other-app-secret-0123456789abcdef"
 
-// world is one Dex, one Redis and the oauth2-proxies under test: by cookie
-// store, by Redis store, and one for another client of the same Dex that
-// shares the cookie secret.
+// world is one Dex, one Redis and the oauth2-proxies under test: two by
+// cookie store (with secrets read differently as keys), one by Redis
+// store, and one for another client of the same Dex that shares the first
+// one's cookie secret.
 type world struct {
-	dex                       *testidp.Dex
-	redis                     *testredis.Server
-	cookieP, redisP, otherApp *proxy
+	dex                               *testidp.Dex
+	redis                             *testredis.Server
+	cookieP, plainP, redisP, otherApp *proxy
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	proxyBinary(t)
 	redisSrv := testredis.Start(t, testredis.Options{})
-	addrs := []string{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)}
+	addrs := []string{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)}
 	var callbacks []string
 	for _, a := range addrs {
 		callbacks = append(callbacks, proxyOptions{addr: a}.callback())
@@ -56,15 +60,17 @@ func newWorld(t *testing.T) *world {
 		ExtraClients: []testidp.DexClient{{ID: otherClientID, Secret: otherClientSecret}},
 	})
 	base := proxyOptions{issuer: dex.Issuer, clientID: dex.ClientID, clientSecret: dex.ClientSecret}
-	cookieOpts, redisOpts, otherOpts := base, base, base
-	cookieOpts.addr, cookieOpts.cookieSecret = addrs[0], encodedSecret
-	redisOpts.addr, redisOpts.cookieSecret, redisOpts.redisURL = addrs[1], rawSecret, redisSrv.URL()
-	otherOpts.addr, otherOpts.cookieSecret = addrs[2], encodedSecret
+	cookieOpts, plainOpts, redisOpts, otherOpts := base, base, base, base
+	cookieOpts.addr, cookieOpts.cookieSecret = addrs[0], alphabetSecret
+	plainOpts.addr, plainOpts.cookieSecret = addrs[1], plainSecret
+	redisOpts.addr, redisOpts.cookieSecret, redisOpts.redisURL = addrs[2], plainSecret, redisSrv.URL()
+	otherOpts.addr, otherOpts.cookieSecret = addrs[3], alphabetSecret
 	otherOpts.clientID, otherOpts.clientSecret = otherClientID, otherClientSecret
 	return &world{
 		dex:      dex,
 		redis:    redisSrv,
 		cookieP:  startProxy(t, cookieOpts),
+		plainP:   startProxy(t, plainOpts),
 		redisP:   startProxy(t, redisOpts),
 		otherApp: startProxy(t, otherOpts),
 	}
@@ -90,21 +96,23 @@ func TestRealProxySessions(t *testing.T) {
 	}
 	verifier := provider.Verifier(&oidc.Config{ClientID: w.dex.ClientID})
 
-	t.Run("cookie store", func(t *testing.T) {
-		l := w.cookieP.loginDex(t, w.dex)
-		if !w.cookieP.serves(t, l.cookies) {
-			t.Fatal("oauth2-proxy does not serve its own session")
-		}
-		r := newReader(t, Config{CookieSecrets: []string{encodedSecret}})
-		s := mustRead(t, r, requestWith(l.cookies...))
-		checkDexSession(t, w, provider, verifier, l, s)
-		if s.Store != StoreCookie || s.RedisKey != "" {
-			t.Errorf("store %q key %q, want the cookie store", s.Store, s.RedisKey)
-		}
-		if again := mustRead(t, r, requestWith(l.cookies...)); again.ID != s.ID || s.ID == "" {
-			t.Errorf("ID %q then %q: want one stable ID", s.ID, again.ID)
-		}
-	})
+	for what, p := range map[string]*proxy{"decoded": w.cookieP, "as is": w.plainP} {
+		t.Run("cookie store, secret "+what, func(t *testing.T) {
+			l := p.loginDex(t, w.dex)
+			if !p.serves(t, l.cookies) {
+				t.Fatal("oauth2-proxy does not serve its own session")
+			}
+			r := newReader(t, Config{CookieSecrets: []string{p.opts.cookieSecret}})
+			s := mustRead(t, r, requestWith(l.cookies...))
+			checkDexSession(t, w, provider, verifier, l, s)
+			if s.Store != StoreCookie || s.RedisKey != "" {
+				t.Errorf("store %q key %q, want the cookie store", s.Store, s.RedisKey)
+			}
+			if again := mustRead(t, r, requestWith(l.cookies...)); again.ID != s.ID || s.ID == "" {
+				t.Errorf("ID %q then %q: want one stable ID", s.ID, again.ID)
+			}
+		})
+	}
 
 	t.Run("redis store", func(t *testing.T) {
 		l := w.redisP.loginDex(t, w.dex)
@@ -112,7 +120,7 @@ func TestRealProxySessions(t *testing.T) {
 			t.Fatal("oauth2-proxy does not serve its own session")
 		}
 		client := w.redis.Client()
-		r := newReader(t, Config{CookieSecrets: []string{rawSecret}, Redis: client})
+		r := newReader(t, Config{CookieSecrets: []string{w.redisP.opts.cookieSecret}, Redis: client})
 		s := mustRead(t, r, requestWith(l.cookies...))
 		checkDexSession(t, w, provider, verifier, l, s)
 		if s.Store != StoreRedis || s.ID != s.RedisKey || !validTicketKey(s.RedisKey) || !strings.HasPrefix(s.RedisKey, DefaultCookieName+"-") {
@@ -148,6 +156,8 @@ func checkDexSession(t *testing.T, w *world, provider *oidc.Provider, verifier *
 	if s.User != idt.Subject || s.User == "" {
 		t.Errorf("user %q, want the ID token's sub %q", s.User, idt.Subject)
 	}
+	// Dex's static users have neither preferred_username nor groups:
+	// TestRealProxyChunks reads both from another IdP.
 	if s.PreferredUsername != claims.PreferredUsername {
 		t.Errorf("preferred username %q, ID token %q", s.PreferredUsername, claims.PreferredUsername)
 	}
@@ -188,7 +198,8 @@ func TestRealProxyRefusals(t *testing.T) {
 		t.Fatalf("%d cookies; this test changes a single one", len(l.cookies))
 	}
 	good := l.cookies[0]
-	r := newReader(t, Config{CookieSecrets: []string{encodedSecret}})
+	secret := w.cookieP.opts.cookieSecret
+	r := newReader(t, Config{CookieSecrets: []string{secret}})
 	with := func(value string) *http.Request {
 		return requestWith(&http.Cookie{Name: good.Name, Value: value})
 	}
@@ -211,27 +222,27 @@ func TestRealProxyRefusals(t *testing.T) {
 	t.Run("another secret", func(t *testing.T) {
 		wantErr(t, newReader(t, Config{CookieSecrets: []string{otherSecret}}), with(good.Value), ErrSignature)
 		// With the right one among several (a rotation), it reads.
-		mustRead(t, newReader(t, Config{CookieSecrets: []string{otherSecret, encodedSecret}}), with(good.Value))
+		mustRead(t, newReader(t, Config{CookieSecrets: []string{otherSecret, secret}}), with(good.Value))
 	})
 	t.Run("moved to another cookie name", func(t *testing.T) {
 		// The name is signed: a value does not verify under another name.
-		two := newReader(t, Config{CookieNames: []string{"_other", DefaultCookieName}, CookieSecrets: []string{encodedSecret}})
+		two := newReader(t, Config{CookieNames: []string{"_other", DefaultCookieName}, CookieSecrets: []string{secret}})
 		wantErr(t, two, requestWith(&http.Cookie{Name: "_other", Value: good.Value}), ErrSignature)
-		wantErr(t, newReader(t, Config{CookieNames: []string{"_other"}, CookieSecrets: []string{encodedSecret}}), with(good.Value), ErrNoCookie)
+		wantErr(t, newReader(t, Config{CookieNames: []string{"_other"}, CookieSecrets: []string{secret}}), with(good.Value), ErrNoCookie)
 	})
 	t.Run("expired", func(t *testing.T) {
 		signed := time.Unix(int64(mustAtoi(t, ts)), 0)
-		late := newReader(t, Config{CookieSecrets: []string{encodedSecret}})
+		late := newReader(t, Config{CookieSecrets: []string{secret}})
 		late.now = func() time.Time { return signed.Add(DefaultCookieExpire) }
 		wantErr(t, late, with(good.Value), ErrExpired)
 		late.now = func() time.Time { return signed.Add(DefaultCookieExpire - time.Second) }
 		mustRead(t, late, with(good.Value))
-		short := newReader(t, Config{CookieSecrets: []string{encodedSecret}, CookieExpire: time.Hour})
+		short := newReader(t, Config{CookieSecrets: []string{secret}, CookieExpire: time.Hour})
 		short.now = func() time.Time { return signed.Add(time.Hour) }
 		wantErr(t, short, with(good.Value), ErrExpired)
 	})
 	t.Run("signed in the future", func(t *testing.T) {
-		early := newReader(t, Config{CookieSecrets: []string{encodedSecret}})
+		early := newReader(t, Config{CookieSecrets: []string{secret}})
 		early.now = func() time.Time { return time.Unix(int64(mustAtoi(t, ts)), 0).Add(-maxFutureSkew) }
 		wantErr(t, early, with(good.Value), ErrExpired)
 	})
@@ -254,7 +265,7 @@ func TestRealProxyOtherClient(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	l := w.otherApp.loginDex(t, w.dex)
-	s := mustRead(t, newReader(t, Config{CookieSecrets: []string{encodedSecret}}), requestWith(l.cookies...))
+	s := mustRead(t, newReader(t, Config{CookieSecrets: []string{w.cookieP.opts.cookieSecret}}), requestWith(l.cookies...))
 	provider, err := oidc.NewProvider(ctx, w.dex.Issuer)
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +287,7 @@ func TestRealProxyRedis(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	client := w.redis.Client()
-	r := newReader(t, Config{CookieSecrets: []string{rawSecret}, Redis: client})
+	r := newReader(t, Config{CookieSecrets: []string{plainSecret}, Redis: client})
 
 	t.Run("older ticket form", func(t *testing.T) {
 		// oauth2-proxy reuses a valid ticket it finds in the login's
@@ -284,7 +295,7 @@ func TestRealProxyRedis(t *testing.T) {
 		// of the older form (key.secret) gets its session written by the
 		// real proxy under that key and secret.
 		tk := newTicket(DefaultCookieName)
-		old := &http.Cookie{Name: DefaultCookieName, Value: sign(rawSecret, DefaultCookieName, tk.legacy(), time.Now())}
+		old := &http.Cookie{Name: DefaultCookieName, Value: sign(plainSecret, DefaultCookieName, tk.legacy(), time.Now())}
 		l := w.redisP.loginDex(t, w.dex, old)
 		s := mustRead(t, r, requestWith(old))
 		if s.RedisKey != tk.key || s.Email != w.dex.Email {
@@ -296,7 +307,7 @@ func TestRealProxyRedis(t *testing.T) {
 		// The same key with another secret does not open the record.
 		wrong := tk
 		wrong.secret = newTicket(DefaultCookieName).secret
-		err := wantErr(t, r, requestWith(&http.Cookie{Name: DefaultCookieName, Value: sign(rawSecret, DefaultCookieName, wrong.v2(), time.Now())}), ErrDecrypt)
+		err := wantErr(t, r, requestWith(&http.Cookie{Name: DefaultCookieName, Value: sign(plainSecret, DefaultCookieName, wrong.v2(), time.Now())}), ErrDecrypt)
 		if !strings.Contains(err.Error(), "ticket") {
 			t.Errorf("error %q does not say the ticket is wrong", err)
 		}
@@ -313,15 +324,15 @@ func TestRealProxyRedis(t *testing.T) {
 		if err := client.Set(ctx, "site-a:"+s.RedisKey, record, time.Minute).Err(); err != nil {
 			t.Fatal(err)
 		}
-		prefixed := newReader(t, Config{CookieSecrets: []string{rawSecret}, Redis: client, RedisKeyPrefix: "site-a:"})
+		prefixed := newReader(t, Config{CookieSecrets: []string{plainSecret}, Redis: client, RedisKeyPrefix: "site-a:"})
 		ps := mustRead(t, prefixed, requestWith(l.cookies...))
 		if ps.RedisKey != "site-a:"+s.RedisKey || ps.ID != ps.RedisKey || ps.Email != s.Email {
 			t.Fatalf("prefixed key %q ID %q", ps.RedisKey, ps.ID)
 		}
-		wantErr(t, newReader(t, Config{CookieSecrets: []string{rawSecret}, Redis: client, RedisKeyPrefix: "site-b:"}), requestWith(l.cookies...), ErrNotFound)
+		wantErr(t, newReader(t, Config{CookieSecrets: []string{plainSecret}, Redis: client, RedisKeyPrefix: "site-b:"}), requestWith(l.cookies...), ErrNotFound)
 	})
 	t.Run("no Redis configured", func(t *testing.T) {
-		wantErr(t, newReader(t, Config{CookieSecrets: []string{rawSecret}}), requestWith(l.cookies...), ErrDecrypt)
+		wantErr(t, newReader(t, Config{CookieSecrets: []string{plainSecret}}), requestWith(l.cookies...), ErrDecrypt)
 	})
 	t.Run("record gone", func(t *testing.T) {
 		l2 := w.redisP.loginDex(t, w.dex)
@@ -344,7 +355,7 @@ func TestRealProxyRedis(t *testing.T) {
 		}
 		// Unavailable wins over another name's plain refusal, so the
 		// caller answers 503 rather than start a login.
-		two := newReader(t, Config{CookieNames: []string{"_first", DefaultCookieName}, CookieSecrets: []string{rawSecret}, Redis: client})
+		two := newReader(t, Config{CookieNames: []string{"_first", DefaultCookieName}, CookieSecrets: []string{plainSecret}, Redis: client})
 		_, err = two.Read(shortCtx, requestWith(append([]*http.Cookie{{Name: "_first", Value: "garbage"}}, l.cookies...)...))
 		if !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("two names, Redis down: %v; want ErrUnavailable", err)
