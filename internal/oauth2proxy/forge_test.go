@@ -39,11 +39,15 @@ func encodeCookieSession(t testing.TB, secret string, st *state) []byte {
 	return cfbPayload(t, secret, lz4Frame(t, packed))
 }
 
-// lz4Frame compresses b into an LZ4 frame.
+// lz4Frame compresses b into an LZ4 frame of 64 KB blocks, as
+// oauth2-proxy does.
 func lz4Frame(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := lz4.NewWriter(&buf)
+	if err := zw.Apply(lz4.BlockSizeOption(lz4.Block64Kb)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := zw.Write(b); err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func newWorld(t *testing.T) *world {
 	}
 }
 
-func newReader(t *testing.T, cfg Config) *Reader {
+func newReader(t testing.TB, cfg Config) *Reader {
 	t.Helper()
 	r, err := New(cfg)
 	if err != nil {
