@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -92,6 +93,8 @@ type Config struct {
 	// ago is refused (ErrExpired), as oauth2-proxy itself would. Default
 	// DefaultCookieExpire (168h). oauth2-proxy's 0 (no limit) cannot be
 	// expressed: give the longest lifetime its cookies could have had.
+	// Longer than the proxy's lifetime accepts older (possibly stolen and
+	// long logged-out) cookies.
 	CookieExpire time.Duration
 	// Redis is the Redis of --session-store-type=redis, or nil when the
 	// proxies kept sessions in cookies. With nil, a ticket cookie is
@@ -99,7 +102,7 @@ type Config struct {
 	Redis redis.UniversalClient
 	// RedisKeyPrefix is put before each ticket's key. oauth2-proxy uses no
 	// prefix, so this stays empty unless something between it and Redis
-	// added one.
+	// added one; it is not oidc_session's own store key_prefix.
 	RedisKeyPrefix string
 }
 
@@ -120,7 +123,7 @@ type Reader struct {
 // or 32 bytes raw or base64-decoded.
 func New(cfg Config) (*Reader, error) {
 	r := &Reader{
-		names:  cfg.CookieNames,
+		names:  slices.Clone(cfg.CookieNames),
 		expire: cfg.CookieExpire,
 		redis:  cfg.Redis,
 		prefix: cfg.RedisKeyPrefix,
@@ -217,7 +220,8 @@ type Session struct {
 // age are checked before anything is decrypted. With several configured
 // cookie names, the first that yields a session wins; if none does, the
 // error is ErrUnavailable when any of them needed Redis and could not have
-// it, else that of the first name present.
+// it, else that of the first name present. A Redis lookup runs under ctx:
+// bound it as other store calls are bounded.
 func (r *Reader) Read(ctx context.Context, req *http.Request) (*Session, error) {
 	rc := parseCookies(req)
 	var first, unavailable error
