@@ -232,9 +232,9 @@ func (r *Reader) Read(ctx context.Context, req *http.Request) (*Session, error) 
 			return s, nil
 		case errors.Is(err, ErrNoCookie):
 		case errors.Is(err, ErrUnavailable):
-			unavailable = cmp(unavailable, err)
+			unavailable = firstOf(unavailable, err)
 		default:
-			first = cmp(first, err)
+			first = firstOf(first, err)
 		}
 	}
 	if unavailable != nil {
@@ -246,8 +246,8 @@ func (r *Reader) Read(ctx context.Context, req *http.Request) (*Session, error) 
 	return nil, ErrNoCookie
 }
 
-// cmp returns the first non-nil of a and b.
-func cmp(a, b error) error {
+// firstOf returns the first non-nil of a and b.
+func firstOf(a, b error) error {
 	if a != nil {
 		return a
 	}
@@ -265,7 +265,7 @@ func (r *Reader) readName(ctx context.Context, rc requestCookies, name string) (
 		return nil, err
 	}
 	s := &Session{
-		Expires:    signedAt.Add(r.expire),
+		Expires:    signedAt.Add(r.expire).UTC(),
 		CookieName: name,
 		Cookies:    cookies,
 	}
