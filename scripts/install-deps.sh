@@ -10,6 +10,9 @@
 #   - .bin/zitadel-op, the example OpenID Provider of github.com/zitadel/oidc
 #     (pinned in tools/zitadel), rebuilt the same way when tools/zitadel
 #     changes.
+#   - .bin/oauth2-proxy, the pinned oauth2-proxy of tools/bench (the
+#     benchmarks' baseline and the maker of the sessions that
+#     internal/oauth2proxy's tests read), rebuilt when tools/bench changes.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -100,6 +103,18 @@ if [ ! -x "$zop_bin" ] || [ tools/zitadel/go.mod -nt "$zop_bin" ] || [ tools/zit
 	log "built .bin/zitadel-op"
 else
 	log "zitadel-op: .bin/zitadel-op is up to date"
+fi
+
+# --- oauth2-proxy ---------------------------------------------------------------
+o2p_bin="$ROOT/.bin/oauth2-proxy"
+if [ ! -x "$o2p_bin" ] || [ tools/bench/go.mod -nt "$o2p_bin" ] || [ tools/bench/go.sum -nt "$o2p_bin" ]; then
+	log "building oauth2-proxy (pinned in tools/bench/go.mod) into .bin/oauth2-proxy"
+	(cd tools/bench && go build -o ../../.bin/oauth2-proxy github.com/oauth2-proxy/oauth2-proxy/v7)
+	[ -x "$o2p_bin" ] || die "oauth2-proxy build produced no $o2p_bin"
+	touch "$o2p_bin"
+	log "built .bin/oauth2-proxy"
+else
+	log "oauth2-proxy: .bin/oauth2-proxy is up to date"
 fi
 
 log "done"

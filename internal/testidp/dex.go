@@ -44,6 +44,16 @@ type DexOptions struct {
 	// IDTokenTTL is Dex's expiry.idTokens; Dex's access tokens get the same
 	// lifetime. Default 10m.
 	IDTokenTTL time.Duration
+	// ExtraClients are further confidential static clients, allowed the
+	// same RedirectURIs, for tests that need tokens made for another
+	// client of the same issuer.
+	ExtraClients []DexClient
+}
+
+// DexClient is a static client of Dex.
+type DexClient struct {
+	ID     string
+	Secret string
 }
 
 // Dex is a running Dex instance, stopped automatically at test cleanup.
@@ -128,12 +138,7 @@ func tryStartDex(t testing.TB, bin, dir string, attempt int, opts DexOptions) (*
 			"userID":        d.UserID,
 			"emailVerified": true,
 		}},
-		"staticClients": []any{map[string]any{
-			"id":           d.ClientID,
-			"secret":       d.ClientSecret,
-			"name":         "oidc_session test client",
-			"redirectURIs": redirects,
-		}},
+		"staticClients": staticClients(append([]DexClient{{d.ClientID, d.ClientSecret}}, opts.ExtraClients...), redirects),
 	}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -148,6 +153,19 @@ func tryStartDex(t testing.TB, bin, dir string, attempt int, opts DexOptions) (*
 		return nil, err
 	}
 	return d, nil
+}
+
+func staticClients(clients []DexClient, redirects []string) []any {
+	out := make([]any, len(clients))
+	for i, c := range clients {
+		out[i] = map[string]any{
+			"id":           c.ID,
+			"secret":       c.Secret,
+			"name":         "oidc_session test client " + c.ID,
+			"redirectURIs": redirects,
+		}
+	}
+	return out
 }
 
 // Stop kills Dex (by PID) and waits for it to exit. It is idempotent and
