@@ -21,8 +21,12 @@ type Tokens struct {
 	IDToken      string
 	AccessToken  string
 	RefreshToken string
-	Issued       time.Time
-	Expiry       time.Time // zero if the IdP gave no expires_in
+	// TokenType is the access token's type: "Bearer", or "DPoP" when it is
+	// bound to the session's DPoP key (send it upstream as
+	// "Authorization: DPoP <token>" with a proof, DPoPKey.Proof).
+	TokenType string
+	Issued    time.Time
+	Expiry    time.Time // zero if the IdP gave no expires_in
 	// Claims are the verified ID token's claims (merged with userinfo when
 	// that was fetched); nil after a refresh that returned no ID token.
 	Claims map[string]any
@@ -43,6 +47,9 @@ func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, r
 	tok, err := cfg.Exchange(ctx, code, opts...)
 	if err != nil {
 		return nil, classify("code exchange", err)
+	}
+	if err := checkDPoPBound(ctx, tok); err != nil {
+		return nil, err
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
@@ -75,6 +82,9 @@ func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken stri
 	tok, err := src.Token()
 	if err != nil {
 		return nil, classify("refresh", err)
+	}
+	if err := checkDPoPBound(ctx, tok); err != nil {
+		return nil, err
 	}
 	out := newTokens(tok, "", nil)
 	if out.RefreshToken == "" {
@@ -134,6 +144,7 @@ func newTokens(tok *oauth2.Token, idToken string, claims map[string]any) *Tokens
 		IDToken:      idToken,
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
+		TokenType:    tok.Type(),
 		Issued:       time.Now(),
 		Claims:       claims,
 	}
