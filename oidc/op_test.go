@@ -172,8 +172,21 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-func (r *recorder) String() string {
+// calls lists the recorded calls but discovery and JWKS fetches.
+func (r *recorder) calls() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return strings.Join(r.hits, ", ")
+	var out []string
+	for _, h := range r.hits {
+		if !strings.Contains(h, "/.well-known/") && !strings.Contains(h, " /jwks ") {
+			out = append(out, h)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func (r *recorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hits = nil
 }
