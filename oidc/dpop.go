@@ -187,6 +187,20 @@ func dpopKeyFrom(ctx context.Context) *DPoPKey {
 // silently kept.
 var ErrNotDPoPBound = errors.New("the IdP issued a token that is not DPoP-bound")
 
+// ErrNoDPoPKey means dpop is on but a token request's context carries no
+// DPoP key (WithDPoPKey): the request is not made, so no unbound token is
+// issued and no refresh token is spent. A session from before dpop was
+// turned on has no key: end it, and the new login makes one.
+var ErrNoDPoPKey = errors.New("dpop on, but no DPoP key for this request (oidc.WithDPoPKey)")
+
+// checkDPoPKey is ErrNoDPoPKey when dpop is on and ctx has no key.
+func (p *Provider) checkDPoPKey(ctx context.Context) error {
+	if p.cfg.DPoP.Enabled() && dpopKeyFrom(ctx) == nil {
+		return ErrNoDPoPKey
+	}
+	return nil
+}
+
 // checkDPoPBound refuses a token response to a request that carried a
 // proof (ctx has a key) unless its token_type is DPoP.
 func checkDPoPBound(ctx context.Context, tok *oauth2.Token) error {

@@ -98,8 +98,14 @@ func TestDPoPBoundTokens(t *testing.T) {
 		if r.TokenType != "DPoP" || introspect(t, op, r.AccessToken)["cnf"].(map[string]any)["jkt"] != key.Thumbprint() {
 			t.Errorf("par %s: refreshed token not bound to the session's key", par)
 		}
-		// The IdP requires DPoP for this client: a refresh without the key fails.
-		if _, err := p.Refresh(testCtx(t), d, r.RefreshToken, false); err == nil {
+		// With dpop on, a call without the key is not even made.
+		if _, err := p.Refresh(testCtx(t), d, r.RefreshToken, false); !errors.Is(err, ErrNoDPoPKey) {
+			t.Errorf("par %s: refresh without the key under dpop on: %v, want ErrNoDPoPKey", par, err)
+		}
+		// The IdP requires DPoP for this client: a refresh without a proof fails.
+		plain := newTestProvider(op, op.Basic, nil)
+		pd, _ := plain.Discover(testCtx(t))
+		if _, err := plain.Refresh(testCtx(t), pd, r.RefreshToken, false); err == nil {
 			t.Errorf("par %s: refresh without a proof succeeded for a dpop_bound_access_tokens client", par)
 		}
 	}
@@ -171,9 +177,11 @@ func TestDPoPRefreshWithAnotherKey(t *testing.T) {
 	if !errors.Is(err, ErrInvalidGrant) {
 		t.Fatalf("refresh with another key: %v, want ErrInvalidGrant", err)
 	}
-	_, err = p.Refresh(testCtx(t), d, l.tokens.RefreshToken, false)
+	plain := newTestProvider(op, op.Public, nil)
+	pd, _ := plain.Discover(testCtx(t))
+	_, err = plain.Refresh(testCtx(t), pd, l.tokens.RefreshToken, false)
 	if !errors.Is(err, ErrInvalidGrant) {
-		t.Fatalf("refresh without a key: %v, want ErrInvalidGrant", err)
+		t.Fatalf("refresh without a proof: %v, want ErrInvalidGrant", err)
 	}
 	if _, err := p.Refresh(WithDPoPKey(testCtx(t), l.flow.DPoP), d, l.tokens.RefreshToken, false); err != nil {
 		t.Fatalf("refresh with the session's key: %v", err)
@@ -189,6 +197,23 @@ func TestDPoPNotBound(t *testing.T) {
 	_, err := loginVia(t, op, p, redirectURI, true)
 	if !errors.Is(err, ErrNotDPoPBound) {
 		t.Fatalf("err = %v, want ErrNotDPoPBound", err)
+	}
+}
+
+func TestLoginURLNeedsDPoPKey(t *testing.T) {
+	p := fakePARIdP(t, http.StatusCreated, `{"request_uri":"urn:x"}`)
+	p.cfg.DPoP = DPoPOn
+	d, err := p.Discover(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.LoginURL(testCtx(t), d, NewFlow("/", true), "https://rp.example/cb"); !errors.Is(err, ErrNoDPoPKey) {
+		t.Fatalf("flow without a key under dpop on: %v", err)
+	}
+	f := NewFlow("/", true)
+	f.DPoP, _ = NewDPoPKey()
+	if _, err := p.LoginURL(testCtx(t), d, f, "https://rp.example/cb"); err != nil {
+		t.Fatalf("flow with a key: %v", err)
 	}
 }
 

@@ -63,8 +63,11 @@ func choosePAR(mode PARMode, endpoint string, required bool) (bool, error) {
 // LoginURL returns where to send the browser for flow f: AuthCodeURL's
 // URL, pushed first when d says so (see PushAuthorization). With a DPoP
 // key in the flow the push carries a proof, which binds the authorization
-// code to the key.
+// code to the key; with dpop on, a flow without a key is ErrNoDPoPKey.
 func (p *Provider) LoginURL(ctx context.Context, d *Discovered, f *Flow, redirectURL string) (string, error) {
+	if err := p.checkDPoPKey(WithDPoPKey(ctx, f.DPoP)); err != nil {
+		return "", fmt.Errorf("login flow: %w", err)
+	}
 	return p.PushAuthorization(WithDPoPKey(ctx, f.DPoP), d, d.AuthCodeURL(f, redirectURL))
 }
 

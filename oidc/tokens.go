@@ -21,15 +21,16 @@ type Tokens struct {
 	IDToken      string
 	AccessToken  string
 	RefreshToken string
+	Issued       time.Time
+	Expiry       time.Time // zero if the IdP gave no expires_in
+	// Claims are the verified ID token's claims (merged with userinfo when
+	// that was fetched); nil after a refresh that returned no ID token.
+	Claims map[string]any
+
 	// TokenType is the access token's type: "Bearer", or "DPoP" when it is
 	// bound to the session's DPoP key (send it upstream as
 	// "Authorization: DPoP <token>" with a proof, DPoPKey.Proof).
 	TokenType string
-	Issued    time.Time
-	Expiry    time.Time // zero if the IdP gave no expires_in
-	// Claims are the verified ID token's claims (merged with userinfo when
-	// that was fetched); nil after a refresh that returned no ID token.
-	Claims map[string]any
 }
 
 // Exchange trades the callback's code for tokens and verifies the ID token,
@@ -37,6 +38,9 @@ type Tokens struct {
 // code, failed verification) are returned as they are; a failure to reach
 // it wraps ErrUnavailable.
 func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, redirectURL string, fetchUserInfo bool) (*Tokens, error) {
+	if err := p.checkDPoPKey(ctx); err != nil {
+		return nil, err
+	}
 	ctx = p.clientContext(ctx)
 	cfg := *d.oauth
 	cfg.RedirectURL = redirectURL
@@ -76,6 +80,9 @@ func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, r
 // fetchUserInfo the userinfo claims are merged into them again as at login
 // (an IdP may keep the email, say, out of its ID tokens).
 func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken string, fetchUserInfo bool) (*Tokens, error) {
+	if err := p.checkDPoPKey(ctx); err != nil {
+		return nil, err
+	}
 	ctx = p.clientContext(ctx)
 	// An already expired token makes x/oauth2 call the token endpoint.
 	src := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)})

@@ -53,7 +53,8 @@ func (t *idpTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ep := endpointOf(req.URL)
 	assert := d.Security.auth.method == PrivateKeyJWT && req.Method == http.MethodPost && d.Security.authEndpoints[ep]
 	key := dpopKeyFrom(req.Context())
-	accessToken, dpopAuthz := strings.CutPrefix(req.Header.Get("Authorization"), "DPoP ")
+	scheme, accessToken, _ := strings.Cut(req.Header.Get("Authorization"), " ")
+	dpopAuthz := strings.EqualFold(scheme, "DPoP")
 	if dpopAuthz && key == nil {
 		return nil, errors.New("a DPoP-bound access token needs the session's DPoP key (oidc.WithDPoPKey)")
 	}
