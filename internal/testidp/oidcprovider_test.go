@@ -16,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // rpCallback starts a stand-in for a relying party's callback (and
@@ -334,5 +335,21 @@ func unsafeClaims(t *testing.T, raw string, out any) {
 	}
 	if err := tok.UnsafeClaimsWithoutVerification(out); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestOIDCProviderClientCredentials(t *testing.T) {
+	op := StartOIDCProvider(t, OIDCProviderOptions{ClientCredentials: true})
+	conf := clientcredentials.Config{ClientID: op.Service.ID, ClientSecret: op.Service.Secret, TokenURL: op.Issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader}
+	tok, err := conf.Token(context.Background())
+	if err != nil {
+		t.Fatalf("client_credentials: %v", err)
+	}
+	if tok.AccessToken == "" || tok.RefreshToken != "" {
+		t.Errorf("client_credentials token %+v", tok)
+	}
+	conf.ClientSecret = "wrong"
+	if _, err := conf.Token(context.Background()); err == nil {
+		t.Error("client_credentials with a wrong secret succeeded")
 	}
 }
