@@ -20,6 +20,10 @@ type Flow struct {
 	Verifier string    `json:"v,omitempty"` // PKCE code verifier; empty when PKCE is off
 	ReturnTo string    `json:"r"`
 	Created  time.Time `json:"t"`
+	// DPoP is the key of the session this login will make (nil without
+	// DPoP): the authorization request names it (dpop_jkt), so the code
+	// can only be redeemed with proofs signed by it.
+	DPoP *DPoPKey `json:"k,omitempty"`
 }
 
 // NewFlow starts a login attempt that returns to returnTo (already
@@ -77,6 +81,9 @@ func (d *Discovered) AuthCodeURL(f *Flow, redirectURL string) string {
 	opts := []oauth2.AuthCodeOption{gooidc.Nonce(f.Nonce)}
 	if f.Verifier != "" {
 		opts = append(opts, oauth2.S256ChallengeOption(f.Verifier))
+	}
+	if f.DPoP != nil {
+		opts = append(opts, oauth2.SetAuthURLParam("dpop_jkt", f.DPoP.Thumbprint()))
 	}
 	return cfg.AuthCodeURL(f.State, opts...)
 }

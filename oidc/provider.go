@@ -27,6 +27,22 @@ type Config struct {
 	ClientID     string
 	ClientSecret string
 	Scopes       []string
+	// ClientAuth is how the client authenticates to the IdP (token, PAR,
+	// revocation, introspection). Default ClientAuthAuto: private_key_jwt
+	// with ClientKeys, else the secret method the IdP advertises, else none.
+	ClientAuth ClientAuthMethod
+	// ClientKeys are the private_key_jwt keys: the first signs the client
+	// assertions, the others are only published by ClientJWKS, so a new key
+	// can be announced before it is used (rotation). Private: keep them out
+	// of logs and of Caddy's autosaved config (use {file.*} placeholders).
+	ClientKeys []*ClientKey
+	// PAR is the pushed authorization request mode. Default PARAuto.
+	PAR PARMode
+	// DPoP sends DPoP proofs with the key a request's context carries
+	// (WithDPoPKey) and refuses tokens that are not DPoP-bound. Default off.
+	DPoP DPoPMode
+	// Profile is a security profile (see ApplyFAPI2). Default none.
+	Profile Profile
 	// HTTPClient makes every call to the IdP; its timeout bounds them.
 	HTTPClient *http.Client
 	// RetryAfter is the shortest wait between two failed discovery attempts,
@@ -56,6 +72,9 @@ type Discovered struct {
 	verifier *gooidc.IDTokenVerifier
 	// oauth has no RedirectURL: it depends on the request's host.
 	oauth *oauth2.Config
+	// Security is what discovery decided about client authentication,
+	// PAR, DPoP and the iss response parameter.
+	Security Security
 	// EndSessionEndpoint is the IdP's RP-initiated logout endpoint, or "".
 	EndSessionEndpoint string
 	// HasUserInfo reports whether the IdP has a userinfo endpoint.
@@ -75,7 +94,9 @@ func NewProvider(cfg Config) *Provider {
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 2 * time.Second
 	}
-	return &Provider{cfg: cfg}
+	p := &Provider{cfg: cfg}
+	p.cfg.HTTPClient = p.hookedClient(cfg.HTTPClient)
+	return p
 }
 
 // ClientID returns the configured client id.
@@ -100,6 +121,9 @@ func (p *Provider) Discover(ctx context.Context) (*Discovered, error) {
 	}
 	p.lastTry = time.Now()
 	d, err := p.discover(ctx)
+	if err == nil {
+		err = p.discoverSecurity(d)
+	}
 	if err != nil {
 		p.lastErr = fmt.Errorf("%w: discovery of %s: %v", ErrUnavailable, p.cfg.Issuer, err)
 		return nil, p.lastErr

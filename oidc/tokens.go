@@ -26,6 +26,11 @@ type Tokens struct {
 	// Claims are the verified ID token's claims (merged with userinfo when
 	// that was fetched); nil after a refresh that returned no ID token.
 	Claims map[string]any
+
+	// TokenType is the access token's type: "Bearer", or "DPoP" when it is
+	// bound to the session's DPoP key (send it upstream as
+	// "Authorization: DPoP <token>" with a proof, DPoPKey.Proof).
+	TokenType string
 }
 
 // Exchange trades the callback's code for tokens and verifies the ID token,
@@ -33,6 +38,9 @@ type Tokens struct {
 // code, failed verification) are returned as they are; a failure to reach
 // it wraps ErrUnavailable.
 func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, redirectURL string, fetchUserInfo bool) (*Tokens, error) {
+	if err := p.checkDPoPKey(ctx); err != nil {
+		return nil, err
+	}
 	ctx = p.clientContext(ctx)
 	cfg := *d.oauth
 	cfg.RedirectURL = redirectURL
@@ -43,6 +51,9 @@ func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, r
 	tok, err := cfg.Exchange(ctx, code, opts...)
 	if err != nil {
 		return nil, classify("code exchange", err)
+	}
+	if err := checkDPoPBound(ctx, tok); err != nil {
+		return nil, err
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
@@ -69,12 +80,18 @@ func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, r
 // fetchUserInfo the userinfo claims are merged into them again as at login
 // (an IdP may keep the email, say, out of its ID tokens).
 func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken string, fetchUserInfo bool) (*Tokens, error) {
+	if err := p.checkDPoPKey(ctx); err != nil {
+		return nil, err
+	}
 	ctx = p.clientContext(ctx)
 	// An already expired token makes x/oauth2 call the token endpoint.
 	src := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)})
 	tok, err := src.Token()
 	if err != nil {
 		return nil, classify("refresh", err)
+	}
+	if err := checkDPoPBound(ctx, tok); err != nil {
+		return nil, err
 	}
 	out := newTokens(tok, "", nil)
 	if out.RefreshToken == "" {
@@ -145,6 +162,7 @@ func newTokens(tok *oauth2.Token, idToken string, claims map[string]any) *Tokens
 		IDToken:      idToken,
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
+		TokenType:    tok.Type(),
 		Issued:       time.Now(),
 		Claims:       claims,
 	}

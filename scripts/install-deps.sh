@@ -13,6 +13,10 @@
 #   - .bin/oauth2-proxy, the pinned oauth2-proxy of tools/bench (the
 #     benchmarks' baseline and the maker of the sessions that
 #     internal/oauth2proxy's tests read), rebuilt when tools/bench changes.
+#   - internal/testidp/oidcprovider/node_modules: oidc-provider (npm, pinned
+#     in its package.json and package-lock.json), installed with npm ci when
+#     missing or older than the lock file. Needs node >= 20.19 and npm
+#     (present on the machine image; Debian's own nodejs is too old).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -115,6 +119,23 @@ if [ ! -x "$o2p_bin" ] || [ tools/bench/go.mod -nt "$o2p_bin" ] || [ tools/bench
 	log "built .bin/oauth2-proxy"
 else
 	log "oauth2-proxy: .bin/oauth2-proxy is up to date"
+fi
+
+# --- oidc-provider (npm) --------------------------------------------------------
+op_dir="$ROOT/internal/testidp/oidcprovider"
+# npm writes node_modules/.package-lock.json on every install: its mtime says
+# when node_modules was last brought in line with the lock file.
+op_stamp="$op_dir/node_modules/.package-lock.json"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	log "WARNING: node/npm not found: the oidc-provider tests will fail in CI (install Node.js >= 20.19 with npm)"
+elif [ ! -f "$op_stamp" ] || [ "$op_dir/package-lock.json" -nt "$op_stamp" ] || [ "$op_dir/package.json" -nt "$op_stamp" ]; then
+	log "installing oidc-provider into internal/testidp/oidcprovider/node_modules (npm ci)"
+	(cd "$op_dir" && npm ci --no-audit --no-fund --loglevel=error)
+	[ -f "$op_stamp" ] || die "npm ci left no $op_stamp"
+	touch "$op_stamp"
+	log "installed oidc-provider $(node -p "require('$op_dir/node_modules/oidc-provider/package.json').version")"
+else
+	log "oidc-provider: node_modules is up to date"
 fi
 
 log "done"

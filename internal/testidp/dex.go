@@ -1,5 +1,7 @@
-// Package testidp runs a real OpenID Connect provider (Dex) for integration
-// tests.
+// Package testidp runs real OpenID Connect providers for integration tests:
+// Dex (this file), the zitadel example OP (zitadel.go) and oidc-provider, an
+// OpenID Certified OP with PAR, DPoP and private_key_jwt
+// (oidcprovider.go), with browser-like login drivers for each.
 //
 // Dex is built from the pinned version in tools/dex by
 // scripts/install-deps.sh into <repo root>/.bin/dex. Tests locate it with

@@ -8,13 +8,11 @@ package testidp
 
 import (
 	"fmt"
-	"html"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -122,42 +120,13 @@ func (z *Zitadel) Stop() { z.proc.stop() }
 // LogTail returns the last n lines of the OP's output.
 func (z *Zitadel) LogTail(n int) string { return testenv.Tail(z.LogPath, n) }
 
-var (
-	zitadelFormRe  = regexp.MustCompile(`(?is)<form\b([^>]*)>(.*?)</form>`)
-	zitadelAttrRe  = regexp.MustCompile(`(?is)\b(name|value|action|type)\s*=\s*"([^"]*)"`)
-	zitadelInputRe = regexp.MustCompile(`(?is)<input\b[^>]*>`)
-)
-
 // zitadelLoginForm finds the first form with a "password" input and
 // returns its action and the values of all its named inputs.
 func zitadelLoginForm(body string) (action string, fields url.Values, ok bool) {
-	for _, m := range zitadelFormRe.FindAllStringSubmatch(body, -1) {
-		fields := url.Values{}
-		hasPassword := false
-		for _, in := range zitadelInputRe.FindAllString(m[2], -1) {
-			attrs := map[string]string{}
-			for _, a := range zitadelAttrRe.FindAllStringSubmatch(in, -1) {
-				attrs[strings.ToLower(a[1])] = html.UnescapeString(a[2])
-			}
-			name := attrs["name"]
-			if name == "" {
-				continue
-			}
-			if name == "password" {
-				hasPassword = true
-			}
-			fields.Set(name, attrs["value"])
+	for _, f := range htmlForms(body) {
+		if _, ok := f.fields["password"]; ok {
+			return f.attrs["action"], f.fields, true
 		}
-		if !hasPassword {
-			continue
-		}
-		action := ""
-		for _, a := range zitadelAttrRe.FindAllStringSubmatch(m[1], -1) {
-			if strings.ToLower(a[1]) == "action" {
-				action = html.UnescapeString(a[2])
-			}
-		}
-		return action, fields, true
 	}
 	return "", nil, false
 }
