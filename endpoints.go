@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oidc-session/oidc_session/internal/cookies"
+	"github.com/oidc-session/oidc_session/internal/lifecycle"
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
 )
@@ -139,10 +140,11 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	// A new login never continues an earlier session (no fixation): the
 	// old one is ended and the store mints a new identifier.
-	if old := h.jar.Read(r); old != "" {
-		_ = h.storeDelete(r.Context(), old)
+	cookie, err := h.sessions.Start(r.Context(), h.jar.Read(r), sess)
+	if err == nil {
+		err = h.applyCookie(w, r, cookie)
 	}
-	if err := h.saveSession(w, r, "", sess); err != nil {
+	if err != nil {
 		h.logger.Error("could not save new session", zap.String("sub", sess.Subject), zap.Error(err))
 		if errors.Is(err, cookies.ErrTooLarge) {
 			// A deployment problem, not the user's: say what to change.
@@ -179,7 +181,7 @@ func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	}
 	var idToken string
 	if value := h.jar.Read(r); value != "" {
-		sess, err := h.storeLoad(r.Context(), value)
+		sess, err := h.sessions.Peek(r.Context(), value)
 		if err != nil && !errors.Is(err, sessions.ErrNoSession) {
 			h.logger.Error("sign_out: session store unavailable", zap.Error(err))
 			return caddyhttp.Error(h.UnavailableStatus, err)
@@ -194,10 +196,12 @@ func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 		if rpInitiated {
 			kind = logoutRPInitiated
 		}
-		if err := h.endSession(w, r, value, sess, kind); err != nil {
+		cookie, err := h.sessions.End(r.Context(), value, sess, lifecycle.Reason(kind))
+		if err != nil {
 			h.logger.Error("sign_out: could not end the session in its store", zap.Error(err))
 			return caddyhttp.Error(h.UnavailableStatus, err)
 		}
+		_ = h.applyCookie(w, r, cookie) // a Clear: cannot fail
 		if rpInitiated {
 			h.clearFlows(w, r)
 			return h.sendToEndSession(w, r, d.EndSessionEndpoint, idToken, target)

@@ -120,12 +120,14 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		return caddyhttp.Error(http.StatusBadRequest, errors.New("front-channel logout for another issuer"))
 	}
 	if value := h.jar.Read(r); value != "" {
-		sess, err := h.storeLoad(r.Context(), value)
+		sess, err := h.sessions.Peek(r.Context(), value)
 		switch {
 		case err == nil && sess.SID == sid:
-			if err := h.endSession(w, r, value, sess, logoutFrontchannel); err != nil {
+			cookie, err := h.sessions.End(r.Context(), value, sess, logoutFrontchannel)
+			if err != nil {
 				return caddyhttp.Error(h.UnavailableStatus, err)
 			}
+			_ = h.applyCookie(w, r, cookie) // a Clear: cannot fail
 		case err != nil && !errors.Is(err, sessions.ErrNoSession):
 			return caddyhttp.Error(h.UnavailableStatus, err)
 		}

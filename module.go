@@ -17,10 +17,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/oidc-session/oidc_session/internal/cookies"
+	"github.com/oidc-session/oidc_session/internal/lifecycle"
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
 
@@ -189,8 +189,11 @@ type Handler struct {
 	// Default: 503.
 	UnavailableStatus int `json:"unavailable_status,omitempty"`
 
-	provider    *oidc.Provider
-	store       sessions.Store
+	provider *oidc.Provider
+	store    sessions.Store
+	caps     sessions.Capabilities
+	// sessions finds, refreshes, saves and ends the request's session.
+	sessions    *lifecycle.Keeper
 	jar         cookies.Jar
 	flowKeys    *sessions.Keyring
 	binding     []byte
@@ -200,15 +203,11 @@ type Handler struct {
 	stripNames  map[string]bool
 	// claimPlaceholders are the placeholder names of Claims, made once.
 	claimPlaceholders []string
-	refreshes         *singleflight.Group
-	recent            *recentRefreshes
 	jtis              *oidc.JTICache
 	// logoutFetches limits, per client address, the logout tokens that may
 	// make this instance fetch the IdP's keys again.
 	logoutFetches *sourceLimiter
-	backoff       *refreshBackoff
 	storeName     string
-	cache         *sessionCache
 	events        *caddyevents.App
 	ctx           caddy.Context
 	logger        *zap.Logger
@@ -327,7 +326,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading session store: %w", err)
 	}
 	h.store = mod.(sessions.Store)
-	if _, ok := h.store.(sessions.Manager); !ok && h.MaxSessionsPerUser > 0 {
+	if h.caps, err = sessions.CapabilitiesOf(h.store); err != nil {
+		return err
+	}
+	if h.caps.Manager == nil && h.MaxSessionsPerUser > 0 {
 		return errors.New("max_sessions_per_user needs a server-side store (store memory or store redis): the cookie store cannot see a user's other sessions")
 	}
 	if err := h.store.Bind(sessions.Env{
@@ -341,7 +343,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	registry.join(h, h.store)
-	h.cache = newSessionCache(10000)
 	if err := h.provisionObservability(ctx); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -350,13 +351,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.provisionIdentity()
-	h.refreshes = new(singleflight.Group)
-	h.recent = newRecentRefreshes(30 * time.Second)
 	// Logout tokens older than the verifier's max age are refused anyway,
 	// so remembering jtis for that long catches every replay.
 	h.jtis = oidc.NewJTICache(oidc.DefaultLogoutMaxAge+oidc.LogoutClockSkew, 100000)
 	h.logoutFetches = newSourceLimiter(rate.Every(time.Minute), 3, 10000)
-	h.backoff = newRefreshBackoff(100000)
 
 	h.provider = oidc.NewProvider(oidc.Config{
 		Issuer:       issuer,
@@ -364,6 +362,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
 		Scopes:       h.Scopes,
 		HTTPClient:   &http.Client{Timeout: time.Duration(h.ProviderTimeout)},
+	})
+	h.sessions = lifecycle.New(lifecycle.Config{
+		Store:         h.store,
+		Capabilities:  h.caps,
+		Issuer:        issuer,
+		IdleTimeout:   h.idleTimeout(),
+		RefreshMargin: time.Duration(h.RefreshMargin),
+		Refresher:     refresher{h},
+		Hooks:         lifecycle.Hooks{Store: h.storeCall, Ended: h.sessionEnded},
+		Logger:        h.logger,
 	})
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/oidc-session/oidc_session/internal/lifecycle"
 	"github.com/oidc-session/oidc_session/sessions"
 )
 
@@ -30,64 +31,32 @@ func endSpan(s trace.Span, err error) {
 	s.End()
 }
 
-func (h *Handler) storeLoad(ctx context.Context, value string) (*sessions.Session, error) {
-	if s := h.cache.get(value); s != nil {
-		checker, ok := h.store.(sessions.Checker)
-		if !ok {
-			return s, nil
-		}
-		ctx, sp := span(ctx, "oidc_session.store.exists")
-		start := time.Now()
-		exists, err := checker.Exists(ctx, value)
-		observeStore(h.storeName, storeOpLoad, start)
+// storeCall traces and times one store call (lifecycle.Hooks.Store).
+func (h *Handler) storeCall(ctx context.Context, op lifecycle.StoreOp) (context.Context, func(error)) {
+	ctx, sp := span(ctx, "oidc_session.store."+string(op))
+	metricOp := storeOpLoad // an existence check is part of loading a session
+	switch op {
+	case lifecycle.OpSave:
+		metricOp = storeOpSave
+	case lifecycle.OpDelete:
+		metricOp = storeOpDelete
+	}
+	start := time.Now()
+	return ctx, func(err error) {
+		observeStore(h.storeName, metricOp, start)
 		endSpan(sp, err)
-		switch {
-		case err != nil:
-			return nil, err
-		case !exists:
-			h.cache.drop(value)
-			return nil, sessions.ErrNoSession
-		}
-		return s, nil
 	}
-	return h.storeLoadFresh(ctx, value)
 }
 
-// storeLoadFresh reads the session from its store, never from the cache:
-// for refreshes, where a copy older than the store's could hold a refresh
-// token another instance has already redeemed.
-func (h *Handler) storeLoadFresh(ctx context.Context, value string) (*sessions.Session, error) {
-	ctx, sp := span(ctx, "oidc_session.store.load")
-	defer observeStore(h.storeName, storeOpLoad, time.Now())
-	s, err := h.store.Load(ctx, value)
-	endSpan(sp, ignoreNoSession(err))
-	if err == nil {
-		h.cache.put(value, s)
+// sessionEnded counts and announces the end of a session
+// (lifecycle.Hooks.Ended); reason is a logouts_total kind.
+func (h *Handler) sessionEnded(s *sessions.Session, reason lifecycle.Reason) {
+	kind := string(reason)
+	if reason == lifecycle.ReasonRefused {
+		kind = logoutOther
 	}
-	return s, err
-}
-
-func (h *Handler) storeSave(ctx context.Context, prev string, s *sessions.Session) (string, error) {
-	ctx, sp := span(ctx, "oidc_session.store.save")
-	defer observeStore(h.storeName, storeOpSave, time.Now())
-	v, err := h.store.Save(ctx, prev, s)
-	endSpan(sp, err)
-	if err == nil {
-		if prev != "" && prev != v {
-			h.cache.drop(prev)
-		}
-		h.cache.put(v, s)
-	}
-	return v, err
-}
-
-func (h *Handler) storeDelete(ctx context.Context, value string) error {
-	h.cache.drop(value)
-	ctx, sp := span(ctx, "oidc_session.store.delete")
-	defer observeStore(h.storeName, storeOpDelete, time.Now())
-	err := h.store.Delete(ctx, value)
-	endSpan(sp, err)
-	return err
+	metricLogout(kind)
+	h.emit(eventEnded, s, kind)
 }
 
 // idpSpan traces one call to the IdP.
@@ -95,13 +64,6 @@ func idpSpan(ctx context.Context, what string) (context.Context, trace.Span) {
 	ctx, sp := span(ctx, "oidc_session.idp."+what)
 	sp.SetAttributes(attribute.String("oidc_session.idp.call", what))
 	return ctx, sp
-}
-
-func ignoreNoSession(err error) error {
-	if err == sessions.ErrNoSession {
-		return nil
-	}
-	return err
 }
 
 // Event names, emitted through Caddy's events app with the subject (never

@@ -7,6 +7,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/oidc-session/oidc_session/internal/lifecycle"
 	"github.com/oidc-session/oidc_session/sessions"
 	"github.com/oidc-session/oidc_session/sessions/storetest"
 )
@@ -20,16 +21,20 @@ func TestStoreSpans(t *testing.T) {
 
 	store := &sessions.CookieStore{}
 	_ = store.Bind(storetest.NewEnv(t))
-	h := &Handler{store: store, storeName: "cookie", cache: newSessionCache(10)}
-	v, err := h.storeSave(ctx, "", storetest.FullSession())
+	h := &Handler{storeName: "cookie"}
+	keeper := func() *lifecycle.Keeper {
+		return lifecycle.New(lifecycle.Config{Store: store, Hooks: lifecycle.Hooks{Store: h.storeCall}})
+	}
+	c, err := keeper().Start(ctx, "", storetest.FullSession())
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.cache.drop(v) // a cached session is not read from the store
-	if _, err := h.storeLoad(ctx, v); err != nil {
+	k := keeper() // a cached session is not read from the store: a new cache
+	s, err := k.Peek(ctx, c.Value)
+	if err != nil {
 		t.Fatal(err)
 	}
-	_ = h.storeDelete(ctx, v)
+	_, _ = k.End(ctx, c.Value, s, "test")
 	parent.End()
 
 	want := map[string]bool{"oidc_session.store.save": false, "oidc_session.store.load": false, "oidc_session.store.delete": false}

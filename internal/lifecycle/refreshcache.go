@@ -1,15 +1,15 @@
-package oidcsession
+package lifecycle
 
 import (
 	"crypto/sha256"
 	"sync"
 	"time"
 
-	"github.com/oidc-session/oidc_session/oidc"
+	"github.com/oidc-session/oidc_session/sessions"
 )
 
-// recentRefreshes remembers, for a short while, the tokens a refresh token
-// was redeemed for. Requests of one session that were in flight with the
+// recentRefreshes remembers, for a short while, the session a refresh
+// token was redeemed for. Requests of one session that were in flight with the
 // old cookie when it was refreshed present the spent refresh token; they
 // get the new tokens instead of being logged out by an IdP that rotates
 // refresh tokens.
@@ -21,27 +21,26 @@ type recentRefreshes struct {
 }
 
 type recentEntry struct {
-	tokens *oidc.Tokens
-	at     time.Time
+	session *sessions.Session
+	at      time.Time
 }
 
 func newRecentRefreshes(ttl time.Duration) *recentRefreshes {
 	return &recentRefreshes{ttl: ttl, entries: map[string]recentEntry{}}
 }
 
-func (c *recentRefreshes) get(key string) *oidc.Tokens {
+func (c *recentRefreshes) get(key string, now time.Time) *sessions.Session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.entries[key]; ok && time.Since(e.at) < c.ttl {
-		return e.tokens
+	if e, ok := c.entries[key]; ok && now.Sub(e.at) < c.ttl {
+		return e.session
 	}
 	return nil
 }
 
-func (c *recentRefreshes) put(key string, t *oidc.Tokens) {
+func (c *recentRefreshes) put(key string, s *sessions.Session, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
 	if now.Sub(c.swept) > c.ttl {
 		for k, e := range c.entries {
 			if now.Sub(e.at) >= c.ttl {
@@ -50,7 +49,7 @@ func (c *recentRefreshes) put(key string, t *oidc.Tokens) {
 		}
 		c.swept = now
 	}
-	c.entries[key] = recentEntry{tokens: t, at: now}
+	c.entries[key] = recentEntry{session: s, at: now}
 }
 
 // tokenKey names a refresh token without keeping it in memory as a key.

@@ -1,4 +1,4 @@
-package oidcsession
+package lifecycle
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 	"github.com/oidc-session/oidc_session/sessions"
 )
 
-// sessionCache keeps decoded sessions by cookie value, so a request with a
+// cache keeps decoded sessions by cookie value, so a request with a
 // session seen before skips decryption and decompression, which otherwise
 // dominate the cost of an authenticated request. It holds nothing the
 // cookie does not: the same value always decodes to the same session.
@@ -16,19 +16,19 @@ import (
 // operator, the IdP): for such stores a cached session is used only after
 // the store's cheap existence check (sessions.Checker), and refreshes
 // always read the store.
-type sessionCache struct {
+type cache struct {
 	mu      sync.RWMutex
 	max     int
 	entries map[string]*sessions.Session
 }
 
-func newSessionCache(max int) *sessionCache {
-	return &sessionCache{max: max, entries: make(map[string]*sessions.Session)}
+func newCache(max int) *cache {
+	return &cache{max: max, entries: make(map[string]*sessions.Session)}
 }
 
 // get returns a copy of the cached session the caller may change (the
 // handler only replaces fields, never edits slices or maps in place).
-func (c *sessionCache) get(value string) *sessions.Session {
+func (c *cache) get(value string) *sessions.Session {
 	c.mu.RLock()
 	s := c.entries[value]
 	c.mu.RUnlock()
@@ -42,7 +42,7 @@ func (c *sessionCache) get(value string) *sessions.Session {
 // put remembers a copy of s under value. When full, an arbitrary entry
 // makes room (map iteration order is random): hot sessions come back at
 // once, cold ones cost one decode.
-func (c *sessionCache) put(value string, s *sessions.Session) {
+func (c *cache) put(value string, s *sessions.Session) {
 	cp := *s
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -60,7 +60,7 @@ func (c *sessionCache) put(value string, s *sessions.Session) {
 	c.entries[value] = &cp
 }
 
-func (c *sessionCache) drop(value string) {
+func (c *cache) drop(value string) {
 	c.mu.Lock()
 	delete(c.entries, value)
 	c.mu.Unlock()

@@ -1,0 +1,100 @@
+package lifecycle
+
+import (
+	"context"
+	"time"
+
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+// Store access: every call goes through Hooks.Store, and decoded sessions
+// are kept in the cache. A cached session of a shared store is used only
+// after the store's cheap existence check; a refresh or a touch-save reads
+// the store itself (loadFresh).
+
+func (k *Keeper) call(ctx context.Context, op StoreOp) (context.Context, func(error)) {
+	if k.cfg.Hooks.Store == nil {
+		return ctx, func(error) {}
+	}
+	return k.cfg.Hooks.Store(ctx, op)
+}
+
+func (k *Keeper) load(ctx context.Context, value string) (*sessions.Session, error) {
+	s := k.cache.get(value)
+	if s == nil {
+		return k.loadFresh(ctx, value)
+	}
+	checker := k.cfg.Capabilities.Checker
+	if checker == nil {
+		return s, nil
+	}
+	cctx, done := k.call(ctx, OpExists)
+	exists, err := checker.Exists(cctx, value)
+	done(err)
+	switch {
+	case err != nil:
+		return nil, err
+	case !exists:
+		k.cache.drop(value)
+		return nil, sessions.ErrNoSession
+	}
+	return s, nil
+}
+
+// loadFresh reads the session from its store, never from the cache: for
+// refreshes, where a copy older than the store's could hold a refresh
+// token another instance has already redeemed.
+func (k *Keeper) loadFresh(ctx context.Context, value string) (*sessions.Session, error) {
+	cctx, done := k.call(ctx, OpLoad)
+	s, err := k.cfg.Store.Load(cctx, value)
+	if err == sessions.ErrNoSession {
+		done(nil) // an answer, not a failure of the store
+	} else {
+		done(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.Issuer == "" {
+		s.Issuer = k.cfg.Issuer
+	}
+	k.cache.put(value, s)
+	return s, nil
+}
+
+// save stores s (prev is "" at login) and returns the cookie to write.
+func (k *Keeper) save(ctx context.Context, prev string, s *sessions.Session) (Cookie, error) {
+	cctx, done := k.call(ctx, OpSave)
+	v, err := k.cfg.Store.Save(cctx, prev, s)
+	done(err)
+	if err != nil {
+		return Cookie{}, err
+	}
+	if prev != "" && prev != v {
+		k.cache.drop(prev)
+	}
+	k.cache.put(v, s)
+	return Cookie{Action: Write, Value: v, Expires: s.Deadline(k.cfg.IdleTimeout)}, nil
+}
+
+func (k *Keeper) delete(ctx context.Context, value string) error {
+	k.cache.drop(value)
+	cctx, done := k.call(ctx, OpDelete)
+	err := k.cfg.Store.Delete(cctx, value)
+	done(err)
+	return err
+}
+
+// needsRefresh decides expiry itself, rather than leaving it to
+// golang.org/x/oauth2, whose fixed 10 s early expiry would refresh a
+// short-lived token on every request.
+func (k *Keeper) needsRefresh(s *sessions.Session, now time.Time) bool {
+	if k.cfg.Refresher == nil || s.RefreshToken == "" || s.TokenExpiry.IsZero() {
+		return false
+	}
+	margin := k.cfg.RefreshMargin
+	if lifetime := s.TokenExpiry.Sub(s.TokenIssued); lifetime > 0 {
+		margin = min(margin, lifetime/3)
+	}
+	return s.TokenExpiry.Sub(now) < margin
+}

@@ -1,0 +1,62 @@
+package oidcsession
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/oidc-session/oidc_session/internal/lifecycle"
+	"github.com/oidc-session/oidc_session/oidc"
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+// refresher renews a session's tokens at the IdP for the lifecycle: the
+// token call, then the claims of a new ID token mapped into the identity
+// as at login. The lifecycle decides when, and makes sure a refresh token
+// is redeemed once per instance.
+type refresher struct{ h *Handler }
+
+// Refresh implements lifecycle.Refresher. A refusal by a reachable IdP
+// (invalid_grant or any other) and tokens that cannot be accepted are
+// final (lifecycle.ErrRefused); an IdP that cannot be reached is not.
+func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions.Session, error) {
+	h := rf.h
+	ctx, sp := idpSpan(ctx, "refresh")
+	t, err := h.refreshTokens(ctx, s.RefreshToken)
+	endSpan(sp, err)
+	switch {
+	case errors.Is(err, oidc.ErrInvalidGrant):
+		metricRefreshFailure(refreshFailureInvalidGrant)
+		return nil, fmt.Errorf("%w: %w", lifecycle.ErrRefused, err)
+	case errors.Is(err, oidc.ErrUnavailable):
+		metricRefreshFailure(refreshFailureUnavailable)
+		return nil, err
+	case err != nil:
+		metricRefreshFailure(refreshFailureOther)
+		return nil, fmt.Errorf("%w: %w", lifecycle.ErrRefused, err)
+	}
+	out := *s
+	if t.Claims != nil {
+		if err := h.applyClaims(&out, t.Claims); err != nil {
+			metricRefreshFailure(refreshFailureOther)
+			return nil, fmt.Errorf("%w: refreshed ID token: %w", lifecycle.ErrRefused, err)
+		}
+		if out.Subject != s.Subject {
+			metricRefreshFailure(refreshFailureOther)
+			return nil, fmt.Errorf("%w: refreshed ID token is for another subject", lifecycle.ErrRefused)
+		}
+	}
+	applyTokens(&out, t)
+	metricRefresh()
+	h.emit(eventRefreshed, &out, "")
+	return &out, nil
+}
+
+// refreshTokens redeems a refresh token at the IdP.
+func (h *Handler) refreshTokens(ctx context.Context, refreshToken string) (*oidc.Tokens, error) {
+	d, err := h.provider.Discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return h.provider.Refresh(ctx, d, refreshToken, h.FetchUserInfo)
+}
