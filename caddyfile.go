@@ -1,6 +1,8 @@
 package oidcsession
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -50,19 +52,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // The README lists every subdirective with its default.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
+	at := lines{file: d.File(), fields: map[string]int{"": d.Line()}}
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
+		at.fields[d.Val()] = d.Line()
 		var err error
 		switch d.Val() {
 		case "issuer":
 			err = cfgargs.One(d, &h.Issuer)
-			if err == nil && !strings.Contains(h.Issuer, "{") {
-				if uerr := checkAbsoluteURL(h.Issuer); uerr != nil {
-					err = d.Errf("issuer: %v", uerr)
-				}
-			}
 		case "client_id":
 			err = cfgargs.One(d, &h.ClientID)
 		case "client_secret":
@@ -78,7 +77,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "fetch_userinfo":
 			err = cfgargs.Flag(d, &h.FetchUserInfo)
 		case "cookie":
-			err = h.Cookie.unmarshalCaddyfile(d)
+			err = h.Cookie.unmarshalCaddyfile(d, at)
 		case "store":
 			err = h.unmarshalStore(d)
 		case "session_lifetime":
@@ -101,9 +100,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "post_logout_redirect":
 			err = cfgargs.One(d, &h.PostLogoutRedirect)
 		case "end_session_method":
-			if err = cfgargs.One(d, &h.EndSessionMethod); err == nil && h.EndSessionMethod != endSessionPOST && h.EndSessionMethod != endSessionGET {
-				return d.Errf("end_session_method must be post or get, not %q", h.EndSessionMethod)
-			}
+			err = cfgargs.One(d, &h.EndSessionMethod)
 		case "user_id_claim":
 			err = cfgargs.One(d, &h.UserIDClaim)
 		case "groups_claim":
@@ -148,7 +145,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "unavailable_status":
 			var v string
 			if err = cfgargs.One(d, &v); err == nil {
-				if h.UnavailableStatus, err = strconv.Atoi(v); err != nil || h.UnavailableStatus < 400 || h.UnavailableStatus > 599 {
+				if h.UnavailableStatus, err = strconv.Atoi(v); err != nil || h.UnavailableStatus == 0 {
 					return d.Errf("unavailable_status must be a 4xx or 5xx status code, not %q", v)
 				}
 			}
@@ -163,37 +160,59 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	switch {
-	case h.Issuer == "":
-		return d.Err("oidc_session: issuer is required")
-	case h.ClientID == "":
-		return d.Err("oidc_session: client_id is required")
-	case len(h.Cookie.Secrets) == 0:
-		return d.Err("oidc_session: cookie { secret <value> } is required (at least 32 characters; e.g. {env.OIDC_COOKIE_SECRET})")
-	}
-	return nil
+	// The configuration as Provision will see it, checked by the same
+	// validation, its mistakes reported at their lines.
+	defaulted := *h
+	defaulted.applyDefaults()
+	return at.wrap(defaulted.validate())
 }
 
-func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+// lines remembers where each subdirective of a block is, so a mistake
+// validate finds is reported at its line.
+type lines struct {
+	file   string
+	fields map[string]int // subdirective (cookie.name for those of the cookie block) -> line; "" the block's
+}
+
+// wrap prefixes each configError of err with its position, as Caddyfile
+// parse errors are.
+func (l lines) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		line := l.fields[""]
+		var ce *configError
+		if errors.As(e, &ce) {
+			if n, ok := l.fields[ce.field]; ok {
+				line = n
+			} else if group, _, ok := strings.Cut(ce.field, "."); ok && l.fields[group] != 0 {
+				line = l.fields[group]
+			}
+		}
+		out[i] = fmt.Errorf("%s:%d - Error during parsing: oidc_session: %w", l.file, line, e)
+	}
+	return errors.Join(out...)
+}
+
+func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser, at lines) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		at.fields["cookie."+d.Val()] = d.Line()
 		var err error
 		switch d.Val() {
 		case "name":
 			err = cfgargs.One(d, &c.Name)
-			if err == nil && (c.Name == "" || strings.ContainsAny(c.Name, " ;,=\t\"")) {
-				return d.Errf("cookie name %q is not a valid cookie name", c.Name)
-			}
 		case "secret":
 			var secrets []string
 			if err = cfgargs.Many(d, &secrets); err == nil {
-				for _, s := range secrets {
-					if !strings.Contains(s, "{") && len(s) < sessions.MinSecretLength {
-						return d.Errf("cookie secret is %d characters long; it must be at least %d (generate one with: openssl rand -base64 32)", len(s), sessions.MinSecretLength)
-					}
-				}
 				c.Secrets = append(c.Secrets, secrets...)
 			}
 		case "domain":
@@ -210,9 +229,6 @@ func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			c.AllowScripts = !on
 		case "same_site":
 			if err = cfgargs.One(d, &c.SameSite); err == nil {
-				if _, perr := parseSameSite(c.SameSite); perr != nil {
-					return d.Err(perr.Error())
-				}
 				c.SameSite = strings.ToLower(c.SameSite)
 			}
 		default:
@@ -221,13 +237,6 @@ func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if err != nil {
 			return err
 		}
-	}
-	withDefaults := *c
-	if withDefaults.Path == "" {
-		withDefaults.Path = "/"
-	}
-	if err := withDefaults.checkPrefix(); err != nil {
-		return d.Err(err.Error())
 	}
 	return nil
 }

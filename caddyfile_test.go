@@ -139,14 +139,45 @@ func TestCaddyfileAllOptions(t *testing.T) {
 	}
 	h.StoreRaw = nil
 	want := Handler{
-		Issuer:        "https://idp.example.com/realms/main",
-		ClientID:      "app",
-		ClientSecret:  "{env.OIDC_CLIENT_SECRET}",
-		RedirectURL:   "/auth/callback",
-		Scopes:        []string{"openid", "email", "profile", "offline_access"},
-		PathPrefix:    "/auth",
-		DisablePKCE:   true,
-		FetchUserInfo: true,
+		ProviderConfig: ProviderConfig{
+			Issuer:          "https://idp.example.com/realms/main",
+			ClientID:        "app",
+			ClientSecret:    "{env.OIDC_CLIENT_SECRET}",
+			RedirectURL:     "/auth/callback",
+			Scopes:          []string{"openid", "email", "profile", "offline_access"},
+			DisablePKCE:     true,
+			FetchUserInfo:   true,
+			ProviderTimeout: caddy.Duration(3 * time.Second),
+		},
+		BrowserConfig: BrowserConfig{
+			PathPrefix:           "/auth",
+			Unauthenticated:      "deny",
+			AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"},
+			PostLogoutRedirect:   "https://www.example.com/bye",
+			EndSessionMethod:     "get",
+			CacheControl:         "private, no-cache",
+		},
+		SessionPolicy: SessionPolicy{
+			SessionLifetime:   caddy.Duration(12 * time.Hour),
+			IdleTimeout:       caddy.Duration(30 * time.Minute),
+			RefreshMargin:     caddy.Duration(2 * time.Minute),
+			MaxLoginFlows:     3,
+			UnavailableStatus: 502,
+			LoginTimeout:      caddy.Duration(5 * time.Minute),
+		},
+		IdentityConfig: IdentityConfig{
+			UserIDClaim: "email",
+			GroupsClaim: "roles",
+			Claims:      []string{"department", "tenant"},
+			Headers: &HeadersConfig{User: "X-Auth-User", Email: "X-Auth-Email", Name: "X-Auth-Name",
+				Groups: "X-Auth-Groups", AccessToken: "X-Auth-Token"},
+		},
+		AccessRules: AccessRules{
+			AllowedEmailDomains:  []string{"example.com", "example.org"},
+			AllowUnverifiedEmail: true,
+			AllowedGroups:        []string{"admins", "ops"},
+			RequiredClaims:       map[string][]string{"tenant": {"acme", "globex"}, "role": {"admin", "editor"}},
+		},
 		Cookie: CookieConfig{
 			Name:         "_session",
 			Secrets:      []string{"{env.OIDC_COOKIE_SECRET}", "0123456789abcdef0123456789abcdef-old"},
@@ -156,27 +187,6 @@ func TestCaddyfileAllOptions(t *testing.T) {
 			AllowScripts: true,
 			SameSite:     "strict",
 		},
-		SessionLifetime:      caddy.Duration(12 * time.Hour),
-		IdleTimeout:          caddy.Duration(30 * time.Minute),
-		RefreshMargin:        caddy.Duration(2 * time.Minute),
-		Unauthenticated:      "deny",
-		AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"},
-		PostLogoutRedirect:   "https://www.example.com/bye",
-		EndSessionMethod:     "get",
-		UserIDClaim:          "email",
-		GroupsClaim:          "roles",
-		Claims:               []string{"department", "tenant"},
-		Headers: &HeadersConfig{User: "X-Auth-User", Email: "X-Auth-Email", Name: "X-Auth-Name",
-			Groups: "X-Auth-Groups", AccessToken: "X-Auth-Token"},
-		AllowedEmailDomains:  []string{"example.com", "example.org"},
-		AllowUnverifiedEmail: true,
-		AllowedGroups:        []string{"admins", "ops"},
-		RequiredClaims:       map[string][]string{"tenant": {"acme", "globex"}, "role": {"admin", "editor"}},
-		MaxLoginFlows:        3,
-		CacheControl:         "private, no-cache",
-		UnavailableStatus:    502,
-		LoginTimeout:         caddy.Duration(5 * time.Minute),
-		ProviderTimeout:      caddy.Duration(3 * time.Second),
 	}
 	gotJSON, _ := json.MarshalIndent(h, "", "  ")
 	wantJSON, _ := json.MarshalIndent(want, "", "  ")
@@ -307,7 +317,9 @@ func TestCaddyfileErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			first, _ := bufio.NewReader(f).ReadString('\n')
+			rd := bufio.NewReader(f)
+			first, _ := rd.ReadString('\n')
+			second, _ := rd.ReadString('\n')
 			f.Close()
 			want, ok := strings.CutPrefix(strings.TrimSpace(first), "# error:")
 			want = strings.TrimSpace(want)
@@ -320,6 +332,13 @@ func TestCaddyfileErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), want) {
 				t.Fatalf("error %q does not contain %q", err, want)
+			}
+			// "# line: N": the mistake is reported at the line of the
+			// subdirective that makes it.
+			if line, ok := strings.CutPrefix(strings.TrimSpace(second), "# line:"); ok {
+				if at := ".caddyfile:" + strings.TrimSpace(line) + " - "; !strings.Contains(err.Error(), at) {
+					t.Fatalf("error %q is not reported at line %s", err, strings.TrimSpace(line))
+				}
 			}
 		})
 	}
@@ -342,9 +361,8 @@ func provisioned(t *testing.T, h *Handler) error {
 func TestProvisionValidate(t *testing.T) {
 	base := func() *Handler {
 		return &Handler{
-			Issuer:   "http://127.0.0.1:1",
-			ClientID: "app",
-			Cookie:   CookieConfig{Secrets: []string{testSecret}},
+			ProviderConfig: ProviderConfig{Issuer: "http://127.0.0.1:1", ClientID: "app"},
+			Cookie:         CookieConfig{Secrets: []string{testSecret}},
 		}
 	}
 
@@ -354,9 +372,6 @@ func TestProvisionValidate(t *testing.T) {
 		h.Cookie.Secrets = []string{"{env.TEST_SECRET}"}
 		if err := provisioned(t, h); err != nil {
 			t.Fatalf("Provision: %v", err)
-		}
-		if err := h.Validate(); err != nil {
-			t.Fatalf("Validate: %v", err)
 		}
 		// The secret came from the environment: a handler configured with
 		// the literal value reads this one's sessions.
@@ -410,12 +425,9 @@ func TestProvisionValidate(t *testing.T) {
 	t.Run("no issuer", func(t *testing.T) {
 		h := base()
 		h.Issuer = ""
-		if err := provisioned(t, h); err != nil {
-			t.Fatalf("Provision: %v", err)
-		}
-		err := h.Validate()
+		err := provisioned(t, h)
 		if err == nil || !strings.Contains(err.Error(), "issuer") {
-			t.Fatalf("Validate: %v; want an error about issuer", err)
+			t.Fatalf("Provision: %v; want an error about issuer", err)
 		}
 	})
 
@@ -423,11 +435,8 @@ func TestProvisionValidate(t *testing.T) {
 		t.Setenv("TEST_ISSUER", "not-a-url")
 		h := base()
 		h.Issuer = "{env.TEST_ISSUER}"
-		if err := provisioned(t, h); err != nil {
-			t.Fatalf("Provision: %v", err)
-		}
-		if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "issuer") {
-			t.Fatalf("Validate: %v; want an error about issuer", err)
+		if err := provisioned(t, h); err == nil || !strings.Contains(err.Error(), "issuer") {
+			t.Fatalf("Provision: %v; want an error about issuer", err)
 		}
 	})
 
@@ -435,32 +444,26 @@ func TestProvisionValidate(t *testing.T) {
 		h := base()
 		h.ClientID = ""
 		h.Cookie.Secrets = nil
-		err := h.Validate()
-		if err == nil || !strings.Contains(err.Error(), "client_id is required") || !strings.Contains(err.Error(), "cookie secret is required") {
-			t.Fatalf("Validate: %v; want client_id and cookie secret errors", err)
+		err := h.validate()
+		if err == nil || !strings.Contains(err.Error(), "client_id is required") || !strings.Contains(err.Error(), "cookie { secret <value> } is required") {
+			t.Fatalf("validate: %v; want client_id and cookie secret errors", err)
 		}
 	})
 
 	t.Run("unauthenticated bogus", func(t *testing.T) {
 		h := base()
 		h.Unauthenticated = "bogus"
-		if err := provisioned(t, h); err != nil {
-			t.Fatalf("Provision: %v", err)
-		}
-		err := h.Validate()
+		err := provisioned(t, h)
 		if err == nil || !strings.Contains(err.Error(), "unauthenticated") || !strings.Contains(err.Error(), "bogus") {
-			t.Fatalf("Validate: %v; want an error about unauthenticated", err)
+			t.Fatalf("Provision: %v; want an error about unauthenticated", err)
 		}
 	})
 
 	t.Run("bad allowed redirect host", func(t *testing.T) {
 		h := base()
 		h.AllowedRedirectHosts = []string{"ok.example", "evil.com/path"}
-		if err := provisioned(t, h); err != nil {
-			t.Fatalf("Provision: %v", err)
-		}
-		if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "evil.com/path") {
-			t.Fatalf("Validate: %v; want an error naming the bad host", err)
+		if err := provisioned(t, h); err == nil || !strings.Contains(err.Error(), "evil.com/path") {
+			t.Fatalf("Provision: %v; want an error naming the bad host", err)
 		}
 	})
 
@@ -485,9 +488,6 @@ func TestProvisionValidate(t *testing.T) {
 		if err := provisioned(t, h); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.Validate(); err != nil {
-			t.Fatalf("Validate: %v", err)
-		}
 		if h.Unauthenticated != "auto" || h.MaxLoginFlows != 5 || h.PathPrefix != "/oauth2" ||
 			h.Cookie.Name != "_oauth2_proxy" || !contains(h.Scopes, "openid") {
 			t.Errorf("defaults not applied: %+v", h)
@@ -508,9 +508,6 @@ func TestProvisionValidate(t *testing.T) {
 		start := time.Now()
 		if err := provisioned(t, h); err != nil {
 			t.Fatalf("Provision: %v", err)
-		}
-		if err := h.Validate(); err != nil {
-			t.Fatalf("Validate: %v", err)
 		}
 		if d := time.Since(start); d > time.Second {
 			t.Fatalf("Provision took %v; it must not contact the IdP", d)
@@ -546,9 +543,6 @@ func TestAdaptProvision(t *testing.T) {
 				}
 				if err := provisioned(t, &h); err != nil {
 					t.Fatalf("Provision: %v", err)
-				}
-				if err := h.Validate(); err != nil {
-					t.Fatalf("Validate: %v", err)
 				}
 			}
 		})

@@ -22,7 +22,7 @@ import (
 type endpoint func(h *Handler, w http.ResponseWriter, r *http.Request) error
 
 // provisionEndpoints maps the plugin's paths to their handlers.
-func (h *Handler) provisionEndpoints() error {
+func (h *Handler) provisionEndpoints() {
 	h.endpoints = map[string]endpoint{
 		h.PathPrefix + "/start":    (*Handler).serveStart,
 		h.PathPrefix + "/callback": (*Handler).serveCallback,
@@ -34,17 +34,21 @@ func (h *Handler) provisionEndpoints() error {
 	}
 	h.callbackURI = h.PathPrefix + "/callback"
 	if h.RedirectURL != "" {
-		u, err := url.Parse(h.RedirectURL)
-		if err != nil || u.Path == "" || !strings.HasPrefix(u.Path, "/") || (u.IsAbs() && u.Host == "") {
-			return fmt.Errorf("redirect_url %q must be an absolute URL or a path starting with /", h.RedirectURL)
-		}
-		if u.IsAbs() && u.Scheme != "https" && u.Scheme != "http" {
-			return fmt.Errorf("redirect_url %q must be http(s)", h.RedirectURL)
-		}
-		h.redirect = u
-		h.endpoints[u.Path] = (*Handler).serveCallback
+		h.redirect, _ = parseRedirectURL(h.RedirectURL) // validated
+		h.endpoints[h.redirect.Path] = (*Handler).serveCallback
 	}
-	return nil
+}
+
+// parseRedirectURL reads redirect_url: an absolute http(s) URL or a path.
+func parseRedirectURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Path == "" || !strings.HasPrefix(u.Path, "/") || (u.IsAbs() && u.Host == "") {
+		return nil, fmt.Errorf("redirect_url %q must be an absolute URL or a path starting with /", raw)
+	}
+	if u.IsAbs() && u.Scheme != "https" && u.Scheme != "http" {
+		return nil, fmt.Errorf("redirect_url %q must be http(s)", raw)
+	}
+	return u, nil
 }
 
 // redirectURL is the callback URL for this request.

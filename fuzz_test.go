@@ -42,7 +42,7 @@ var fuzzRedirectHosts = []string{"app.example.com", "app.example.com:8443", "APP
 // userinfo whose host is the request's or an allowed one. And where a
 // browser goes after http.Redirect to it stays on those hosts.
 func FuzzSafeReturnTo(f *testing.F) {
-	h := &Handler{AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"}}
+	h := &Handler{BrowserConfig: BrowserConfig{AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"}}}
 	for _, rd := range []string{
 		"/", "/a/b?x=1#f", "//evil.example", "/\\evil.example", "\\\\evil.example", "/%2F%2Fevil.example",
 		"/%5Cevil.example", "https://app.example.com/x", "https://partner.example.org/", "https://a.trusted.example/",
@@ -75,7 +75,7 @@ func FuzzSafeReturnTo(f *testing.F) {
 // is a safe destination by FuzzSafeReturnTo's rules that fits in the flow
 // cookie.
 func FuzzLoginReturnTo(f *testing.F) {
-	h := &Handler{AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"}}
+	h := &Handler{BrowserConfig: BrowserConfig{AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"}}}
 	for _, target := range []string{
 		"/", "/a/b?x=1", "//evil.example/", "//evil.example/%2e%2e", "///evil.example/", "/\\evil.example/",
 		"/%2F%2Fevil.example", "/%5C%5Cevil.example", "http://evil.example/x", "https://partner.example.org/",
@@ -302,9 +302,11 @@ func FuzzCaddyfile(f *testing.F) {
 		if string(js) != string(js2) {
 			t.Fatalf("JSON round trip changed the config:\n%s\n%s", js, js2)
 		}
-		// Defaults and validation must cope with whatever was accepted.
+		// The parser validates as Provision does: what it accepts passes.
 		back.applyDefaults()
-		_ = back.Validate()
+		if err := back.validate(); err != nil {
+			t.Fatalf("the parser accepted a configuration validate refuses: %v", err)
+		}
 		if !contains(back.Scopes, "openid") || !strings.HasPrefix(back.PathPrefix, "/") || back.SessionLifetime == 0 {
 			t.Fatalf("defaults not applied: %+v", back)
 		}

@@ -25,9 +25,12 @@ func BenchmarkHotPath(b *testing.B) {
 func benchHotPath(b *testing.B, store json.RawMessage) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	h := &Handler{Issuer: "http://127.0.0.1:1/idp", ClientID: "app", Cookie: CookieConfig{Secrets: []string{testSecret}},
-		Headers:  &HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups"},
-		StoreRaw: store}
+	h := &Handler{
+		ProviderConfig: ProviderConfig{Issuer: "http://127.0.0.1:1/idp", ClientID: "app"},
+		IdentityConfig: IdentityConfig{Headers: &HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups"}},
+		Cookie:         CookieConfig{Secrets: []string{testSecret}},
+		StoreRaw:       store,
+	}
 	if err := h.Provision(ctx); err != nil {
 		b.Fatal(err)
 	}

@@ -25,74 +25,75 @@ func TestAuthorize(t *testing.T) {
 		{"no rules", Handler{}, sessions.Session{Subject: "u"}, true},
 
 		// allowed_email_domains
-		{"domain verified", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"domain verified", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{Email: "a@example.com", EmailVerified: true}, true},
-		{"domain second in list", Handler{AllowedEmailDomains: []string{"other.org", "example.com"}},
+		{"domain second in list", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"other.org", "example.com"}}},
 			sessions.Session{Email: "a@example.com", EmailVerified: true}, true},
-		{"domain unverified", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"domain unverified", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{Email: "a@example.com"}, false},
-		{"domain unverified allowed", Handler{AllowedEmailDomains: []string{"example.com"}, AllowUnverifiedEmail: true},
+		{"domain unverified allowed", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}, AllowUnverifiedEmail: true}},
 			sessions.Session{Email: "a@example.com"}, true},
-		{"domain unverified allowed but wrong domain", Handler{AllowedEmailDomains: []string{"example.com"}, AllowUnverifiedEmail: true},
+		{"domain unverified allowed but wrong domain", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}, AllowUnverifiedEmail: true}},
 			sessions.Session{Email: "a@evil.com"}, false},
-		{"domain case in email", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"domain case in email", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{Email: "A@EXAMPLE.COM", EmailVerified: true}, true},
-		{"domain case in config", Handler{AllowedEmailDomains: []string{"Example.COM"}},
+		{"domain case in config", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"Example.COM"}}},
 			sessions.Session{Email: "a@example.com", EmailVerified: true}, true},
-		{"other domain", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"other domain", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{Email: "a@evil.com", EmailVerified: true}, false},
-		{"subdomain is not the domain", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"subdomain is not the domain", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{Email: "a@sub.example.com", EmailVerified: true}, false},
-		{"domain as suffix of other", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"domain as suffix of other", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{Email: "a@evilexample.com", EmailVerified: true}, false},
-		{"no email", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"no email", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{EmailVerified: true}, false},
-		{"email without @", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"email without @", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{Email: "example.com", EmailVerified: true}, false},
 		// An address with several @ is ambiguous (what a mail system does
 		// with it depends on its parser), so it never matches a domain:
 		// neither the part after the first @ nor the part after the last.
-		{"two @ allowed last", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"two @ allowed last", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{Email: "a@evil.com@example.com", EmailVerified: true}, false},
-		{"two @ allowed middle", Handler{AllowedEmailDomains: []string{"evil.com"}},
+		{"two @ allowed middle", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"evil.com"}}},
 			sessions.Session{Email: "a@evil.com@example.com", EmailVerified: true}, false},
-		{"two @ allowed first-cut remainder", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"two @ allowed first-cut remainder", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{Email: "a@example.com@evil.com", EmailVerified: true}, false},
-		{"quoted local part with @", Handler{AllowedEmailDomains: []string{"example.com"}},
+		{"quoted local part with @", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}}},
 			sessions.Session{Email: `"a@evil.com"@example.com`, EmailVerified: true}, false},
 
 		// allowed_groups
-		{"group member", Handler{AllowedGroups: []string{"admins", "ops"}},
+		{"group member", Handler{AccessRules: AccessRules{AllowedGroups: []string{"admins", "ops"}}},
 			sessions.Session{Groups: []string{"users", "ops"}}, true},
-		{"not a member", Handler{AllowedGroups: []string{"admins"}},
+		{"not a member", Handler{AccessRules: AccessRules{AllowedGroups: []string{"admins"}}},
 			sessions.Session{Groups: []string{"users"}}, false},
-		{"no groups", Handler{AllowedGroups: []string{"admins"}},
+		{"no groups", Handler{AccessRules: AccessRules{AllowedGroups: []string{"admins"}}},
 			sessions.Session{}, false},
-		{"group case matters", Handler{AllowedGroups: []string{"admins"}},
+		{"group case matters", Handler{AccessRules: AccessRules{AllowedGroups: []string{"admins"}}},
 			sessions.Session{Groups: []string{"Admins"}}, false},
 
 		// required_claims
-		{"scalar claim matches", Handler{RequiredClaims: map[string][]string{"role": {"admin", "editor"}}},
+		{"scalar claim matches", Handler{AccessRules: AccessRules{RequiredClaims: map[string][]string{"role": {"admin", "editor"}}}},
 			sessions.Session{Claims: map[string][]string{"role": {"editor"}}}, true},
-		{"scalar claim differs", Handler{RequiredClaims: map[string][]string{"role": {"admin"}}},
+		{"scalar claim differs", Handler{AccessRules: AccessRules{RequiredClaims: map[string][]string{"role": {"admin"}}}},
 			sessions.Session{Claims: map[string][]string{"role": {"viewer"}}}, false},
-		{"list claim contains", Handler{RequiredClaims: map[string][]string{"roles": {"admin"}}},
+		{"list claim contains", Handler{AccessRules: AccessRules{RequiredClaims: map[string][]string{"roles": {"admin"}}}},
 			sessions.Session{Claims: map[string][]string{"roles": {"viewer", "admin"}}}, true},
-		{"list claim lacks", Handler{RequiredClaims: map[string][]string{"roles": {"admin"}}},
+		{"list claim lacks", Handler{AccessRules: AccessRules{RequiredClaims: map[string][]string{"roles": {"admin"}}}},
 			sessions.Session{Claims: map[string][]string{"roles": {"viewer", "editor"}}}, false},
-		{"claim missing", Handler{RequiredClaims: map[string][]string{"role": {"admin"}}},
+		{"claim missing", Handler{AccessRules: AccessRules{RequiredClaims: map[string][]string{"role": {"admin"}}}},
 			sessions.Session{}, false},
-		{"every claim must match", Handler{RequiredClaims: map[string][]string{"role": {"admin"}, "tenant": {"acme"}}},
+		{"every claim must match", Handler{AccessRules: AccessRules{RequiredClaims: map[string][]string{"role": {"admin"}, "tenant": {"acme"}}}},
 			sessions.Session{Claims: map[string][]string{"role": {"admin"}, "tenant": {"other"}}}, false},
-		{"every claim matches", Handler{RequiredClaims: map[string][]string{"role": {"admin"}, "tenant": {"acme"}}},
+		{"every claim matches", Handler{AccessRules: AccessRules{RequiredClaims: map[string][]string{"role": {"admin"}, "tenant": {"acme"}}}},
 			sessions.Session{Claims: map[string][]string{"role": {"admin"}, "tenant": {"acme"}}}, true},
 
 		// rules combine
-		{"all rules pass", Handler{AllowedEmailDomains: []string{"example.com"}, AllowedGroups: []string{"ops"},
-			RequiredClaims: map[string][]string{"role": {"admin"}}},
+		{"all rules pass", Handler{
+			AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}, AllowedGroups: []string{"ops"}, RequiredClaims: map[string][]string{"role": {"admin"}}},
+		},
 			sessions.Session{Email: "a@example.com", EmailVerified: true, Groups: []string{"ops"},
 				Claims: map[string][]string{"role": {"admin"}}}, true},
-		{"group fails while email passes", Handler{AllowedEmailDomains: []string{"example.com"}, AllowedGroups: []string{"ops"}},
+		{"group fails while email passes", Handler{AccessRules: AccessRules{AllowedEmailDomains: []string{"example.com"}, AllowedGroups: []string{"ops"}}},
 			sessions.Session{Email: "a@example.com", EmailVerified: true, Groups: []string{"dev"}}, false},
 	}
 	for _, tc := range cases {
@@ -123,7 +124,7 @@ func TestIdentityApplyClaims(t *testing.T) {
 	}{
 		{
 			name: "defaults",
-			h:    Handler{UserIDClaim: "sub", GroupsClaim: "groups"},
+			h:    Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups"}},
 			claims: map[string]any{
 				"sub": "u1", "email": "a@example.com", "email_verified": true,
 				"name": "Ann", "preferred_username": "ann", "groups": []any{"g1", "g2"}, "sid": "s1",
@@ -133,7 +134,7 @@ func TestIdentityApplyClaims(t *testing.T) {
 		},
 		{
 			name:   "user id from email",
-			h:      Handler{UserIDClaim: "email", GroupsClaim: "groups"},
+			h:      Handler{IdentityConfig: IdentityConfig{UserIDClaim: "email", GroupsClaim: "groups"}},
 			claims: map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": true},
 			want: sessions.Session{Subject: "u1", Email: "a@example.com", EmailVerified: true,
 				Claims: map[string][]string{"email": {"a@example.com"}}},
@@ -142,89 +143,91 @@ func TestIdentityApplyClaims(t *testing.T) {
 			// Anyone who can register an address at the IdP must not
 			// become its owner here.
 			name:    "user id from an unverified email",
-			h:       Handler{UserIDClaim: "email", GroupsClaim: "groups"},
+			h:       Handler{IdentityConfig: IdentityConfig{UserIDClaim: "email", GroupsClaim: "groups"}},
 			claims:  map[string]any{"sub": "u1", "email": "a@example.com"},
 			wantErr: true,
 		},
 		{
 			name:   "user id from an unverified email, allowed",
-			h:      Handler{UserIDClaim: "email", GroupsClaim: "groups", AllowUnverifiedEmail: true},
+			h:      Handler{IdentityConfig: IdentityConfig{UserIDClaim: "email", GroupsClaim: "groups"}, AccessRules: AccessRules{AllowUnverifiedEmail: true}},
 			claims: map[string]any{"sub": "u1", "email": "a@example.com"},
 			want: sessions.Session{Subject: "u1", Email: "a@example.com",
 				Claims: map[string][]string{"email": {"a@example.com"}}},
 		},
 		{
 			name:   "unverified email asked for as a claim",
-			h:      Handler{UserIDClaim: "sub", GroupsClaim: "groups", Claims: []string{"email"}},
+			h:      Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups", Claims: []string{"email"}}},
 			claims: map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": false},
 			want:   sessions.Session{Subject: "u1"},
 		},
 		{
 			name:    "missing user id claim",
-			h:       Handler{UserIDClaim: "email", GroupsClaim: "groups"},
+			h:       Handler{IdentityConfig: IdentityConfig{UserIDClaim: "email", GroupsClaim: "groups"}},
 			claims:  map[string]any{"sub": "u1"},
 			wantErr: true,
 		},
 		{
 			name:   "groups as single string",
-			h:      Handler{UserIDClaim: "sub", GroupsClaim: "groups"},
+			h:      Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups"}},
 			claims: map[string]any{"sub": "u1", "groups": "admins"},
 			want:   sessions.Session{Subject: "u1", Groups: []string{"admins"}},
 		},
 		{
 			name:   "custom groups claim",
-			h:      Handler{UserIDClaim: "sub", GroupsClaim: "roles"},
+			h:      Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "roles"}},
 			claims: map[string]any{"sub": "u1", "groups": []any{"ignored"}, "roles": []any{"r1"}},
 			want:   sessions.Session{Subject: "u1", Groups: []string{"r1"}},
 		},
 		{
 			name:   "name falls back to preferred_username",
-			h:      Handler{UserIDClaim: "sub", GroupsClaim: "groups"},
+			h:      Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups"}},
 			claims: map[string]any{"sub": "u1", "preferred_username": "ann"},
 			want:   sessions.Session{Subject: "u1", Name: "ann"},
 		},
 		{
 			name:   "email_verified false",
-			h:      Handler{UserIDClaim: "sub", GroupsClaim: "groups"},
+			h:      Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups"}},
 			claims: map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": false},
 			want:   sessions.Session{Subject: "u1"},
 		},
 		{
 			name:   "email_verified false, allowed",
-			h:      Handler{UserIDClaim: "sub", GroupsClaim: "groups", AllowUnverifiedEmail: true},
+			h:      Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups"}, AccessRules: AccessRules{AllowUnverifiedEmail: true}},
 			claims: map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": false},
 			want:   sessions.Session{Subject: "u1", Email: "a@example.com"},
 		},
 		{
 			// Some IdPs send the boolean as a string.
 			name:   "email_verified as string",
-			h:      Handler{UserIDClaim: "sub", GroupsClaim: "groups"},
+			h:      Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups"}},
 			claims: map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": "true"},
 			want:   sessions.Session{Subject: "u1", Email: "a@example.com", EmailVerified: true},
 		},
 		{
 			name: "kept claims: asked for and required",
-			h: Handler{UserIDClaim: "sub", GroupsClaim: "groups", Claims: []string{"department", "absent"},
-				RequiredClaims: map[string][]string{"roles": {"admin"}}},
+			h: Handler{
+				IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups", Claims: []string{"department", "absent"}},
+				AccessRules:    AccessRules{RequiredClaims: map[string][]string{"roles": {"admin"}}},
+			},
 			claims: map[string]any{"sub": "u1", "department": "sales", "roles": []any{"admin", "dev"}, "other": "x"},
 			want: sessions.Session{Subject: "u1",
 				Claims: map[string][]string{"department": {"sales"}, "roles": {"admin", "dev"}}},
 		},
 		{
 			name:    "missing sub",
-			h:       Handler{UserIDClaim: "sub", GroupsClaim: "groups"},
+			h:       Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups"}},
 			claims:  map[string]any{"email": "a@example.com"},
 			wantErr: true,
 		},
 		{
 			name:    "sub not a string",
-			h:       Handler{UserIDClaim: "sub", GroupsClaim: "groups"},
+			h:       Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups"}},
 			claims:  map[string]any{"sub": 42.0},
 			wantErr: true,
 		},
 		{
 			name:    "missing user id claim and sub",
-			h:       Handler{UserIDClaim: "email", GroupsClaim: "groups"},
+			h:       Handler{IdentityConfig: IdentityConfig{UserIDClaim: "email", GroupsClaim: "groups"}},
 			claims:  map[string]any{"name": "Ann"},
 			wantErr: true,
 		},
@@ -252,7 +255,7 @@ func TestIdentityApplyClaims(t *testing.T) {
 // A refresh whose ID token has no sid keeps the login's: back- and
 // front-channel logout find sessions by it. A new sid replaces it.
 func TestIdentityApplyClaimsKeepsSID(t *testing.T) {
-	h := Handler{UserIDClaim: "sub", GroupsClaim: "groups"}
+	h := Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups"}}
 	s := sessions.Session{SID: "idp-session-1"}
 	if err := h.applyClaims(&s, map[string]any{"sub": "u1"}); err != nil || s.SID != "idp-session-1" {
 		t.Fatalf("refresh without sid: sid %q, %v; want the login's", s.SID, err)
@@ -265,7 +268,7 @@ func TestIdentityApplyClaimsKeepsSID(t *testing.T) {
 // A refresh re-applies claims to an existing session: claims dropped from
 // the configuration or the token must not linger.
 func TestIdentityApplyClaimsResetsClaims(t *testing.T) {
-	h := Handler{UserIDClaim: "sub", GroupsClaim: "groups", Claims: []string{"department"}}
+	h := Handler{IdentityConfig: IdentityConfig{UserIDClaim: "sub", GroupsClaim: "groups", Claims: []string{"department"}}}
 	s := sessions.Session{Claims: map[string][]string{"department": {"old"}, "stale": {"x"}}}
 	if err := h.applyClaims(&s, map[string]any{"sub": "u1"}); err != nil {
 		t.Fatal(err)
@@ -276,7 +279,7 @@ func TestIdentityApplyClaimsResetsClaims(t *testing.T) {
 }
 
 func TestHeaderStripping(t *testing.T) {
-	h := &Handler{Headers: &HeadersConfig{User: "X-Auth-Id"}}
+	h := &Handler{IdentityConfig: IdentityConfig{Headers: &HeadersConfig{User: "X-Auth-Id"}}}
 	h.provisionIdentity()
 
 	r := httptest.NewRequest("GET", "http://app.example.com/", nil)
@@ -321,7 +324,7 @@ func TestHeaderStripping(t *testing.T) {
 
 // The same, for a request as the HTTP server parses it off the wire.
 func TestHeaderStrippingFromWire(t *testing.T) {
-	h := &Handler{Headers: &HeadersConfig{User: "X-Auth-Id", Email: "X-Auth-Mail"}}
+	h := &Handler{IdentityConfig: IdentityConfig{Headers: &HeadersConfig{User: "X-Auth-Id", Email: "X-Auth-Mail"}}}
 	h.provisionIdentity()
 	raw := "GET / HTTP/1.1\r\nHost: app.example.com\r\n" +
 		"x-forwarded-user: a\r\nX_Forwarded_User: b\r\nx_fORWARDED_uSER: c\r\nREMOTE-USER: d\r\n" +
@@ -377,7 +380,7 @@ func testSession() *sessions.Session {
 }
 
 func TestExposePlaceholders(t *testing.T) {
-	h := &Handler{Claims: []string{"department", "roles", "missing"}}
+	h := &Handler{IdentityConfig: IdentityConfig{Claims: []string{"department", "roles", "missing"}}}
 	h.provisionIdentity()
 	r, repl := newReplRequest()
 	h.expose(r, testSession())
@@ -399,7 +402,7 @@ func TestExposePlaceholders(t *testing.T) {
 		t.Errorf("http.auth.user.missing = %v, %v; want \"\", true", v, ok)
 	}
 	// Only configured claims become placeholders.
-	h2 := &Handler{Claims: []string{"department"}}
+	h2 := &Handler{IdentityConfig: IdentityConfig{Claims: []string{"department"}}}
 	h2.provisionIdentity()
 	r2, repl2 := newReplRequest()
 	h2.expose(r2, testSession())
@@ -413,10 +416,12 @@ func TestExposePlaceholders(t *testing.T) {
 }
 
 func TestExposeHeaders(t *testing.T) {
-	h := &Handler{Headers: &HeadersConfig{
-		User: "X-Forwarded-User", Email: "X-Forwarded-Email", Name: "X-Forwarded-Name",
-		Groups: "X-Forwarded-Groups", AccessToken: "X-Forwarded-Access-Token",
-	}}
+	h := &Handler{
+		IdentityConfig: IdentityConfig{Headers: &HeadersConfig{
+			User: "X-Forwarded-User", Email: "X-Forwarded-Email", Name: "X-Forwarded-Name",
+			Groups: "X-Forwarded-Groups", AccessToken: "X-Forwarded-Access-Token",
+		}},
+	}
 	r, _ := newReplRequest()
 	h.expose(r, testSession())
 	want := map[string]string{
@@ -437,7 +442,7 @@ func TestExposeHeaders(t *testing.T) {
 }
 
 func TestExposeAccessTokenOnlyWhenConfigured(t *testing.T) {
-	h := &Handler{Headers: &HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups"}}
+	h := &Handler{IdentityConfig: IdentityConfig{Headers: &HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups"}}}
 	r, _ := newReplRequest()
 	h.expose(r, testSession())
 	for name, values := range r.Header {
@@ -465,7 +470,7 @@ func TestExposeAccessTokenOnlyWhenConfigured(t *testing.T) {
 // ones: a client value must never survive, even when the session has no
 // value to put in its place.
 func TestHeaderStripThenExpose(t *testing.T) {
-	h := &Handler{Headers: &HeadersConfig{User: "X-Auth-Id", Email: "X-Auth-Email"}}
+	h := &Handler{IdentityConfig: IdentityConfig{Headers: &HeadersConfig{User: "X-Auth-Id", Email: "X-Auth-Email"}}}
 	h.provisionIdentity()
 	r, _ := newReplRequest()
 	r.Header["x_auth_id"] = []string{"admin"}

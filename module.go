@@ -5,12 +5,10 @@ package oidcsession
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -42,42 +40,11 @@ func init() {
 // (and optionally headers); a browser without one is sent to the IdP; an API
 // call without one gets a 401.
 type Handler struct {
-	// Issuer is the IdP's issuer URL; discovery is read from
-	// <issuer>/.well-known/openid-configuration. Required. It must match
-	// the iss claim of the ID tokens exactly.
-	Issuer string `json:"issuer"`
-
-	// ClientID is this relying party's client id at the IdP. Required.
-	ClientID string `json:"client_id"`
-
-	// ClientSecret is the client secret; empty for a public client (which
-	// then relies on PKCE). Supports {env.*} and {file.*} placeholders, and
-	// is never logged.
-	ClientSecret string `json:"client_secret,omitempty"`
-
-	// RedirectURL is where the IdP sends the browser back: an absolute URL,
-	// or a path resolved against the request's scheme and host. Default:
-	// <path_prefix>/callback on the request's host. It must be registered
-	// at the IdP.
-	RedirectURL string `json:"redirect_url,omitempty"`
-
-	// Scopes requested at login. Default: openid email profile. Add
-	// offline_access (or what the IdP needs) to get a refresh token;
-	// "openid" is always added.
-	Scopes []string `json:"scopes,omitempty"`
-
-	// PathPrefix is where the plugin's endpoints live: start, callback,
-	// sign_out and userinfo. Default: /oauth2.
-	PathPrefix string `json:"path_prefix,omitempty"`
-
-	// DisablePKCE turns off PKCE (S256). Leave it on unless the IdP
-	// rejects the code_challenge parameter: PKCE stops stolen authorization
-	// codes from being redeemed. Default: false (PKCE on).
-	DisablePKCE bool `json:"disable_pkce,omitempty"`
-
-	// FetchUserInfo asks the IdP's userinfo endpoint for more claims at
-	// login and adds those the ID token lacks. Default: false.
-	FetchUserInfo bool `json:"fetch_userinfo,omitempty"`
+	ProviderConfig
+	SessionPolicy
+	BrowserConfig
+	IdentityConfig
+	AccessRules
 
 	// Cookie sets the session cookie's name, secrets and attributes.
 	Cookie CookieConfig `json:"cookie"`
@@ -85,109 +52,6 @@ type Handler struct {
 	// StoreRaw is the session store module. Default: cookie (the whole
 	// session, encrypted, in the browser's cookie).
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.handlers.oidc_session.stores inline_key=backend"`
-
-	// SessionLifetime is the absolute lifetime of a session, counted from
-	// login; refreshing tokens never extends it. Default: 24h.
-	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
-
-	// IdleTimeout ends a session not used for this long; 0 keeps the
-	// default and a negative value disables the idle timeout. Default: 2h.
-	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
-
-	// RefreshMargin: the access token is refreshed when it has less than
-	// this left, capped at a third of the token's whole lifetime so that
-	// short-lived tokens are not refreshed on every request. Needs a
-	// refresh token (usually the offline_access scope). Default: 1m.
-	RefreshMargin caddy.Duration `json:"refresh_margin,omitempty"`
-
-	// Unauthenticated chooses the answer to a request with no valid
-	// session: "auto" redirects top-level browser navigations to the IdP
-	// and answers everything else (XHR, fetch, JSON, non-GET) with 401;
-	// "redirect" always redirects; "deny" always answers 401.
-	// Default: auto.
-	Unauthenticated string `json:"unauthenticated,omitempty"`
-
-	// AllowedRedirectHosts lists the hosts, besides the request's own, that
-	// the return URL (rd) and the post-logout redirect may point at. A
-	// leading "*." matches any subdomain. Default: none (same host only).
-	AllowedRedirectHosts []string `json:"allowed_redirect_hosts,omitempty"`
-
-	// PostLogoutRedirect is where sign_out sends the browser when no rd is
-	// given; at an IdP with end_session_endpoint it is passed as
-	// post_logout_redirect_uri (and must be registered there). Default: /.
-	PostLogoutRedirect string `json:"post_logout_redirect,omitempty"`
-
-	// EndSessionMethod is how sign_out sends the browser to the IdP's
-	// end_session_endpoint: "post" (an auto-submitted form, which OpenID
-	// Connect RP-Initiated Logout requires OPs to accept) or "get" (a
-	// redirect, for IdPs that take only GET). With get the user's ID token
-	// (id_token_hint) is in the redirect's Location, and so in Caddy's
-	// access log and the IdP's. Default: post.
-	EndSessionMethod string `json:"end_session_method,omitempty"`
-
-	// UserIDClaim is the claim that becomes {http.auth.user.id}. Default:
-	// sub.
-	UserIDClaim string `json:"user_id_claim,omitempty"`
-
-	// GroupsClaim is the claim read as the user's groups. Default: groups.
-	GroupsClaim string `json:"groups_claim,omitempty"`
-
-	// Claims lists extra ID token (or userinfo) claims to keep in the
-	// session; each becomes {http.auth.user.<claim>}. Default: none.
-	Claims []string `json:"claims,omitempty"`
-
-	// Headers sets request headers for the next handlers from the session.
-	// Client-sent headers of the same names are always removed first, in
-	// any spelling. Default: no headers set.
-	Headers *HeadersConfig `json:"headers,omitempty"`
-
-	// AllowedEmailDomains admits only users whose email is in one of these
-	// domains (and verified, unless AllowUnverifiedEmail). Others get 403.
-	AllowedEmailDomains []string `json:"allowed_email_domains,omitempty"`
-
-	// AllowUnverifiedEmail accepts emails the IdP does not mark as
-	// email_verified for AllowedEmailDomains. Default: false; turning it
-	// on lets anyone who can register any address at the IdP pass the
-	// domain check.
-	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty"`
-
-	// AllowedGroups admits only users in at least one of these groups.
-	AllowedGroups []string `json:"allowed_groups,omitempty"`
-
-	// RequiredClaims admits only users whose claim has one of the listed
-	// values (for a list claim: contains one), for every claim listed.
-	RequiredClaims map[string][]string `json:"required_claims,omitempty"`
-
-	// MaxLoginFlows caps the login attempts in progress per browser (one
-	// cookie each, for several tabs); starting one more drops the oldest.
-	// Default: 5.
-	MaxLoginFlows int `json:"max_login_flows,omitempty"`
-
-	// LoginTimeout is how long a login attempt may take at the IdP.
-	// Default: 10m.
-	LoginTimeout caddy.Duration `json:"login_timeout,omitempty"`
-
-	// ProviderTimeout bounds every call to the IdP. Default: 10s.
-	ProviderTimeout caddy.Duration `json:"provider_timeout,omitempty"`
-
-	// CacheControl is the Cache-Control header given to responses of
-	// authenticated requests that the handlers after this one leave without
-	// one; "off" leaves them as they are. Default: no-store, so a page shown
-	// to a logged-in user is kept by no shared cache and is not shown again
-	// by the back button after logout. Upstreams that set their own
-	// Cache-Control (static assets, say) keep it.
-	CacheControl string `json:"cache_control,omitempty"`
-
-	// MaxSessionsPerUser caps the sessions of one user (subject) in a
-	// server-side store: a new login beyond the cap ends that user's oldest
-	// session. Needs the memory or redis store. Default: 0 (no cap).
-	MaxSessionsPerUser int `json:"max_sessions_per_user,omitempty"`
-
-	// UnavailableStatus is the status answered when a session cannot be
-	// judged because the session store or the IdP cannot be reached. The
-	// user's cookie is kept, so service resumes when they are back.
-	// Default: 503.
-	UnavailableStatus int `json:"unavailable_status,omitempty"`
 
 	provider *oidc.Provider
 	store    sessions.Store
@@ -213,58 +77,6 @@ type Handler struct {
 	logger        *zap.Logger
 }
 
-// CookieConfig is the session cookie's name, secrets and attributes.
-type CookieConfig struct {
-	// Name of the session cookie; a session too large for one cookie is
-	// split into <name>_0, <name>_1, ... and login flows use
-	// <name>_flow_<id>. Default: _oauth2_proxy.
-	Name string `json:"name,omitempty"`
-
-	// Secrets encrypt and authenticate the cookies. The first encrypts; all
-	// decrypt, so a secret is rotated by putting a new one first and
-	// dropping the old one once its sessions have expired. Each must be at
-	// least 32 characters. Required. Supports {env.*} and {file.*}
-	// placeholders, and is never logged.
-	Secrets []string `json:"secrets"`
-
-	// Domain of the cookie. Default: none (the request's host only), which
-	// is the safest.
-	Domain string `json:"domain,omitempty"`
-
-	// Path of the cookie. Default: /.
-	Path string `json:"path,omitempty"`
-
-	// Insecure drops the Secure attribute so the cookie also travels over
-	// plain http. Default: false (Secure set). Only for local testing.
-	Insecure bool `json:"insecure,omitempty"`
-
-	// AllowScripts drops the HttpOnly attribute so page scripts can read
-	// the cookie. Default: false (HttpOnly set).
-	AllowScripts bool `json:"allow_scripts,omitempty"`
-
-	// SameSite is lax, strict or none. Default: lax, which the login
-	// callback (a cross-site top-level navigation from the IdP) needs;
-	// strict would lose the login flow cookie on that navigation.
-	SameSite string `json:"same_site,omitempty"`
-}
-
-// HeadersConfig names the request headers set from the session. An empty
-// name sets nothing.
-type HeadersConfig struct {
-	// User carries {http.auth.user.id}. Conventional: X-Forwarded-User.
-	User string `json:"user,omitempty"`
-	// Email carries the email. Conventional: X-Forwarded-Email.
-	Email string `json:"email,omitempty"`
-	// Name carries the display name.
-	Name string `json:"name,omitempty"`
-	// Groups carries the groups, comma-separated. Conventional:
-	// X-Forwarded-Groups.
-	Groups string `json:"groups,omitempty"`
-	// AccessToken carries the access token. Only set it for upstreams that
-	// call APIs on the user's behalf: it hands them the user's credential.
-	AccessToken string `json:"access_token,omitempty"`
-}
-
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -288,6 +100,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 	h.applyDefaults()
+	if err := h.validate(); err != nil {
+		return err
+	}
 
 	secrets := make([]string, len(h.Cookie.Secrets))
 	for i, s := range h.Cookie.Secrets {
@@ -301,6 +116,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cookie secret: %w", err)
 	}
 	issuer := repl.ReplaceKnown(h.Issuer, "")
+	if err := checkAbsoluteURL(issuer); err != nil {
+		return fmt.Errorf("issuer: %w", err) // a placeholder, checked once replaced
+	}
 	clientID := repl.ReplaceKnown(h.ClientID, "")
 	// Sessions are bound to the IdP and client they were made for.
 	h.binding = []byte(issuer + "\x00" + clientID)
@@ -330,7 +148,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if h.caps.Manager == nil && h.MaxSessionsPerUser > 0 {
-		return errors.New("max_sessions_per_user needs a server-side store (store memory or store redis): the cookie store cannot see a user's other sessions")
+		// validate knows the stores of this repository; this is for others.
+		return fmt.Errorf("max_sessions_per_user needs a store that can list a user's sessions, which %s cannot", storeName(h.store))
 	}
 	if err := h.store.Bind(sessions.Env{
 		CookieName:  h.Cookie.Name,
@@ -347,9 +166,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 
-	if err := h.provisionEndpoints(); err != nil {
-		return err
-	}
+	h.provisionEndpoints()
 	h.provisionIdentity()
 	// Logout tokens older than the verifier's max age are refused anyway,
 	// so remembering jtis for that long catches every replay.
@@ -376,155 +193,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-func (h *Handler) applyDefaults() {
-	if h.Cookie.Name == "" {
-		h.Cookie.Name = defaultCookieName
-	}
-	if h.Cookie.Path == "" {
-		h.Cookie.Path = "/"
-	}
-	if len(h.Scopes) == 0 {
-		h.Scopes = []string{"openid", "email", "profile"}
-	} else if !contains(h.Scopes, "openid") {
-		h.Scopes = append([]string{"openid"}, h.Scopes...)
-	}
-	if h.PathPrefix == "" {
-		h.PathPrefix = defaultPrefix
-	}
-	h.PathPrefix = "/" + strings.Trim(h.PathPrefix, "/")
-	if h.SessionLifetime == 0 {
-		h.SessionLifetime = caddy.Duration(24 * time.Hour)
-	}
-	if h.IdleTimeout == 0 {
-		h.IdleTimeout = caddy.Duration(2 * time.Hour)
-	}
-	if h.RefreshMargin == 0 {
-		h.RefreshMargin = caddy.Duration(time.Minute)
-	}
-	if h.Unauthenticated == "" {
-		h.Unauthenticated = "auto"
-	}
-	if h.PostLogoutRedirect == "" {
-		h.PostLogoutRedirect = "/"
-	}
-	if h.EndSessionMethod == "" {
-		h.EndSessionMethod = endSessionPOST
-	}
-	if h.UserIDClaim == "" {
-		h.UserIDClaim = "sub"
-	}
-	if h.GroupsClaim == "" {
-		h.GroupsClaim = "groups"
-	}
-	if h.MaxLoginFlows == 0 {
-		h.MaxLoginFlows = 5
-	}
-	if h.LoginTimeout == 0 {
-		h.LoginTimeout = caddy.Duration(10 * time.Minute)
-	}
-	if h.CacheControl == "" {
-		h.CacheControl = "no-store"
-	}
-	if h.UnavailableStatus == 0 {
-		h.UnavailableStatus = http.StatusServiceUnavailable
-	}
-	if h.ProviderTimeout == 0 {
-		h.ProviderTimeout = caddy.Duration(10 * time.Second)
-	}
-}
-
-// Validate checks the configuration; every message says what to fix.
-func (h *Handler) Validate() error {
-	var errs []error
-	if h.Issuer == "" {
-		errs = append(errs, errors.New("issuer is required (the IdP's issuer URL, e.g. https://accounts.example.com)"))
-	} else if err := checkAbsoluteURL(caddy.NewReplacer().ReplaceKnown(h.Issuer, "")); err != nil {
-		errs = append(errs, fmt.Errorf("issuer: %w", err))
-	}
-	if h.ClientID == "" {
-		errs = append(errs, errors.New("client_id is required"))
-	}
-	if len(h.Cookie.Secrets) == 0 {
-		errs = append(errs, errors.New("cookie secret is required (at least 32 characters; e.g. secret {env.OIDC_COOKIE_SECRET})"))
-	}
-	switch h.Unauthenticated {
-	case "auto", "redirect", "deny":
-	default:
-		errs = append(errs, fmt.Errorf("unauthenticated must be auto, redirect or deny, not %q", h.Unauthenticated))
-	}
-	switch h.EndSessionMethod {
-	case endSessionPOST, endSessionGET:
-	default:
-		errs = append(errs, fmt.Errorf("end_session_method must be post or get, not %q", h.EndSessionMethod))
-	}
-	if err := h.Cookie.checkPrefix(); err != nil {
-		errs = append(errs, err)
-	}
-	if h.SessionLifetime < 0 {
-		errs = append(errs, errors.New("session_lifetime must be positive"))
-	}
-	if h.UnavailableStatus < 400 || h.UnavailableStatus > 599 {
-		errs = append(errs, fmt.Errorf("unavailable_status must be a 4xx or 5xx status, not %d", h.UnavailableStatus))
-	}
-	if h.MaxSessionsPerUser < 0 {
-		errs = append(errs, errors.New("max_sessions_per_user must be 0 (no cap) or more"))
-	}
-	if h.MaxLoginFlows < 1 {
-		errs = append(errs, errors.New("max_login_flows must be at least 1"))
-	}
-	for _, host := range h.AllowedRedirectHosts {
-		if host == "" || strings.ContainsAny(host, "/\\@:") {
-			errs = append(errs, fmt.Errorf("allowed_redirect_hosts: %q is not a host name", host))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // Cleanup takes the handler's store out of the admin API's view. The store
 // module itself is cleaned up by Caddy.
 func (h *Handler) Cleanup() error {
 	registry.leave(h)
 	return nil
-}
-
-func checkAbsoluteURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%q is not a URL: %v", raw, err)
-	}
-	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("%q must be an absolute http(s) URL", raw)
-	}
-	return nil
-}
-
-// checkPrefix enforces what browsers require of cookies named with the
-// __Host- and __Secure- prefixes (RFC 6265bis): a browser silently drops a
-// cookie that breaks them, which would make every login loop.
-func (c *CookieConfig) checkPrefix() error {
-	switch {
-	case strings.HasPrefix(c.Name, "__Host-"):
-		if c.Domain != "" || c.Path != "/" || c.Insecure {
-			return fmt.Errorf("cookie name %q: __Host- cookies need no domain, path / and secure on", c.Name)
-		}
-	case strings.HasPrefix(c.Name, "__Secure-"):
-		if c.Insecure {
-			return fmt.Errorf("cookie name %q: __Secure- cookies need secure on", c.Name)
-		}
-	}
-	return nil
-}
-
-func parseSameSite(v string) (http.SameSite, error) {
-	switch strings.ToLower(v) {
-	case "", "lax":
-		return http.SameSiteLaxMode, nil
-	case "strict":
-		return http.SameSiteStrictMode, nil
-	case "none":
-		return http.SameSiteNoneMode, nil
-	}
-	return 0, fmt.Errorf("cookie same_site must be lax, strict or none, not %q", v)
 }
 
 func contains(list []string, v string) bool {
@@ -539,7 +212,6 @@ func contains(list []string, v string) bool {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddy.Validator             = (*Handler)(nil)
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

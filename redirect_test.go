@@ -8,7 +8,7 @@ import (
 )
 
 func TestSafeReturnTo(t *testing.T) {
-	h := &Handler{AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"}}
+	h := &Handler{BrowserConfig: BrowserConfig{AllowedRedirectHosts: []string{"partner.example.org", "*.trusted.example"}}}
 
 	accepted := []struct {
 		name, rd, want string

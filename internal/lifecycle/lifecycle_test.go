@@ -170,8 +170,16 @@ type ends struct {
 	reasons []Reason
 }
 
-func (e *ends) hook(_ *sessions.Session, r Reason) { e.mu.Lock(); e.reasons = append(e.reasons, r); e.mu.Unlock() }
-func (e *ends) list() []Reason                     { e.mu.Lock(); defer e.mu.Unlock(); return append([]Reason(nil), e.reasons...) }
+func (e *ends) hook(_ *sessions.Session, r Reason) {
+	e.mu.Lock()
+	e.reasons = append(e.reasons, r)
+	e.mu.Unlock()
+}
+func (e *ends) list() []Reason {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Reason(nil), e.reasons...)
+}
 
 type fixture struct {
 	clock *clock
