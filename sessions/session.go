@@ -1,6 +1,3 @@
-// Package sessions holds the session model of oidc_session, its compact binary
-// codec, the authenticated encryption that protects it, the cookie plumbing that
-// carries it, and the Store interface that server-side stores implement.
 package sessions
 
 import (

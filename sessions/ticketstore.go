@@ -62,6 +62,22 @@ type TicketStore struct {
 
 const metaSuffix = ".meta"
 
+// MetaKey is the backend key of the metadata record of the session whose
+// record is at recordKey. Backends that must tell the two apart (to count
+// or evict whole sessions) use it and IsMetaKey rather than the layout.
+func MetaKey(recordKey string) string { return recordKey + metaSuffix }
+
+// IsMetaKey reports whether a backend key is a metadata record's.
+func IsMetaKey(key string) bool { return strings.HasSuffix(key, metaSuffix) }
+
+// Tickets returns s itself: stores that embed a TicketStore expose it by
+// this method, so tests and tools find the ticket core of any such store.
+func (s *TicketStore) Tickets() *TicketStore { return s }
+
+// IndexPrefix starts the backend keys of the store's indexes (by subject
+// and by IdP session).
+func (s *TicketStore) IndexPrefix() string { return s.KeyPrefix + s.env.CookieName + ":" }
+
 // Bind implements Store.
 func (s *TicketStore) Bind(env Env) error {
 	s.env = env
@@ -74,14 +90,14 @@ func (s *TicketStore) Env() Env { return s.env }
 // Key is the backend key of a ticket's record.
 func (s *TicketStore) Key(t *Ticket) string { return s.KeyPrefix + t.Handle }
 
-func (s *TicketStore) metaKey(handle string) string { return s.KeyPrefix + handle + metaSuffix }
+func (s *TicketStore) metaKey(handle string) string { return MetaKey(s.KeyPrefix + handle) }
 
 // indexKeys names the index of a subject or sid under every server key,
 // the current one first.
 func (s *TicketStore) indexKeys(kind, value string) []string {
 	macs := s.env.Keys.MACs(kind + "\x00" + value)
 	for i, m := range macs {
-		macs[i] = s.KeyPrefix + s.env.CookieName + ":" + kind + ":" + m
+		macs[i] = s.IndexPrefix() + kind + ":" + m
 	}
 	return macs
 }

@@ -14,10 +14,6 @@ import (
 	"github.com/oidc-session/oidc_session/sessions"
 )
 
-// metaSuffix ends the key of a session's metadata record in the layout
-// sessions.TicketStore uses: every other value is a session record.
-const metaSuffix = ".meta"
-
 // scanBatch is how many keys Scan hands its callback at a time.
 const scanBatch = 1000
 
@@ -69,7 +65,9 @@ func newState(max int) *state {
 	return &state{values: map[string]*entry{}, indexes: map[string]*index{}, max: max}
 }
 
-func isRecordKey(key string) bool { return !strings.HasSuffix(key, metaSuffix) }
+// isRecordKey tells a session record from its metadata, in the layout of
+// sessions.TicketStore.
+func isRecordKey(key string) bool { return !sessions.IsMetaKey(key) }
 
 func now() int64 { return time.Now().UnixNano() }
 
@@ -168,7 +166,7 @@ func (st *state) put(key string, v []byte, exp int64, enforce bool) {
 func (st *state) evictOne() {
 	e := heap.Pop(&st.records).(*entry)
 	delete(st.values, e.key)
-	st.remove(e.key + metaSuffix)
+	st.remove(sessions.MetaKey(e.key))
 	for _, ik := range e.in {
 		st.indexRemove(ik, e.key)
 	}

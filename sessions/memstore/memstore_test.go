@@ -776,3 +776,7 @@ func TestModule(t *testing.T) {
 		t.Errorf("store name %q", st.TicketStore.Name)
 	}
 }
+
+func TestBackendConformance(t *testing.T) {
+	storetest.RunBackend(t, func(*testing.T) sessions.Backend { return newState(DefaultMaxSessions) })
+}

@@ -255,3 +255,16 @@ func TestClientSharedAcrossReloads(t *testing.T) {
 		t.Errorf("session after the old config's cleanup: %v", err)
 	}
 }
+
+// The Redis backend on standalone Redis and on a Cluster (keys spread over
+// the nodes, SCAN on every master).
+func TestBackendConformance(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	t.Run("standalone", func(t *testing.T) {
+		storetest.RunBackend(t, func(*testing.T) sessions.Backend { return backend{client: srv.Client()} })
+	})
+	cl := testredis.StartCluster(t, testredis.ClusterOptions{})
+	t.Run("cluster", func(t *testing.T) {
+		storetest.RunBackend(t, func(*testing.T) sessions.Backend { return backend{client: cl.ClusterClient()} })
+	})
+}

@@ -28,7 +28,7 @@ func (suite managerSuite) open(t *testing.T, env sessions.Env) *mgrStore {
 	if !ok {
 		t.Fatalf("%T does not implement sessions.Manager", st)
 	}
-	return &mgrStore{st: st, m: m, env: env, probe: probeOf(st, env)}
+	return &mgrStore{st: st, m: m, env: env, probe: probeOf(st)}
 }
 
 // RunManager runs the conformance suite of sessions.Manager as subtests of
@@ -758,23 +758,13 @@ type indexProbe struct {
 }
 
 // probeOf finds the TicketStore a store embeds, or returns nil.
-func probeOf(st sessions.Store, env sessions.Env) *indexProbe {
-	ts, ok := st.(*sessions.TicketStore)
-	if !ok {
-		v := reflect.ValueOf(st)
-		if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-			return nil
-		}
-		f := v.Elem().FieldByName("TicketStore")
-		if !f.IsValid() || f.Type() != reflect.TypeFor[sessions.TicketStore]() || !f.CanAddr() {
-			return nil
-		}
-		ts = f.Addr().Interface().(*sessions.TicketStore)
-	}
-	if ts.Backend == nil {
+func probeOf(st sessions.Store) *indexProbe {
+	tc, ok := st.(interface{ Tickets() *sessions.TicketStore })
+	if !ok || tc.Tickets().Backend == nil {
 		return nil
 	}
-	return &indexProbe{b: ts.Backend, keyPrefix: ts.KeyPrefix, prefix: ts.KeyPrefix + env.CookieName + ":"}
+	ts := tc.Tickets()
+	return &indexProbe{b: ts.Backend, keyPrefix: ts.KeyPrefix, prefix: ts.IndexPrefix()}
 }
 
 // holders returns the index sets (by subject or sid) whose live members
