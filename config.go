@@ -390,7 +390,7 @@ func isPlaceholder(v string) bool { return strings.Contains(v, "{") }
 func checkAbsoluteURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%q is not a URL: %v", raw, err)
+		return fmt.Errorf("%q is not a URL: %w", raw, err)
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%q must be an absolute http(s) URL", raw)

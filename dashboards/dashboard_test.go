@@ -254,12 +254,12 @@ func checkQuery(t *testing.T, fams map[string]*dto.MetricFamily, where string, q
 // mockoidc, and makes every counter move: a login, a refresh (access
 // tokens live 2 s), a failed login (a callback with a forged state) and
 // a sign-out.
-func traffic(t *testing.T, c *testcaddy.Caddy, idp *testcaddy.IdP) {
+func traffic(t *testing.T, c *testcaddy.Caddy, idp *testcaddy.MockIdP) {
 	t.Helper()
 	// The plugin's counters live as long as the process: count from here.
 	refreshes := sample(t, c, "caddy_oidc_session_refreshes_total", nil)
 	b := testcaddy.NewBrowser(t)
-	b.Login(idp, c.Base, "alice")
+	b.LoginAs(idp, c.Base, "alice")
 	if got := sample(t, c, "caddy_oidc_session_active_sessions", map[string]string{"store": "memory"}); got != 1 {
 		t.Errorf("active_sessions{store=memory} after one login: %v", got)
 	}
@@ -303,10 +303,10 @@ func sample(t *testing.T, c *testcaddy.Caddy, metric string, labels map[string]s
 	return -1
 }
 
-func startPlugin(t *testing.T) (*testcaddy.Caddy, *testcaddy.IdP) {
+func startPlugin(t *testing.T) (*testcaddy.Caddy, *testcaddy.MockIdP) {
 	t.Helper()
-	idp := testcaddy.StartIdP(t, 2*time.Second)
-	c := testcaddy.Start(t, "", idp.Block("store memory")+"\trespond ok 200\n")
+	idp := testcaddy.StartMockIdP(t, 2*time.Second, false)
+	c := testcaddy.Start(t, "", testcaddy.OIDCBlock(idp, "store memory")+"\trespond ok 200\n")
 	return c, idp
 }
 

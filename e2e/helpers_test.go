@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidc-session/oidc_session/internal/testcaddy"
 	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/internal/testidp"
 )
@@ -123,21 +124,10 @@ type caddyOpts struct {
 	waitAddrs []string // host:port that must accept connections before returning
 }
 
-// globalOptions is the Caddyfile global block every test uses.
+// globalOptions is testcaddy's global block for a Caddy process that logs
+// to stderr (which startCaddy keeps in the process's log file).
 func globalOptions(adminAddr, dir string) string {
-	return fmt.Sprintf(`{
-	admin %s
-	default_bind 127.0.0.1
-	auto_https off
-	persist_config off
-	skip_install_trust
-	storage file_system %s
-	log {
-		output stderr
-		level DEBUG
-	}
-}
-`, adminAddr, filepath.Join(dir, "storage"))
+	return testcaddy.GlobalOptions(adminAddr, filepath.Join(dir, "storage"), "stderr", "DEBUG")
 }
 
 // startCaddy runs `caddy run` with the given config and waits (bounded)

@@ -121,12 +121,12 @@ func (p *Provider) PushAuthorization(ctx context.Context, d *Discovered, authURL
 
 	resp, err := p.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("%w: pushed authorization request: %v", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: pushed authorization request: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return "", fmt.Errorf("%w: pushed authorization request: %v", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: pushed authorization request: %w", ErrUnavailable, err)
 	}
 	if resp.StatusCode >= http.StatusInternalServerError {
 		return "", fmt.Errorf("%w: pushed authorization request: status %d", ErrUnavailable, resp.StatusCode)

@@ -125,7 +125,7 @@ func (p *Provider) Discover(ctx context.Context) (*Discovered, error) {
 		err = p.discoverSecurity(d)
 	}
 	if err != nil {
-		p.lastErr = fmt.Errorf("%w: discovery of %s: %v", ErrUnavailable, p.cfg.Issuer, err)
+		p.lastErr = fmt.Errorf("%w: discovery of %s: %w", ErrUnavailable, p.cfg.Issuer, err)
 		return nil, p.lastErr
 	}
 	p.lastErr = nil

@@ -140,7 +140,7 @@ func (p *Provider) verify(ctx context.Context, d *Discovered, raw string) (*gooi
 func (p *Provider) mergeUserInfo(ctx context.Context, d *Discovered, tok *oauth2.Token, claims map[string]any) error {
 	ui, err := d.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
 	if err != nil {
-		return fmt.Errorf("%w: userinfo: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: userinfo: %w", ErrUnavailable, err)
 	}
 	if ui.Subject != claims["sub"] {
 		return errors.New("userinfo subject differs from the ID token's")
@@ -185,7 +185,7 @@ func classify(what string, err error) error {
 			return fmt.Errorf("%s refused by the IdP: %s %s", what, re.ErrorCode, re.ErrorDescription)
 		}
 	}
-	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
 }
 
 // Claims helpers used to build a session's identity.

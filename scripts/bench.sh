@@ -18,7 +18,7 @@
 # wrk replays that session cookie: `wrk -t2 -c50 -d$DURATION`, the
 # configurations interleaved round after round (ROUNDS rounds), the median
 # per configuration reported. Then the Go benchmarks
-# (go test -run XXX -bench . -benchmem ./sessions/ .).
+# (go test -run XXX -bench . -benchmem ./sessions/ . ./integration/).
 #
 # Environment: ROUNDS (default 3), DURATION (wrk -d, default 10s: about 5
 # minutes in all), THREADS (2), CONNECTIONS (50), OUT (BENCHMARKS.md),
@@ -424,8 +424,8 @@ stop_all
 # --- Go benchmarks -------------------------------------------------------------------
 GO_OUT="$WORK/gobench.txt"
 if [ "$GO_BENCH" != 0 ]; then
-	log "Go benchmarks: go test -run XXX -bench . -benchmem ./sessions/ ."
-	timeout -k 10 900 go test -run XXX -bench . -benchmem -timeout 10m ./sessions/ . >"$GO_OUT" 2>&1 ||
+	log "Go benchmarks: go test -run XXX -bench . -benchmem ./sessions/ . ./integration/"
+	timeout -k 10 900 go test -run XXX -bench . -benchmem -timeout 10m ./sessions/ . ./integration/ >"$GO_OUT" 2>&1 ||
 		die "Go benchmarks failed: $(tail -n 30 "$GO_OUT")"
 	grep -E '^(Benchmark|ok|pkg:)' "$GO_OUT" | sed 's/^/  /'
 fi
@@ -543,7 +543,7 @@ EOF
 
 ## Go benchmarks
 
-\`go test -run XXX -bench . -benchmem ./sessions/ .\` (same machine, run after the load tests, with the processes
+\`go test -run XXX -bench . -benchmem ./sessions/ . ./integration/\` (same machine, run after the load tests, with the processes
 above stopped):
 
 - \`BenchmarkServeHTTP{Cookie,Memory,Redis}\`: one authenticated request through the handler's \`ServeHTTP\`,

@@ -32,7 +32,7 @@ func suggestion(t *testing.T, r result) string {
 // runs the suggested block as printed, with the secrets in the
 // environment (the cookie secret made by `secret`): the suggestion works.
 func TestCheckMockoidc(t *testing.T) {
-	idp := testcaddy.StartIdP(t, 0)
+	idp := testcaddy.StartMockIdP(t, 0, false)
 	r := caddy(t, nil, "check", "--issuer", idp.Issuer(), "--client-id", idp.ClientID, "--site", "https://app.example.com/ignored/path")
 	want(t, r, 0,
 		"(the discovery document agrees)",
@@ -67,7 +67,7 @@ func TestCheckMockoidc(t *testing.T) {
 	// Plain http in the test: the one change to the suggestion.
 	site := strings.Replace(block, "{env.OIDC_COOKIE_SECRET}\n", "{env.OIDC_COOKIE_SECRET}\n\t\tsecure off\n", 1)
 	c := testcaddy.Start(t, "", site+"\trespond \"hello {http.auth.user.id}\" 200\n")
-	if body := testcaddy.NewBrowser(t).Login(idp, c.Base, "alice"); body != "hello alice" {
+	if body := testcaddy.NewBrowser(t).LoginAs(idp, c.Base, "alice"); body != "hello alice" {
 		t.Fatalf("login through the suggested block: %q", body)
 	}
 }

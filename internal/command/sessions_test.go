@@ -27,14 +27,14 @@ type listed struct {
 // startSessions runs Caddy with the memory store (and admin on admin) and
 // logs alice in twice and bob once; it returns Caddy, the IdP and the
 // browsers.
-func startSessions(t *testing.T, admin string) (*testcaddy.Caddy, *testcaddy.IdP, map[string][]*testcaddy.Browser) {
+func startSessions(t *testing.T, admin string) (*testcaddy.Caddy, *testcaddy.MockIdP, map[string][]*testcaddy.Browser) {
 	t.Helper()
-	idp := testcaddy.StartIdP(t, 0)
-	c := testcaddy.Start(t, admin, idp.Block("store memory")+"\trespond \"id={http.auth.user.id}\" 200\n")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	c := testcaddy.Start(t, admin, testcaddy.OIDCBlock(idp, "store memory")+"\trespond \"id={http.auth.user.id}\" 200\n")
 	browsers := map[string][]*testcaddy.Browser{}
 	for _, sub := range []string{"alice", "alice", "bob"} {
 		b := testcaddy.NewBrowser(t)
-		if body := b.Login(idp, c.Base, sub); body != "id="+sub {
+		if body := b.LoginAs(idp, c.Base, sub); body != "id="+sub {
 			t.Fatalf("login as %s: %q", sub, body)
 		}
 		browsers[sub] = append(browsers[sub], b)
@@ -141,7 +141,7 @@ func TestSessions(t *testing.T) {
 
 	// All of them.
 	carol := testcaddy.NewBrowser(t)
-	carol.Login(idp, c.Base, "carol")
+	carol.LoginAs(idp, c.Base, "carol")
 	want(t, caddy(t, nil, "sessions", "--admin", admin, "end", "--all"), 0, "ended 1 session\n")
 	if loggedIn(t, c, carol) {
 		t.Error("carol's session survived end --all")
@@ -169,9 +169,9 @@ func TestSessionsAdminAddress(t *testing.T) {
 // TestSessionsCookieStore: a Caddy whose only store is the cookie store
 // says its sessions are not listed, and not ended by --all.
 func TestSessionsCookieStore(t *testing.T) {
-	idp := testcaddy.StartIdP(t, 0)
-	c := testcaddy.Start(t, "", idp.Block("")+"\trespond ok 200\n")
-	testcaddy.NewBrowser(t).Login(idp, c.Base, "alice")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	c := testcaddy.Start(t, "", testcaddy.OIDCBlock(idp, "")+"\trespond ok 200\n")
+	testcaddy.NewBrowser(t).LoginAs(idp, c.Base, "alice")
 	want(t, caddy(t, nil, "sessions", "--admin", c.Admin, "list"), 0, "0 sessions", "not listed: the sessions of the cookie store")
 	want(t, caddy(t, nil, "sessions", "--admin", c.Admin, "end", "--all"), 0, "ended 0 sessions", "not ended: the sessions of the cookie store")
 }

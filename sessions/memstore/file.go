@@ -282,7 +282,7 @@ func (d *decoder) fail(err error) {
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			err = fmt.Errorf("%w: truncated", errCorrupt)
 		case !errors.Is(err, errCorrupt):
-			err = fmt.Errorf("%w: %v", errCorrupt, err)
+			err = fmt.Errorf("%w: %w", errCorrupt, err)
 		}
 		d.err = err
 	}

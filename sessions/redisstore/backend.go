@@ -190,7 +190,7 @@ func globEscape(s string) string {
 }
 
 func unavailable(op string, err error) error {
-	return fmt.Errorf("%w: redis %s: %v", sessions.ErrUnavailable, op, err)
+	return fmt.Errorf("%w: redis %s: %w", sessions.ErrUnavailable, op, err)
 }
 
 // Ping implements sessions.Pinger; on a Cluster every master must answer.

@@ -1,4 +1,4 @@
-package oidcsession_test
+package integration
 
 // Regression tests of the request-path audit (issue 11), one per defect:
 // each fails on the code before its fix. In-process Caddy and mockoidc,
@@ -21,6 +21,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
+	"github.com/oidc-session/oidc_session/internal/testcaddy"
+	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/internal/testredis"
 )
 
@@ -40,13 +42,13 @@ func onGrant(grant string, mw func(http.Handler) http.Handler) func(http.Handler
 
 // loginLanding logs b in from target and returns the callback's Location:
 // where the plugin sends the browser after the login.
-func loginLanding(t *testing.T, b *browser, target string) string {
+func loginLanding(t *testing.T, b *testcaddy.Browser, target string) string {
 	t.Helper()
-	resp, _ := b.navigate(target)
+	resp, _ := b.Navigate(target)
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("GET %s: %d, want a login redirect", target, resp.StatusCode)
 	}
-	resp, body := b.navigate(b.authorize(resp.Header.Get("Location")))
+	resp, body := b.Navigate(b.Authorize(resp.Header.Get("Location")))
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("callback: %d %s", resp.StatusCode, body)
 	}
@@ -57,18 +59,18 @@ func loginLanding(t *testing.T, b *browser, target string) string {
 // path a browser reads as another host (//evil.example/...) must not come
 // back from the login as a redirect there, in auto and redirect modes.
 func TestSecurityOpenRedirectAfterLogin(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
+	idp := testcaddy.StartMockIdP(t, 0, false)
 	for _, mode := range []string{"auto", "redirect"} {
-		base := startCaddy(t, siteConfig(idp, "unauthenticated "+mode))
+		base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "unauthenticated "+mode))
 		for _, path := range []string{"//evil.example/", "//evil.example/%2e%2e", "///evil.example/", "//evil.example", "/%2F%2Fevil.example/", "/\\evil.example/"} {
-			loc := loginLanding(t, newBrowser(t), base+path)
+			loc := loginLanding(t, testcaddy.NewBrowser(t), base+path)
 			u, err := url.Parse(loc)
 			if err != nil || u.Host != "" || strings.HasPrefix(loc, "//") || strings.Contains(loc, "\\") {
 				t.Errorf("%s: after login %s sends the browser to %q", mode, path, loc)
 			}
 		}
 		// A path of this site still comes back.
-		if loc := loginLanding(t, newBrowser(t), base+"/deep/page?x=1"); loc != "/deep/page?x=1" {
+		if loc := loginLanding(t, testcaddy.NewBrowser(t), base+"/deep/page?x=1"); loc != "/deep/page?x=1" {
 			t.Errorf("%s: /deep/page?x=1 came back as %q", mode, loc)
 		}
 	}
@@ -78,37 +80,37 @@ func TestSecurityOpenRedirectAfterLogin(t *testing.T) {
 // verified never reaches the upstream, nor becomes the user id, unless
 // allow_unverified_email says so.
 func TestSecurityUnverifiedEmailNotExposed(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
+	idp := testcaddy.StartMockIdP(t, 0, false)
 	unverified := &mockoidc.MockUser{Subject: "mallory", Email: "ceo@example.com", EmailVerified: false, PreferredUsername: "mallory"}
 
-	base := startCaddy(t, siteConfig(idp, "claims email"))
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "claims email"))
 	idp.QueueUser(unverified)
-	b := newBrowser(t)
-	resp, body := b.login(base + "/")
+	b := testcaddy.NewBrowser(t)
+	resp, body := b.Login(base + "/")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=mallory ") {
 		t.Fatalf("login: %d %s", resp.StatusCode, body)
 	}
 	if strings.Contains(body, "ceo@example.com") {
 		t.Errorf("the unverified email reached the upstream: %s", body)
 	}
-	if _, ui := b.do(http.MethodGet, base+"/oauth2/userinfo", "Accept: application/json"); strings.Contains(ui, "ceo@example.com") {
+	if _, ui := b.Do(http.MethodGet, base+"/oauth2/userinfo", "Accept: application/json"); strings.Contains(ui, "ceo@example.com") {
 		t.Errorf("userinfo shows the unverified email: %s", ui)
 	}
 
 	// user_id_claim email: the login is refused, not made with that id.
-	base = startCaddy(t, siteConfig(idp, "user_id_claim email"))
+	base = testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "user_id_claim email"))
 	idp.QueueUser(unverified)
-	b = newBrowser(t)
-	resp, _ = b.navigate(base + "/")
-	resp, body = b.navigate(b.authorize(resp.Header.Get("Location")))
-	if resp.StatusCode != http.StatusForbidden || setCookieNamed(resp, sessionCookie) != nil {
+	b = testcaddy.NewBrowser(t)
+	resp, _ = b.Navigate(base + "/")
+	resp, body = b.Navigate(b.Authorize(resp.Header.Get("Location")))
+	if resp.StatusCode != http.StatusForbidden || testcaddy.SetCookieNamed(resp, sessionCookie) != nil {
 		t.Errorf("user_id_claim email with an unverified email: %d %s, want 403 and no session", resp.StatusCode, body)
 	}
 
 	// allow_unverified_email: the operator accepts it.
-	base = startCaddy(t, siteConfig(idp, "allow_unverified_email"))
+	base = testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "allow_unverified_email"))
 	idp.QueueUser(unverified)
-	if _, body := newBrowser(t).login(base + "/"); !strings.Contains(body, "email=ceo@example.com ") || !strings.Contains(body, "xfe=ceo@example.com ") {
+	if _, body := testcaddy.NewBrowser(t).Login(base + "/"); !strings.Contains(body, "email=ceo@example.com ") || !strings.Contains(body, "xfe=ceo@example.com ") {
 		t.Errorf("allow_unverified_email: %s", body)
 	}
 }
@@ -116,7 +118,7 @@ func TestSecurityUnverifiedEmailNotExposed(t *testing.T) {
 // TestSecurityBackchannelNotStarved: junk POSTs to the back-channel
 // endpoint do not use up anything the IdP's valid logout token needs.
 func TestSecurityBackchannelNotStarved(t *testing.T) {
-	idp := newMockIdP(t, 0, false)
+	idp := testcaddy.NewMockIdP(t, 0, false)
 	var jwksFetches atomic.Int32
 	if err := idp.AddMiddleware(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -128,9 +130,9 @@ func TestSecurityBackchannelNotStarved(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	startIdP(t, idp)
-	base := startCaddy(t, siteConfig(idp, "store memory"))
-	alice := loginAs(t, idp, base, "alice")
+	testcaddy.StartIdP(t, idp)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, storeNamed("memory").Config(t)))
+	alice := testcaddy.LoginAs(t, idp, base, "alice")
 
 	forger, err := mockoidc.RandomKeypair(2048)
 	if err != nil {
@@ -151,7 +153,7 @@ func TestSecurityBackchannelNotStarved(t *testing.T) {
 	if code, body := postLogout(t, base, logoutToken(t, idp, idp.Keypair, "alice", nil)); code != http.StatusOK {
 		t.Fatalf("the IdP's logout token after a flood: %d %s, want 200", code, body)
 	}
-	if resp, _ := alice.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := alice.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("alice's session survived the logout: %d", resp.StatusCode)
 	}
 	if n := jwksFetches.Load(); n > 2 {
@@ -161,7 +163,7 @@ func TestSecurityBackchannelNotStarved(t *testing.T) {
 
 // sidIDTokens re-signs the ID tokens of code grants with a sid claim and
 // those of refresh grants without one, as many IdPs issue them.
-func sidIDTokens(t *testing.T, idp *mockIdP, sid string) {
+func sidIDTokens(t *testing.T, idp *testcaddy.MockIdP, sid string) {
 	t.Helper()
 	for grant, withSID := range map[string]bool{"authorization_code": true, "refresh_token": false} {
 		if err := idp.AddMiddleware(onGrant(grant, rewriteIDToken(func(_ string, c jwt.MapClaims) string {
@@ -181,14 +183,14 @@ func sidIDTokens(t *testing.T, idp *mockIdP, sid string) {
 // the login's, so a logout by sid still ends the session; a logout token
 // naming sid and another sub ends nothing.
 func TestSecuritySIDSurvivesRefresh(t *testing.T) {
-	idp := newMockIdP(t, 3*time.Second, false)
+	idp := testcaddy.NewMockIdP(t, 3*time.Second, false)
 	sidIDTokens(t, idp, "idp-session-1")
-	startIdP(t, idp)
-	base := startCaddy(t, siteConfig(idp, "store memory"))
-	b := loginAs(t, idp, base, "alice")
+	testcaddy.StartIdP(t, idp)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, storeNamed("memory").Config(t)))
+	b := testcaddy.LoginAs(t, idp, base, "alice")
 	time.Sleep(2200 * time.Millisecond)
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusOK || idp.refreshes.Load() != 1 {
-		t.Fatalf("refresh: %d, %d refreshes", resp.StatusCode, idp.refreshes.Load())
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusOK || idp.Refreshes.Load() != 1 {
+		t.Fatalf("refresh: %d, %d refreshes", resp.StatusCode, idp.Refreshes.Load())
 	}
 	bySIDOf := func(sub string) string {
 		return logoutToken(t, idp, idp.Keypair, sub, func(c jwt.MapClaims) { c["sid"] = "idp-session-1" })
@@ -196,13 +198,13 @@ func TestSecuritySIDSurvivesRefresh(t *testing.T) {
 	if code, body := postLogout(t, base, bySIDOf("bob")); code != http.StatusOK {
 		t.Fatalf("logout of sid for bob: %d %s", code, body)
 	}
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusOK {
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("a logout token for sid and another sub ended alice's session: %d", resp.StatusCode)
 	}
 	if code, body := postLogout(t, base, bySIDOf("alice")); code != http.StatusOK {
 		t.Fatalf("logout of sid for alice: %d %s", code, body)
 	}
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("alice's session survived the logout of its sid after a refresh: %d", resp.StatusCode)
 	}
 }
@@ -211,9 +213,9 @@ func TestSecuritySIDSurvivesRefresh(t *testing.T) {
 // because Redis was down is accepted when the IdP sends it again.
 func TestSecurityLogoutRetryAfterStoreOutage(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t\tdial_timeout 200ms\n\t\t}", srv.URL())))
-	alice := loginAs(t, idp, base, "alice")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, testcaddy.StoreBlock("redis", "url "+srv.URL(), "dial_timeout 200ms")))
+	alice := testcaddy.LoginAs(t, idp, base, "alice")
 	tok := logoutToken(t, idp, idp.Keypair, "alice", nil)
 	srv.Stop()
 	if code, body := postLogout(t, base, tok); code != http.StatusServiceUnavailable {
@@ -223,7 +225,7 @@ func TestSecurityLogoutRetryAfterStoreOutage(t *testing.T) {
 	if code, body := postLogout(t, base, tok); code != http.StatusOK {
 		t.Fatalf("the IdP's retry of the same token: %d %s, want 200", code, body)
 	}
-	if resp, _ := alice.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := alice.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("alice's session survived: %d", resp.StatusCode)
 	}
 	if code, body := postLogout(t, base, tok); code != http.StatusBadRequest || !strings.Contains(body, "replay") {
@@ -235,36 +237,36 @@ func TestSecurityLogoutRetryAfterStoreOutage(t *testing.T) {
 // by navigating to frontchannel_logout; the IdP's iframe still can, and a
 // session with a sid needs that sid.
 func TestSecurityFrontchannelLogoutCSRF(t *testing.T) {
-	idp := newMockIdP(t, 0, false)
+	idp := testcaddy.NewMockIdP(t, 0, false)
 	sidIDTokens(t, idp, "idp-session-1")
-	startIdP(t, idp)
-	base := startCaddy(t, siteConfig(idp, "store memory"))
-	b := loginAs(t, idp, base, "alice")
+	testcaddy.StartIdP(t, idp)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, storeNamed("memory").Config(t)))
+	b := testcaddy.LoginAs(t, idp, base, "alice")
 	fc := base + "/oauth2/frontchannel_logout"
 	withSID := fc + "?" + url.Values{"iss": {idp.Issuer()}, "sid": {"idp-session-1"}}.Encode()
 	crossDoc := []string{"Sec-Fetch-Site: cross-site", "Sec-Fetch-Dest: document", "Sec-Fetch-Mode: navigate"}
 	iframe := []string{"Sec-Fetch-Site: cross-site", "Sec-Fetch-Dest: iframe", "Sec-Fetch-Mode: navigate"}
 
-	if resp, _ := b.do(http.MethodGet, fc, crossDoc...); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := b.Do(http.MethodGet, fc, crossDoc...); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site navigation without parameters: %d, want 403", resp.StatusCode)
 	}
 	// Cookieless, as a forged link from another site would be.
-	if resp, _ := newBrowser(t).do(http.MethodGet, withSID, crossDoc...); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := testcaddy.NewBrowser(t).Do(http.MethodGet, withSID, crossDoc...); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site navigation with iss and sid: %d, want 403", resp.StatusCode)
 	}
 	// The IdP's iframe without iss and sid cannot end a session that has one.
-	if resp, _ := b.do(http.MethodGet, fc, iframe...); resp.StatusCode != http.StatusOK {
+	if resp, _ := b.Do(http.MethodGet, fc, iframe...); resp.StatusCode != http.StatusOK {
 		t.Errorf("iframe without parameters: %d", resp.StatusCode)
 	}
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusOK {
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("the session ended: %d", resp.StatusCode)
 	}
 	// The IdP's iframe with iss and sid, cookieless (a Lax cookie is not
 	// sent to a cross-site frame): the sid index ends it.
-	if resp, _ := newBrowser(t).do(http.MethodGet, withSID, iframe...); resp.StatusCode != http.StatusOK {
+	if resp, _ := testcaddy.NewBrowser(t).Do(http.MethodGet, withSID, iframe...); resp.StatusCode != http.StatusOK {
 		t.Errorf("iframe with iss and sid: %d", resp.StatusCode)
 	}
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("front-channel logout by sid did not end the session: %d", resp.StatusCode)
 	}
 }
@@ -272,7 +274,7 @@ func TestSecurityFrontchannelLogoutCSRF(t *testing.T) {
 // TestSecurityIDTokenNotInAccessLog: RP-initiated logout does not put the
 // user's ID token in a response header that Caddy's access log records.
 func TestSecurityIDTokenNotInAccessLog(t *testing.T) {
-	idp := newMockIdP(t, 0, true)
+	idp := testcaddy.NewMockIdP(t, 0, true)
 	var idToken atomic.Value
 	idToken.Store("")
 	if err := idp.AddMiddleware(rewriteIDToken(func(raw string, _ jwt.MapClaims) string {
@@ -281,13 +283,13 @@ func TestSecurityIDTokenNotInAccessLog(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	startIdP(t, idp)
+	testcaddy.StartIdP(t, idp)
 	accessLog := t.TempDir() + "/access.log"
-	base := startCaddy(t, fmt.Sprintf("\tlog {\n\t\toutput file %s\n\t}\n", accessLog)+siteConfig(idp, ""))
-	b := newBrowser(t)
-	b.login(base + "/")
-	resp, body := b.navigate(base + "/oauth2/sign_out")
-	form := endSessionForm(t, resp, body)
+	base := testcaddy.StartCaddy(t, fmt.Sprintf("\tlog {\n\t\toutput file %s\n\t}\n", accessLog)+testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
+	resp, body := b.Navigate(base + "/oauth2/sign_out")
+	form := testcaddy.EndSessionForm(t, resp, body)
 	tok := idToken.Load().(string)
 	if tok == "" || form.Fields.Get("id_token_hint") != tok {
 		t.Fatalf("id_token_hint %q, want the login's ID token", form.Fields.Get("id_token_hint"))
@@ -321,38 +323,38 @@ func bigGroups(sub string) *mockoidc.MockUser {
 // URLs beside a 3-chunk session never push a request past Caddy's 16 KiB
 // header limit (431 for every request, sign_out included).
 func TestSecurityPendingLoginsFitHeaderLimit(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, "max_login_flows 5"))
-	b := newBrowser(t)
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "max_login_flows 5"))
+	b := testcaddy.NewBrowser(t)
 	idp.QueueUser(bigGroups("big"))
-	if resp, body := b.login(base + "/"); resp.StatusCode != http.StatusOK {
+	if resp, body := b.Login(base + "/"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("login: %d %s", resp.StatusCode, body)
 	}
-	if b.cookie(base, sessionCookie+"_2") == nil {
+	if b.Cookie(base, sessionCookie+"_2") == nil {
 		t.Fatal("fixture: the session does not take three cookie chunks")
 	}
 	long := "/" + strings.Repeat("x", 1000) + "?q=" + strings.Repeat("y", 980)
 	for i := 0; i < 5; i++ {
-		if resp, _ := b.navigate(base + "/oauth2/start?rd=" + url.QueryEscape(long+fmt.Sprint(i))); resp.StatusCode != http.StatusFound {
+		if resp, _ := b.Navigate(base + "/oauth2/start?rd=" + url.QueryEscape(long+fmt.Sprint(i))); resp.StatusCode != http.StatusFound {
 			t.Fatalf("start %d: %d", i, resp.StatusCode)
 		}
 	}
 	u, _ := url.Parse(base)
 	size := 0
-	for _, c := range b.client.Jar.Cookies(u) {
+	for _, c := range b.Client.Jar.Cookies(u) {
 		size += len(c.Name) + len(c.Value) + 3
 	}
 	if size > 14<<10 {
 		t.Errorf("the browser's cookies for the site take %d bytes", size)
 	}
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusOK {
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusOK {
 		t.Errorf("page: %d", resp.StatusCode)
 	}
-	if resp, _ := b.navigate(base + "/oauth2/sign_out"); resp.StatusCode != http.StatusFound {
+	if resp, _ := b.Navigate(base + "/oauth2/sign_out"); resp.StatusCode != http.StatusFound {
 		t.Errorf("sign_out: %d, want 302", resp.StatusCode)
 	}
 	// sign_out also drops the pending logins.
-	for _, c := range b.client.Jar.Cookies(u) {
+	for _, c := range b.Client.Jar.Cookies(u) {
 		if strings.HasPrefix(c.Name, sessionCookie) {
 			t.Errorf("cookie %s left after sign_out", c.Name)
 		}
@@ -363,26 +365,26 @@ func TestSecurityPendingLoginsFitHeaderLimit(t *testing.T) {
 // same memory store, an IdP that rotates refresh tokens and refuses reuse:
 // one handler's refresh must not leave the other redeeming the spent token.
 func TestSecurityTwoHandlersOneMemoryStore(t *testing.T) {
-	idp := startMockIdP(t, 3*time.Second, false)
-	idp.rotate.Store(true)
-	a, c := freeAddr(t), freeAddr(t)
-	startCaddySites(t, map[string]string{a: siteConfig(idp, "store memory"), c: siteConfig(idp, "store memory")})
+	idp := testcaddy.StartMockIdP(t, 3*time.Second, false)
+	idp.Rotate.Store(true)
+	a, c := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	testcaddy.StartCaddySites(t, map[string]string{a: testcaddy.SiteConfig(idp, storeNamed("memory").Config(t)), c: testcaddy.SiteConfig(idp, storeNamed("memory").Config(t))})
 	baseA, baseC := "http://"+a, "http://"+c
-	b := newBrowser(t) // cookies are per host, not port: both sites see the session
-	b.login(baseA + "/")
-	if resp, _ := b.navigate(baseC + "/"); resp.StatusCode != http.StatusOK {
+	b := testcaddy.NewBrowser(t) // cookies are per host, not port: both sites see the session
+	b.Login(baseA + "/")
+	if resp, _ := b.Navigate(baseC + "/"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("second handler: %d", resp.StatusCode)
 	}
 	time.Sleep(2200 * time.Millisecond)
 	for round := 0; round < 3; round++ {
 		for _, base := range []string{baseA, baseC} {
-			if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusOK {
+			if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusOK {
 				t.Fatalf("round %d at %s: %d", round, base, resp.StatusCode)
 			}
 		}
 	}
-	if n := idp.reused.Load(); n != 0 || idp.refreshes.Load() != 1 {
-		t.Errorf("%d refresh tokens redeemed twice, %d refreshes; want 0 and 1", n, idp.refreshes.Load())
+	if n := idp.Reused.Load(); n != 0 || idp.Refreshes.Load() != 1 {
+		t.Errorf("%d refresh tokens redeemed twice, %d refreshes; want 0 and 1", n, idp.Refreshes.Load())
 	}
 }
 
@@ -390,29 +392,29 @@ func TestSecurityTwoHandlersOneMemoryStore(t *testing.T) {
 // ends the session; an IdP that cannot be reached is not called on every
 // request.
 func TestSecurityRefreshRefusals(t *testing.T) {
-	idp := startMockIdP(t, 3*time.Second, false)
-	base := startCaddy(t, siteConfig(idp, ""))
+	idp := testcaddy.StartMockIdP(t, 3*time.Second, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
 
 	// Unreachable: the session is kept and the IdP asked again only after
 	// a growing wait.
-	b := newBrowser(t)
-	b.login(base + "/")
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
 	time.Sleep(2200 * time.Millisecond)
-	idp.failRefresh.Store("unavailable")
-	before := idp.refreshes.Load()
+	idp.FailRefresh.Store("unavailable")
+	before := idp.Refreshes.Load()
 	for i := 0; i < 20; i++ {
-		if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusOK {
+		if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusOK {
 			t.Fatalf("IdP down, request %d: %d", i, resp.StatusCode)
 		}
 	}
-	if n := idp.refreshes.Load() - before; n != 1 {
+	if n := idp.Refreshes.Load() - before; n != 1 {
 		t.Errorf("%d refresh attempts for 20 quick requests with the IdP down, want 1", n)
 	}
 
 	// invalid_client (any final 4xx): the session ends.
-	idp.failRefresh.Store("invalid_client")
+	idp.FailRefresh.Store("invalid_client")
 	time.Sleep(1100 * time.Millisecond) // past the wait
-	resp, _ := b.navigate(base + "/")
+	resp, _ := b.Navigate(base + "/")
 	if resp.StatusCode != http.StatusFound || !clearsSession(resp) {
 		t.Errorf("invalid_client: %d, want a new login and the cookie cleared", resp.StatusCode)
 	}
@@ -421,23 +423,23 @@ func TestSecurityRefreshRefusals(t *testing.T) {
 // TestSecurityRefreshedIDTokenRejected: a refreshed ID token that fails
 // verification ends the session instead of being retried forever.
 func TestSecurityRefreshedIDTokenRejected(t *testing.T) {
-	idp := newMockIdP(t, 3*time.Second, false)
+	idp := testcaddy.NewMockIdP(t, 3*time.Second, false)
 	if err := idp.AddMiddleware(onGrant("refresh_token", rewriteIDToken(func(_ string, c jwt.MapClaims) string {
 		c["aud"] = "another-client"
 		return signWith(t, idp.Keypair, c)
 	}))); err != nil {
 		t.Fatal(err)
 	}
-	startIdP(t, idp)
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := newBrowser(t)
-	b.login(base + "/")
+	testcaddy.StartIdP(t, idp)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
 	time.Sleep(2200 * time.Millisecond)
-	resp, _ := b.navigate(base + "/")
+	resp, _ := b.Navigate(base + "/")
 	if resp.StatusCode != http.StatusFound || !clearsSession(resp) {
 		t.Errorf("refreshed ID token for another audience: %d, want a new login", resp.StatusCode)
 	}
-	if n := idp.refreshes.Load(); n != 1 {
+	if n := idp.Refreshes.Load(); n != 1 {
 		t.Errorf("%d refreshes, want 1", n)
 	}
 }
@@ -447,12 +449,12 @@ func TestSecurityRefreshedIDTokenRejected(t *testing.T) {
 // and kills every copy.
 func TestSecuritySignOutDuringStoreOutage(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t\tdial_timeout 200ms\n\t\t}", srv.URL())))
-	b := loginAs(t, idp, base, "alice")
-	copied := sessionCookie + "=" + b.cookie(base, sessionCookie).Value
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, testcaddy.StoreBlock("redis", "url "+srv.URL(), "dial_timeout 200ms")))
+	b := testcaddy.LoginAs(t, idp, base, "alice")
+	copied := sessionCookie + "=" + b.Cookie(base, sessionCookie).Value
 	srv.Stop()
-	resp, _ := b.navigate(base + "/oauth2/sign_out")
+	resp, _ := b.Navigate(base + "/oauth2/sign_out")
 	if resp.StatusCode != http.StatusServiceUnavailable || clearsSession(resp) {
 		t.Fatalf("sign_out with Redis down: %d (cleared: %v), want 503 and the cookie kept", resp.StatusCode, clearsSession(resp))
 	}
@@ -460,7 +462,7 @@ func TestSecuritySignOutDuringStoreOutage(t *testing.T) {
 	if resp, _ := withCookies(t, base+"/", copied, "Accept: text/html", "Sec-Fetch-Mode: navigate"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("session after Redis came back: %d", resp.StatusCode)
 	}
-	if resp, _ := b.navigate(base + "/oauth2/sign_out"); resp.StatusCode != http.StatusFound || !clearsSession(resp) {
+	if resp, _ := b.Navigate(base + "/oauth2/sign_out"); resp.StatusCode != http.StatusFound || !clearsSession(resp) {
 		t.Fatalf("sign_out: %d", resp.StatusCode)
 	}
 	expectNoSession(t, base, copied, "copy of a cookie signed out")
@@ -480,18 +482,18 @@ func TestSecurityAzp(t *testing.T) {
 		{"several audiences, azp this client", func(c jwt.MapClaims, client string) { c["aud"] = []string{client, "other"}; c["azp"] = client }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			idp := newMockIdP(t, 0, false)
+			idp := testcaddy.NewMockIdP(t, 0, false)
 			if err := idp.AddMiddleware(rewriteIDToken(func(_ string, c jwt.MapClaims) string {
 				tc.edit(c, idp.ClientID)
 				return signWith(t, idp.Keypair, c)
 			})); err != nil {
 				t.Fatal(err)
 			}
-			startIdP(t, idp)
-			base := startCaddy(t, siteConfig(idp, ""))
-			b := newBrowser(t)
-			resp, _ := b.navigate(base + "/")
-			resp, body := b.navigate(b.authorize(resp.Header.Get("Location")))
+			testcaddy.StartIdP(t, idp)
+			base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+			b := testcaddy.NewBrowser(t)
+			resp, _ := b.Navigate(base + "/")
+			resp, body := b.Navigate(b.Authorize(resp.Header.Get("Location")))
 			if got := resp.StatusCode == http.StatusFound; got != tc.ok {
 				t.Errorf("callback: %d %s (accepted %v, want %v)", resp.StatusCode, body, got, tc.ok)
 			}
@@ -503,10 +505,10 @@ func TestSecurityAzp(t *testing.T) {
 // chunks and flow cookies keep the prefix's rules) and a configuration
 // that breaks the prefix's rules is refused.
 func TestSecurityHostPrefixCookie(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	site := strings.Replace(siteConfig(idp, ""), "secure off", "secure on\n\t\t\tname __Host-app", 1)
-	base := startCaddy(t, site)
-	resp, _ := newBrowser(t).navigate(base + "/")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	site := strings.Replace(testcaddy.SiteConfig(idp, ""), "secure off", "secure on\n\t\t\tname __Host-app", 1)
+	base := testcaddy.StartCaddy(t, site)
+	resp, _ := testcaddy.NewBrowser(t).Navigate(base + "/")
 	var flow *http.Cookie
 	for _, c := range resp.Cookies() {
 		if strings.HasPrefix(c.Name, "__Host-app_flow_") {
@@ -518,12 +520,12 @@ func TestSecurityHostPrefixCookie(t *testing.T) {
 	}
 	// The plain-http test site cannot carry Secure cookies in a browser's
 	// jar: play the browser by hand.
-	cb := newBrowser(t).authorize(resp.Header.Get("Location"))
-	resp, body := newBrowser(t).do(http.MethodGet, cb, "Cookie: "+flow.Name+"="+flow.Value)
+	cb := testcaddy.NewBrowser(t).Authorize(resp.Header.Get("Location"))
+	resp, body := testcaddy.NewBrowser(t).Do(http.MethodGet, cb, "Cookie: "+flow.Name+"="+flow.Value)
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("callback: %d %s", resp.StatusCode, body)
 	}
-	sess := setCookieNamed(resp, "__Host-app")
+	sess := testcaddy.SetCookieNamed(resp, "__Host-app")
 	if sess == nil || !sess.Secure || sess.Path != "/" || sess.Domain != "" {
 		t.Fatalf("session cookie %+v", sess)
 	}
@@ -532,7 +534,7 @@ func TestSecurityHostPrefixCookie(t *testing.T) {
 	}
 
 	for _, bad := range []string{"secure off\n\t\t\tname __Host-app", "name __Host-app\n\t\t\tdomain example.com", "name __Host-app\n\t\t\tpath /app", "secure off\n\t\t\tname __Secure-app"} {
-		cfg := globalOptions(freeAddr(t), t.TempDir(), os.DevNull, "ERROR") + "http://" + freeAddr(t) + " {\n" + strings.Replace(siteConfig(idp, ""), "secure off", bad, 1) + "}\n"
+		cfg := testcaddy.GlobalOptions(testenv.FreeAddr(t), t.TempDir(), "discard", "ERROR") + "http://" + testenv.FreeAddr(t) + " {\n" + strings.Replace(testcaddy.SiteConfig(idp, ""), "secure off", bad, 1) + "}\n"
 		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil); err == nil || !strings.Contains(err.Error(), "__") {
 			t.Errorf("cookie %q accepted (%v)", bad, err)
 		}
@@ -543,14 +545,14 @@ func TestSecurityHostPrefixCookie(t *testing.T) {
 // server trusts, the callback URL is https; the same header from anyone
 // else changes nothing.
 func TestSecurityTrustedProxyScheme(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
+	idp := testcaddy.StartMockIdP(t, 0, false)
 	for _, tc := range []struct {
 		trusted string
 		want    string
 	}{{"127.0.0.1/32", "https://"}, {"10.9.9.9/32", "http://"}} {
-		addr := freeAddr(t)
-		startCaddyServers(t, map[string]string{addr: siteConfig(idp, "")}, "trusted_proxies static "+tc.trusted)
-		resp, _ := newBrowser(t).navigate("http://"+addr+"/", "X-Forwarded-Proto: https")
+		addr := testenv.FreeAddr(t)
+		testcaddy.StartCaddyServers(t, map[string]string{addr: testcaddy.SiteConfig(idp, "")}, "trusted_proxies static "+tc.trusted)
+		resp, _ := testcaddy.NewBrowser(t).Navigate("http://"+addr+"/", "X-Forwarded-Proto: https")
 		auth, _ := url.Parse(resp.Header.Get("Location"))
 		if got := auth.Query().Get("redirect_uri"); !strings.HasPrefix(got, tc.want+addr+"/oauth2/callback") {
 			t.Errorf("trusted_proxies %s: redirect_uri %q, want %s...", tc.trusted, got, tc.want)
@@ -561,15 +563,15 @@ func TestSecurityTrustedProxyScheme(t *testing.T) {
 // TestSecurityUserInfoAuthorized: a session the rules no longer admit (the
 // rules changed since its login) gets 403 from userinfo too.
 func TestSecurityUserInfoAuthorized(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	addr := freeAddr(t)
-	base := startCaddyOn(t, addr, siteConfig(idp, ""))
-	b := loginAs(t, idp, base, "alice")
-	startCaddyOn(t, addr, siteConfig(idp, "allowed_groups admins"))
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusForbidden {
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	addr := testenv.FreeAddr(t)
+	base := testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.LoginAs(t, idp, base, "alice")
+	testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(idp, "allowed_groups admins"))
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("page for a user outside allowed_groups: %d", resp.StatusCode)
 	}
-	if resp, body := b.do(http.MethodGet, base+"/oauth2/userinfo"); resp.StatusCode != http.StatusForbidden || strings.Contains(body, "alice") {
+	if resp, body := b.Do(http.MethodGet, base+"/oauth2/userinfo"); resp.StatusCode != http.StatusForbidden || strings.Contains(body, "alice") {
 		t.Errorf("userinfo for a user outside allowed_groups: %d %s, want 403", resp.StatusCode, body)
 	}
 }
@@ -577,10 +579,10 @@ func TestSecurityUserInfoAuthorized(t *testing.T) {
 // TestSecurityGroupsWithCommas: a group name with a comma stays one group
 // for an upstream that splits X-Forwarded-Groups on commas.
 func TestSecurityGroupsWithCommas(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
 	idp.QueueUser(&mockoidc.MockUser{Subject: "u", Email: "u@example.com", EmailVerified: true, Groups: []string{"staff,admins", "100%", "plain"}})
-	_, body := newBrowser(t).login(base + "/")
+	_, body := testcaddy.NewBrowser(t).Login(base + "/")
 	if !strings.Contains(body, "groups=staff%2Cadmins,100%25,plain ") {
 		t.Errorf("groups as the upstream sees them: %s", body)
 	}

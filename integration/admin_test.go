@@ -1,8 +1,7 @@
-package oidcsession_test
+package integration
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -10,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/oauth2-proxy/mockoidc"
 
-	"github.com/oidc-session/oidc_session/internal/testredis"
+	"github.com/oidc-session/oidc_session/internal/testcaddy"
+	"github.com/oidc-session/oidc_session/internal/testenv"
 )
 
 type listed struct {
@@ -32,7 +31,7 @@ type listed struct {
 // adminDo calls the running test Caddy's admin API.
 func adminDo(t *testing.T, method, path string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, running.admin+path, nil)
+	req, _ := http.NewRequest(method, testcaddy.Running().AdminURL+path, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -55,27 +54,16 @@ func adminList(t *testing.T, query string) listed {
 	return l
 }
 
-// loginAs logs a browser in as a given mock user.
-func loginAs(t *testing.T, idp *mockIdP, base, sub string) *browser {
-	t.Helper()
-	idp.QueueUser(&mockoidc.MockUser{Subject: sub, Email: sub + "@example.com", EmailVerified: true, PreferredUsername: sub})
-	b := newBrowser(t)
-	if resp, body := b.login(base + "/"); resp.StatusCode != 200 || !strings.Contains(body, "id="+sub+" ") {
-		t.Fatalf("login as %s: %d %s", sub, resp.StatusCode, body)
-	}
-	return b
-}
-
 // testSessionAdmin drives the admin API of a running Caddy whose site uses
 // a server-side store.
 func testSessionAdmin(t *testing.T, storeConfig string) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, storeConfig+"\n\t\tmax_sessions_per_user 2"))
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, storeConfig+"\n\t\tmax_sessions_per_user 2"))
 
-	alice1 := loginAs(t, idp, base, "alice")
-	alice2 := loginAs(t, idp, base, "alice")
-	bob := loginAs(t, idp, base, "bob")
-	carol := loginAs(t, idp, base, "carol")
+	alice1 := testcaddy.LoginAs(t, idp, base, "alice")
+	alice2 := testcaddy.LoginAs(t, idp, base, "alice")
+	bob := testcaddy.LoginAs(t, idp, base, "bob")
+	carol := testcaddy.LoginAs(t, idp, base, "carol")
 
 	all := adminList(t, "")
 	if all.Count != 4 || len(all.Sessions) != 4 {
@@ -91,15 +79,15 @@ func testSessionAdmin(t *testing.T, storeConfig string) {
 	}
 
 	// Per-user limit: a third login of alice ends her oldest session.
-	alice3 := loginAs(t, idp, base, "alice")
+	alice3 := testcaddy.LoginAs(t, idp, base, "alice")
 	if l := adminList(t, "?sub=alice"); l.Count != 2 {
 		t.Errorf("alice has %d sessions with max_sessions_per_user 2", l.Count)
 	}
-	if resp, _ := alice1.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := alice1.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("alice's oldest session still works: %d", resp.StatusCode)
 	}
-	for _, b := range []*browser{alice2, alice3, bob, carol} {
-		if resp, _ := b.navigate(base + "/"); resp.StatusCode != 200 {
+	for _, b := range []*testcaddy.Browser{alice2, alice3, bob, carol} {
+		if resp, _ := b.Navigate(base + "/"); resp.StatusCode != 200 {
 			t.Errorf("a session within the limit stopped working: %d", resp.StatusCode)
 		}
 	}
@@ -109,7 +97,7 @@ func testSessionAdmin(t *testing.T, storeConfig string) {
 	if code, body := adminDo(t, "DELETE", "/oidc_session/sessions/"+bobID); code != 200 || !strings.Contains(body, `"ended":1`) {
 		t.Fatalf("delete one: %d %s", code, body)
 	}
-	if resp, _ := bob.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := bob.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("bob's deleted session still works: %d", resp.StatusCode)
 	}
 	if code, _ := adminDo(t, "DELETE", "/oidc_session/sessions/"+bobID); code != http.StatusNotFound {
@@ -119,20 +107,20 @@ func testSessionAdmin(t *testing.T, storeConfig string) {
 	if code, body := adminDo(t, "DELETE", "/oidc_session/sessions?sub=alice"); code != 200 || !strings.Contains(body, `"ended":2`) {
 		t.Fatalf("delete by user: %d %s", code, body)
 	}
-	for _, b := range []*browser{alice2, alice3} {
-		if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	for _, b := range []*testcaddy.Browser{alice2, alice3} {
+		if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 			t.Errorf("alice's session survived delete by user: %d", resp.StatusCode)
 		}
 	}
-	if resp, _ := carol.navigate(base + "/"); resp.StatusCode != 200 {
+	if resp, _ := carol.Navigate(base + "/"); resp.StatusCode != 200 {
 		t.Errorf("carol's session was ended by deleting alice's: %d", resp.StatusCode)
 	}
 	// Delete all.
-	loginAs(t, idp, base, "dave")
+	testcaddy.LoginAs(t, idp, base, "dave")
 	if code, body := adminDo(t, "DELETE", "/oidc_session/sessions"); code != 200 || !strings.Contains(body, `"ended":2`) {
 		t.Fatalf("delete all: %d %s", code, body)
 	}
-	if resp, _ := carol.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := carol.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("carol's session survived delete all: %d", resp.StatusCode)
 	}
 	if l := adminList(t, ""); l.Count != 0 {
@@ -143,15 +131,10 @@ func testSessionAdmin(t *testing.T, storeConfig string) {
 	}
 }
 
-func TestSessionAdminRedis(t *testing.T) {
-	srv := testredis.Start(t, testredis.Options{})
-	testSessionAdmin(t, fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t}", srv.URL()))
-}
-
 func TestSessionAdminCookieStore(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	loginAs(t, idp, base, "alice")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	testcaddy.LoginAs(t, idp, base, "alice")
 	l := adminList(t, "")
 	if l.Count != 0 || len(l.Unmanaged) != 1 || l.Unmanaged[0] != "cookie" {
 		t.Errorf("cookie store listing: %+v", l)
@@ -161,19 +144,22 @@ func TestSessionAdminCookieStore(t *testing.T) {
 	}
 }
 
-func TestSessionAdminMemory(t *testing.T) {
-	testSessionAdmin(t, "store memory {\n\t\t\tstate_file "+t.TempDir()+"/sessions.state\n\t\t}")
+// TestSessionAdmin runs testSessionAdmin on every server-side store.
+func TestSessionAdmin(t *testing.T) {
+	for _, st := range testcaddy.ServerSideStores() {
+		t.Run(st.Name, func(t *testing.T) { testSessionAdmin(t, st.Config(t)) })
+	}
 }
 
 // TestMemoryStateFileSurvivesRestart stops Caddy and starts it again with
 // the same state file: the user is still logged in.
 func TestMemoryStateFileSurvivesRestart(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
+	idp := testcaddy.StartMockIdP(t, 0, false)
 	state := t.TempDir() + "/sessions.state"
-	site := siteConfig(idp, "store memory {\n\t\t\tstate_file "+state+"\n\t\t}")
-	addr := freeAddr(t)
-	base := startCaddyOn(t, addr, site)
-	b := loginAs(t, idp, base, "alice")
+	site := testcaddy.SiteConfig(idp, testcaddy.StoreBlock("memory", "state_file "+state))
+	addr := testenv.FreeAddr(t)
+	base := testcaddy.StartCaddyOn(t, addr, site)
+	b := testcaddy.LoginAs(t, idp, base, "alice")
 	if err := caddy.Stop(); err != nil { // as at shutdown: the state file is written
 		t.Fatal(err)
 	}
@@ -185,8 +171,8 @@ func TestMemoryStateFileSurvivesRestart(t *testing.T) {
 	if strings.Contains(string(raw), "alice") || strings.Contains(string(raw), "eyJ") {
 		t.Errorf("the state file holds identity or tokens in clear")
 	}
-	startCaddyOn(t, addr, site)
-	if resp, body := b.navigate(base + "/"); resp.StatusCode != 200 || !strings.Contains(body, "id=alice ") {
+	testcaddy.StartCaddyOn(t, addr, site)
+	if resp, body := b.Navigate(base + "/"); resp.StatusCode != 200 || !strings.Contains(body, "id=alice ") {
 		t.Fatalf("after restart: %d %s", resp.StatusCode, body)
 	}
 	if l := adminList(t, ""); l.Count != 1 || l.Sessions[0].Subject != "alice" || l.Sessions[0].Store != "memory" {

@@ -1,4 +1,4 @@
-package oidcsession_test
+package integration
 
 import (
 	"fmt"
@@ -12,12 +12,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
-	"github.com/oidc-session/oidc_session/internal/testredis"
+	"github.com/oidc-session/oidc_session/internal/testcaddy"
 )
 
 // logoutToken makes a back-channel logout token for sub, signed by key;
 // edit changes the claims before signing.
-func logoutToken(t *testing.T, idp *mockIdP, key *mockoidc.Keypair, sub string, edit func(jwt.MapClaims)) string {
+func logoutToken(t *testing.T, idp *testcaddy.MockIdP, key *mockoidc.Keypair, sub string, edit func(jwt.MapClaims)) string {
 	t.Helper()
 	claims := jwt.MapClaims{
 		"iss":    idp.Issuer(),
@@ -52,11 +52,11 @@ func postLogout(t *testing.T, base, token string) (int, string) {
 // testBackchannelLogout logs users in, then has the IdP end one user's
 // sessions through the back channel, and checks the bad tokens are refused.
 func testBackchannelLogout(t *testing.T, storeConfig string) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, storeConfig))
-	alice1 := loginAs(t, idp, base, "alice")
-	alice2 := loginAs(t, idp, base, "alice")
-	bob := loginAs(t, idp, base, "bob")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, storeConfig))
+	alice1 := testcaddy.LoginAs(t, idp, base, "alice")
+	alice2 := testcaddy.LoginAs(t, idp, base, "alice")
+	bob := testcaddy.LoginAs(t, idp, base, "bob")
 
 	other, err := mockoidc.RandomKeypair(2048)
 	if err != nil {
@@ -76,8 +76,8 @@ func testBackchannelLogout(t *testing.T, storeConfig string) {
 			t.Errorf("%s: %d %s, want 400 with a JSON error", name, code, body)
 		}
 	}
-	for _, b := range []*browser{alice1, alice2, bob} {
-		if resp, _ := b.navigate(base + "/"); resp.StatusCode != 200 {
+	for _, b := range []*testcaddy.Browser{alice1, alice2, bob} {
+		if resp, _ := b.Navigate(base + "/"); resp.StatusCode != 200 {
 			t.Fatalf("a refused logout token ended a session: %d", resp.StatusCode)
 		}
 	}
@@ -86,12 +86,12 @@ func testBackchannelLogout(t *testing.T, storeConfig string) {
 	if code, body := postLogout(t, base, valid); code != http.StatusOK {
 		t.Fatalf("valid logout token: %d %s", code, body)
 	}
-	for _, b := range []*browser{alice1, alice2} {
-		if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	for _, b := range []*testcaddy.Browser{alice1, alice2} {
+		if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 			t.Errorf("alice's session survived back-channel logout: %d", resp.StatusCode)
 		}
 	}
-	if resp, _ := bob.navigate(base + "/"); resp.StatusCode != 200 {
+	if resp, _ := bob.Navigate(base + "/"); resp.StatusCode != 200 {
 		t.Errorf("bob's session ended by alice's logout: %d", resp.StatusCode)
 	}
 	if code, body := postLogout(t, base, valid); code != http.StatusBadRequest || !strings.Contains(body, "replay") {
@@ -102,7 +102,7 @@ func testBackchannelLogout(t *testing.T, storeConfig string) {
 	}
 
 	// Metrics, scraped from Caddy's admin endpoint.
-	resp, err := http.Get(running.admin + "/metrics")
+	resp, err := http.Get(testcaddy.Running().AdminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,14 +120,17 @@ func testBackchannelLogout(t *testing.T, storeConfig string) {
 	}
 }
 
-func TestBackchannelLogoutRedis(t *testing.T) {
-	srv := testredis.Start(t, testredis.Options{})
-	testBackchannelLogout(t, fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t}", srv.URL()))
+// TestBackchannelLogout runs testBackchannelLogout on every server-side
+// store.
+func TestBackchannelLogout(t *testing.T) {
+	for _, st := range testcaddy.ServerSideStores() {
+		t.Run(st.Name, func(t *testing.T) { testBackchannelLogout(t, st.Config(t)) })
+	}
 }
 
 func TestBackchannelLogoutCookieStore(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
 	code, body := postLogout(t, base, logoutToken(t, idp, idp.Keypair, "alice", nil))
 	if code != http.StatusNotImplemented || !strings.Contains(body, "cookie store") {
 		t.Errorf("back-channel logout with the cookie store: %d %s, want 501 saying why", code, body)
@@ -135,36 +138,31 @@ func TestBackchannelLogoutCookieStore(t *testing.T) {
 }
 
 func TestFrontchannelLogout(t *testing.T) {
-	srv := testredis.Start(t, testredis.Options{})
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t}", srv.URL())))
-	alice := loginAs(t, idp, base, "alice")
-	bob := loginAs(t, idp, base, "bob")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, storeNamed("redis").Config(t)))
+	alice := testcaddy.LoginAs(t, idp, base, "alice")
+	bob := testcaddy.LoginAs(t, idp, base, "bob")
 	for _, q := range []string{"?iss=https://evil.example&sid=s1", "?iss=" + url.QueryEscape(idp.Issuer()), "?sid=s1"} {
-		if resp, _ := alice.navigate(base + "/oauth2/frontchannel_logout" + q); resp.StatusCode != http.StatusBadRequest {
+		if resp, _ := alice.Navigate(base + "/oauth2/frontchannel_logout" + q); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("front-channel logout %s: %d, want 400", q, resp.StatusCode)
 		}
 	}
 	// A sid of another IdP session leaves this browser's session alone.
-	resp, _ := alice.navigate(base + "/oauth2/frontchannel_logout?iss=" + url.QueryEscape(idp.Issuer()) + "&sid=other")
-	if resp.StatusCode != 200 || setCookieNamed(resp, "_oauth2_proxy") != nil {
+	resp, _ := alice.Navigate(base + "/oauth2/frontchannel_logout?iss=" + url.QueryEscape(idp.Issuer()) + "&sid=other")
+	if resp.StatusCode != 200 || testcaddy.SetCookieNamed(resp, "_oauth2_proxy") != nil {
 		t.Errorf("front-channel logout of another sid: %d %v", resp.StatusCode, resp.Header["Set-Cookie"])
 	}
-	resp, body := alice.navigate(base + "/oauth2/frontchannel_logout")
+	resp, body := alice.Navigate(base + "/oauth2/frontchannel_logout")
 	if resp.StatusCode != 200 || !strings.Contains(body, "Logged out") || resp.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("front-channel logout: %d %s", resp.StatusCode, body)
 	}
-	if resp, _ := alice.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := alice.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("alice still logged in after front-channel logout: %d", resp.StatusCode)
 	}
-	if resp, _ := bob.navigate(base + "/"); resp.StatusCode != 200 {
+	if resp, _ := bob.Navigate(base + "/"); resp.StatusCode != 200 {
 		t.Errorf("bob logged out by alice's front-channel logout: %d", resp.StatusCode)
 	}
 	if l := adminList(t, ""); l.Count != 1 {
 		t.Errorf("sessions after front-channel logout: %+v", l)
 	}
-}
-
-func TestBackchannelLogoutMemory(t *testing.T) {
-	testBackchannelLogout(t, "store memory")
 }

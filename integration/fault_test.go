@@ -1,4 +1,4 @@
-package oidcsession_test
+package integration
 
 // Fault tests: Redis (standalone, Sentinel, Cluster) failing under load,
 // the IdP down, slow or rotating its keys. Everything runs on loopback and
@@ -22,6 +22,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/oidc-session/oidc_session/internal/testcaddy"
 	"github.com/oidc-session/oidc_session/internal/testredis"
 )
 
@@ -143,13 +144,13 @@ func expectAllValid(t *testing.T, targets []loadTarget, timeout time.Duration) {
 }
 
 // loginUsers logs n users in at base and returns them as load targets.
-func loginUsers(t *testing.T, idp *mockIdP, base string, n int) []loadTarget {
+func loginUsers(t *testing.T, idp *testcaddy.MockIdP, base string, n int) []loadTarget {
 	t.Helper()
 	var out []loadTarget
 	for i := 0; i < n; i++ {
 		sub := fmt.Sprintf("user%d", i)
-		b := loginAs(t, idp, base, sub)
-		out = append(out, loadTarget{base: base, sub: sub, cookie: b.cookie(base, sessionCookie).Value})
+		b := testcaddy.LoginAs(t, idp, base, sub)
+		out = append(out, loadTarget{base: base, sub: sub, cookie: b.Cookie(base, sessionCookie).Value})
 	}
 	return out
 }
@@ -160,9 +161,9 @@ func loginUsers(t *testing.T, idp *mockIdP, base string, n int) []loadTarget {
 // cookie, and every session is valid afterwards.
 func TestFaultRedisRestartUnderLoad(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
-	idp := startMockIdP(t, 0, false)
-	store := fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t\tdial_timeout 300ms\n\t\t\tread_timeout 500ms\n\t\t\twrite_timeout 500ms\n\t\t}", srv.URL())
-	base := startCaddy(t, siteConfig(idp, store))
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	store := testcaddy.StoreBlock("redis", "url "+srv.URL(), "dial_timeout 300ms", "read_timeout 500ms", "write_timeout 500ms")
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, store))
 	targets := loginUsers(t, idp, base, 5)
 	var down503 atomic.Int32
 	underLoad(t, targets, 10*time.Second, func() {
@@ -183,10 +184,10 @@ func TestFaultRedisRestartUnderLoad(t *testing.T) {
 // every session valid on the new master.
 func TestFaultSentinelFailoverUnderLoad(t *testing.T) {
 	sen := testredis.StartSentinel(t, testredis.SentinelOptions{})
-	idp := startMockIdP(t, 0, false)
-	store := fmt.Sprintf("store redis {\n\t\t\tsentinel_master %s\n\t\t\tsentinel_urls %s\n\t\t\tdial_timeout 300ms\n\t\t\tread_timeout 500ms\n\t\t\twrite_timeout 500ms\n\t\t}",
-		sen.MasterName, strings.Join(sen.SentinelAddrs, " "))
-	base := startCaddy(t, siteConfig(idp, store))
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	store := testcaddy.StoreBlock("redis", "sentinel_master "+sen.MasterName, "sentinel_urls "+strings.Join(sen.SentinelAddrs, " "),
+		"dial_timeout 300ms", "read_timeout 500ms", "write_timeout 500ms")
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, store))
 	targets := loginUsers(t, idp, base, 5)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -207,9 +208,9 @@ func TestFaultSentinelFailoverUnderLoad(t *testing.T) {
 // every session valid afterwards.
 func TestFaultClusterNodeRestartUnderLoad(t *testing.T) {
 	cl := testredis.StartCluster(t, testredis.ClusterOptions{ReplicasPerMaster: 1})
-	idp := startMockIdP(t, 0, false)
-	store := fmt.Sprintf("store redis {\n\t\t\tcluster_urls %s\n\t\t\tdial_timeout 300ms\n\t\t\tread_timeout 500ms\n\t\t\twrite_timeout 500ms\n\t\t}", strings.Join(cl.Addrs, " "))
-	base := startCaddy(t, siteConfig(idp, store))
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	store := testcaddy.StoreBlock("redis", "cluster_urls "+strings.Join(cl.Addrs, " "), "dial_timeout 300ms", "read_timeout 500ms", "write_timeout 500ms")
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, store))
 	targets := loginUsers(t, idp, base, 8)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -284,7 +285,7 @@ func promoted(ctx context.Context, cl *testredis.Cluster, old string) bool {
 }
 
 // restartIdP stops the mock IdP and starts it again on the same address.
-func restartIdP(t *testing.T, idp *mockIdP, addr string) {
+func restartIdP(t *testing.T, idp *testcaddy.MockIdP, addr string) {
 	t.Helper()
 	_ = idp.Shutdown()
 	idp.Server = nil
@@ -302,26 +303,26 @@ func restartIdP(t *testing.T, idp *mockIdP, addr string) {
 // 5xx other than the configured one), and once the IdP is back a new login
 // works. The login attempt itself is spent: its flow cookie is gone.
 func TestFaultIdPDownDuringLogin(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
+	idp := testcaddy.StartMockIdP(t, 0, false)
 	addr := strings.TrimPrefix(strings.TrimSuffix(idp.Issuer(), "/oidc"), "http://")
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := newBrowser(t)
-	resp, _ := b.navigate(base + "/")
-	cb := b.authorize(resp.Header.Get("Location"))
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
+	resp, _ := b.Navigate(base + "/")
+	cb := b.Authorize(resp.Header.Get("Location"))
 	_ = idp.Shutdown()
 	start := time.Now()
-	resp, body := b.navigate(cb)
-	if resp.StatusCode != http.StatusServiceUnavailable || setCookieNamed(resp, sessionCookie) != nil {
+	resp, body := b.Navigate(cb)
+	if resp.StatusCode != http.StatusServiceUnavailable || testcaddy.SetCookieNamed(resp, sessionCookie) != nil {
 		t.Errorf("callback with the IdP down: %d %s %v, want 503 and no session", resp.StatusCode, body, resp.Header["Set-Cookie"])
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("callback with the IdP down took %v", d)
 	}
 	restartIdP(t, idp, addr)
-	if resp, _ := b.navigate(cb); resp.StatusCode != http.StatusBadRequest {
+	if resp, _ := b.Navigate(cb); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("the spent callback once the IdP is back: %d, want 400", resp.StatusCode)
 	}
-	if resp, body := b.login(base + "/"); resp.StatusCode != http.StatusOK {
+	if resp, body := b.Login(base + "/"); resp.StatusCode != http.StatusOK {
 		t.Errorf("login once the IdP is back: %d %s", resp.StatusCode, body)
 	}
 }
@@ -332,13 +333,13 @@ func TestFaultIdPDownDuringLogin(t *testing.T) {
 // the IdP is back the next request refreshes.
 func TestFaultIdPDownDuringSharedRefresh(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{})
-	idp := startMockIdP(t, 3*time.Second, false)
+	idp := testcaddy.StartMockIdP(t, 3*time.Second, false)
 	addr := strings.TrimPrefix(strings.TrimSuffix(idp.Issuer(), "/oidc"), "http://")
-	base := startCaddy(t, siteConfig(idp, fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t}", srv.URL())))
-	b := loginAs(t, idp, base, "alice")
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, testcaddy.StoreBlock("redis", "url "+srv.URL())))
+	b := testcaddy.LoginAs(t, idp, base, "alice")
 	time.Sleep(2200 * time.Millisecond)
 	_ = idp.Shutdown()
-	resp, body := b.do(http.MethodGet, base+"/", "Accept: application/json")
+	resp, body := b.Do(http.MethodGet, base+"/", "Accept: application/json")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=alice ") || clearsSession(resp) {
 		t.Fatalf("refresh with the IdP down: %d %s %v, want the page and the cookie kept", resp.StatusCode, body, resp.Header["Set-Cookie"])
 	}
@@ -346,11 +347,11 @@ func TestFaultIdPDownDuringSharedRefresh(t *testing.T) {
 	// The per-instance cache of recent refresh results and the provider's
 	// retry pause are short; within a few seconds the refresh happens.
 	deadline := time.Now().Add(10 * time.Second)
-	for idp.refreshes.Load() == 0 && time.Now().Before(deadline) {
+	for idp.Refreshes.Load() == 0 && time.Now().Before(deadline) {
 		expectUser(t, b, base, "alice", "while the IdP comes back")
 		time.Sleep(300 * time.Millisecond)
 	}
-	if idp.refreshes.Load() == 0 {
+	if idp.Refreshes.Load() == 0 {
 		t.Errorf("no refresh once the IdP was back")
 	}
 	expectUser(t, b, base, "alice", "after the refresh")
@@ -391,7 +392,7 @@ func TestFaultIdPKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = newKey.KeyID()
-	idp := newMockIdP(t, 0, false)
+	idp := testcaddy.NewMockIdP(t, 0, false)
 	rot := &keyRotation{old: idp.Keypair, new: newKey}
 	_, _ = rot.old.KeyID()
 	for _, mw := range []func(http.Handler) http.Handler{
@@ -412,25 +413,25 @@ func TestFaultIdPKeyRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	startIdP(t, idp)
-	base := startCaddy(t, siteConfig(idp, ""))
-	before := loginAs(t, idp, base, "alice")
+	testcaddy.StartIdP(t, idp)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	before := testcaddy.LoginAs(t, idp, base, "alice")
 	if n := rot.fetches.Load(); n != 1 {
 		t.Fatalf("%d JWKS fetches for the first login, want 1", n)
 	}
 
 	rot.phase.Store(1)
-	loginAs(t, idp, base, "bob")
+	testcaddy.LoginAs(t, idp, base, "bob")
 	if n := rot.fetches.Load(); n != 2 {
 		t.Errorf("%d JWKS fetches after the rotation, want 2 (one refetch for the new key id)", n)
 	}
 	expectUser(t, before, base, "alice", "a session made before the rotation")
 
 	rot.phase.Store(2)
-	b := newBrowser(t)
-	resp, _ := b.navigate(base + "/")
-	resp, body := b.navigate(b.authorize(resp.Header.Get("Location")))
-	if resp.StatusCode != http.StatusBadRequest || setCookieNamed(resp, sessionCookie) != nil {
+	b := testcaddy.NewBrowser(t)
+	resp, _ := b.Navigate(base + "/")
+	resp, body := b.Navigate(b.Authorize(resp.Header.Get("Location")))
+	if resp.StatusCode != http.StatusBadRequest || testcaddy.SetCookieNamed(resp, sessionCookie) != nil {
 		t.Errorf("token signed by the retired key: %d %s, want 400 and no session", resp.StatusCode, body)
 	}
 }
@@ -440,7 +441,7 @@ func TestFaultIdPKeyRotation(t *testing.T) {
 // goroutine behind once the connections are gone.
 func TestFaultSlowIdP(t *testing.T) {
 	var slow atomic.Bool
-	idp := newMockIdP(t, 0, false)
+	idp := testcaddy.NewMockIdP(t, 0, false)
 	if err := idp.AddMiddleware(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if slow.Load() && strings.HasSuffix(r.URL.Path, mockoidc.TokenEndpoint) {
@@ -455,9 +456,9 @@ func TestFaultSlowIdP(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	startIdP(t, idp)
-	base := startCaddy(t, siteConfig(idp, "provider_timeout 1s"))
-	loginAs(t, idp, base, "warmup") // discovery, keys, connections
+	testcaddy.StartIdP(t, idp)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "provider_timeout 1s"))
+	testcaddy.LoginAs(t, idp, base, "warmup") // discovery, keys, connections
 
 	idle := func() int {
 		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
@@ -475,27 +476,27 @@ func TestFaultSlowIdP(t *testing.T) {
 	}
 	results := make(chan outcome, 5)
 	var cbs []string
-	var browsers []*browser
+	var browsers []*testcaddy.Browser
 	for i := 0; i < 5; i++ {
-		b := newBrowser(t)
-		resp, _ := b.navigate(base + "/")
-		cbs = append(cbs, b.authorize(resp.Header.Get("Location")))
+		b := testcaddy.NewBrowser(t)
+		resp, _ := b.Navigate(base + "/")
+		cbs = append(cbs, b.Authorize(resp.Header.Get("Location")))
 		browsers = append(browsers, b)
 	}
 	for i := range cbs {
 		wg.Add(1)
-		go func(b *browser, cb string) {
+		go func(b *testcaddy.Browser, cb string) {
 			defer wg.Done()
 			req, _ := http.NewRequest(http.MethodGet, cb, nil)
 			req.Header.Set("Accept", "text/html")
 			start := time.Now()
-			resp, err := b.client.Do(req)
+			resp, err := b.Client.Do(req)
 			if err != nil {
 				results <- outcome{code: -1, d: time.Since(start)}
 				return
 			}
 			resp.Body.Close()
-			c := setCookieNamed(resp, sessionCookie)
+			c := testcaddy.SetCookieNamed(resp, sessionCookie)
 			results <- outcome{code: resp.StatusCode, d: time.Since(start), session: c != nil && c.MaxAge > 0}
 		}(browsers[i], cbs[i])
 	}
@@ -518,7 +519,7 @@ func TestFaultSlowIdP(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("goroutines: %d before, %d after the slow logins\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
-	if resp, body := newBrowser(t).login(base + "/"); resp.StatusCode != http.StatusOK {
+	if resp, body := testcaddy.NewBrowser(t).Login(base + "/"); resp.StatusCode != http.StatusOK {
 		t.Errorf("login once the IdP is fast again: %d %s", resp.StatusCode, body)
 	}
 }

@@ -1,4 +1,4 @@
-package oidcsession_test
+package integration
 
 import (
 	"context"
@@ -15,8 +15,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	headless "github.com/oidc-session/oidc_session/internal/browser"
+	"github.com/oidc-session/oidc_session/internal/testcaddy"
+	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/internal/testidp"
-	"github.com/oidc-session/oidc_session/internal/testredis"
 )
 
 // chromeTokenTTL is Dex's token lifetime in the browser tests: short, so a
@@ -41,35 +42,23 @@ const chromePage = "<!doctype html>\n" +
 // a second tab, a silent refresh, sign-out and the back button.
 func TestBrowser(t *testing.T) {
 	headless.ExecPath(t) // skip (or fail in CI) before starting anything
-	stores := []struct {
-		name       string
-		serverSide bool
-		config     func(t *testing.T) string
-	}{
-		{"cookie", false, func(*testing.T) string { return "" }},
-		{"memory", true, func(*testing.T) string { return "store memory" }},
-		{"redis", true, func(t *testing.T) string {
-			srv := testredis.Start(t, testredis.Options{})
-			return fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t}", srv.URL())
-		}},
-	}
-	for _, st := range stores {
-		t.Run(st.name, func(t *testing.T) {
-			chromeLoginFlow(t, st.name, st.serverSide, st.config(t))
+	for _, st := range testcaddy.Stores {
+		t.Run(st.Name, func(t *testing.T) {
+			chromeLoginFlow(t, st.Name, st.ServerSide, st.Config(t))
 		})
 	}
 }
 
 func chromeLoginFlow(t *testing.T, storeName string, serverSide bool, storeConfig string) {
 	start := time.Now()
-	_, port, _ := net.SplitHostPort(freeAddr(t))
+	_, port, _ := net.SplitHostPort(testenv.FreeAddr(t))
 	host := "localhost:" + port
 	base := "http://" + host
 	dex := testidp.StartDex(t, testidp.DexOptions{
 		RedirectURIs: []string{base + "/oauth2/callback"},
 		IDTokenTTL:   chromeTokenTTL,
 	})
-	startCaddySites(t, map[string]string{host: fmt.Sprintf(`	oidc_session {
+	testcaddy.StartCaddySites(t, map[string]string{host: fmt.Sprintf(`	oidc_session {
 		issuer %s
 		client_id %s
 		client_secret %s
@@ -85,7 +74,7 @@ func chromeLoginFlow(t *testing.T, storeName string, serverSide bool, storeConfi
 	}
 	header Content-Type "text/html; charset=utf-8"
 	respond %s 200
-`, dex.Issuer, dex.ClientID, dex.ClientSecret, testSecret, storeConfig, "`"+fmt.Sprintf(chromePage, storeName)+"`")})
+`, dex.Issuer, dex.ClientID, dex.ClientSecret, testcaddy.TestSecret, storeConfig, "`"+fmt.Sprintf(chromePage, storeName)+"`")})
 	t.Logf("dex and caddy up in %s", time.Since(start).Round(time.Millisecond))
 
 	b := headless.Start(t, 60*time.Second)
@@ -292,7 +281,7 @@ func chromeLoginFlow(t *testing.T, storeName string, serverSide bool, storeConfi
 // of the running test Caddy.
 func chromeSessionsOf(t *testing.T, email string) int {
 	t.Helper()
-	resp, err := http.Get(running.admin + "/oidc_session/sessions")
+	resp, err := http.Get(testcaddy.Running().AdminURL + "/oidc_session/sessions")
 	if err != nil {
 		t.Fatalf("admin API: %v", err)
 	}

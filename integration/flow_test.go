@@ -1,4 +1,4 @@
-package oidcsession_test
+package integration
 
 import (
 	"encoding/json"
@@ -11,14 +11,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oidc-session/oidc_session/internal/testcaddy"
+	"github.com/oidc-session/oidc_session/internal/testenv"
 )
 
 func TestLoginFlow(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := newBrowser(t)
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
 
-	resp, _ := b.navigate(base + "/app/page?x=1")
+	resp, _ := b.Navigate(base + "/app/page?x=1")
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("unauthenticated navigation: want 302, got %d", resp.StatusCode)
 	}
@@ -38,17 +41,17 @@ func TestLoginFlow(t *testing.T) {
 	if want := base + "/oauth2/callback"; q.Get("redirect_uri") != want {
 		t.Errorf("redirect_uri = %q, want %q", q.Get("redirect_uri"), want)
 	}
-	flow := setCookieNamed(resp, "_oauth2_proxy_flow_"+q.Get("state")[:10])
+	flow := testcaddy.SetCookieNamed(resp, "_oauth2_proxy_flow_"+q.Get("state")[:10])
 	if flow == nil || !flow.HttpOnly || flow.MaxAge <= 0 {
 		t.Fatalf("no HttpOnly flow cookie named after the state: %v", resp.Header["Set-Cookie"])
 	}
 
-	cb := b.authorize(auth.String())
-	resp, body := b.navigate(cb)
+	cb := b.Authorize(auth.String())
+	resp, body := b.Navigate(cb)
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/app/page?x=1" {
 		t.Fatalf("callback: want 302 to /app/page?x=1, got %d %q %s", resp.StatusCode, resp.Header.Get("Location"), body)
 	}
-	sc := setCookieNamed(resp, "_oauth2_proxy")
+	sc := testcaddy.SetCookieNamed(resp, "_oauth2_proxy")
 	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteLaxMode || sc.Path != "/" {
 		t.Fatalf("session cookie missing or without HttpOnly/SameSite=Lax/Path=/: %v", resp.Header["Set-Cookie"])
 	}
@@ -56,11 +59,11 @@ func TestLoginFlow(t *testing.T) {
 		t.Errorf("session cookie is %d bytes", len(sc.Value))
 	}
 	t.Logf("mockoidc session cookie: %d bytes", len(sc.Value))
-	if del := setCookieNamed(resp, flow.Name); del == nil || del.MaxAge >= 0 {
+	if del := testcaddy.SetCookieNamed(resp, flow.Name); del == nil || del.MaxAge >= 0 {
 		t.Errorf("callback did not delete the flow cookie")
 	}
 
-	resp, body = b.navigate(base + "/app/page?x=1")
+	resp, body = b.Navigate(base + "/app/page?x=1")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("protected page: %d %s", resp.StatusCode, body)
 	}
@@ -73,7 +76,7 @@ func TestLoginFlow(t *testing.T) {
 		t.Errorf("the plugin's cookies reached the next handler: %s", body)
 	}
 
-	resp, body = b.do(http.MethodGet, base+"/oauth2/userinfo", "Accept: application/json")
+	resp, body = b.Do(http.MethodGet, base+"/oauth2/userinfo", "Accept: application/json")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("userinfo: %d", resp.StatusCode)
 	}
@@ -87,9 +90,9 @@ func TestLoginFlow(t *testing.T) {
 }
 
 func TestUnauthenticatedAPICallsGet401(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := newBrowser(t)
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
 	cases := []struct {
 		method  string
 		headers []string
@@ -102,55 +105,55 @@ func TestUnauthenticatedAPICallsGet401(t *testing.T) {
 		{"DELETE", nil},
 	}
 	for _, c := range cases {
-		resp, _ := b.do(c.method, base+"/api/x", c.headers...)
+		resp, _ := b.Do(c.method, base+"/api/x", c.headers...)
 		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Location") != "" {
 			t.Errorf("%s %v: want 401 without redirect, got %d %q", c.method, c.headers, resp.StatusCode, resp.Header.Get("Location"))
 		}
 	}
-	resp, _ := b.do("GET", base+"/oauth2/userinfo")
+	resp, _ := b.Do("GET", base+"/oauth2/userinfo")
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("userinfo without session: %d", resp.StatusCode)
 	}
 }
 
 func TestUnauthenticatedModes(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, "unauthenticated deny"))
-	resp, _ := newBrowser(t).navigate(base + "/")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "unauthenticated deny"))
+	resp, _ := testcaddy.NewBrowser(t).Navigate(base + "/")
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("deny: navigation got %d, want 401", resp.StatusCode)
 	}
 }
 
 func TestSpoofedIdentityHeadersRemoved(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := newBrowser(t)
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
 	spoof := []string{"X-Forwarded-User: admin", "x-forwarded-email: admin@evil.com", "X-FORWARDED-USER: root"}
 
 	// Unauthenticated: the spoofed headers open nothing.
-	resp, _ := b.do("GET", base+"/", append(spoof, "Accept: application/json")...)
+	resp, _ := b.Do("GET", base+"/", append(spoof, "Accept: application/json")...)
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("spoofed headers without session: %d", resp.StatusCode)
 	}
-	b.login(base + "/")
-	_, body := b.navigate(base+"/", spoof...)
+	b.Login(base + "/")
+	_, body := b.Navigate(base+"/", spoof...)
 	if !strings.Contains(body, "xfu=1234567890 ") || !strings.Contains(body, "xfe=jane.doe@example.com ") || strings.Contains(body, "admin") || strings.Contains(body, "root") {
 		t.Errorf("spoofed identity headers reached the next handler: %s", body)
 	}
 }
 
 func TestRefreshBeforeExpiry(t *testing.T) {
-	idp := startMockIdP(t, 3*time.Second, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := newBrowser(t)
-	b.login(base + "/")
-	before := b.cookie(base, "_oauth2_proxy").Value
+	idp := testcaddy.StartMockIdP(t, 3*time.Second, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
+	before := b.Cookie(base, "_oauth2_proxy").Value
 
 	// Within the token's first two thirds: no refresh.
-	resp, _ := b.navigate(base + "/")
-	if resp.StatusCode != 200 || idp.refreshes.Load() != 0 {
-		t.Fatalf("fresh token: status %d, %d refreshes", resp.StatusCode, idp.refreshes.Load())
+	resp, _ := b.Navigate(base + "/")
+	if resp.StatusCode != 200 || idp.Refreshes.Load() != 0 {
+		t.Fatalf("fresh token: status %d, %d refreshes", resp.StatusCode, idp.Refreshes.Load())
 	}
 	time.Sleep(2200 * time.Millisecond) // into the last third of 3 s
 
@@ -158,123 +161,123 @@ func TestRefreshBeforeExpiry(t *testing.T) {
 	if codes := concurrentNavigations(t, b, []string{base}, 20); !allOK(codes) {
 		t.Errorf("concurrent requests at expiry got %v", codes)
 	}
-	if n := idp.refreshes.Load(); n != 1 {
+	if n := idp.Refreshes.Load(); n != 1 {
 		t.Errorf("%d refresh grants for one session, want 1", n)
 	}
-	if after := b.cookie(base, "_oauth2_proxy").Value; after == before {
+	if after := b.Cookie(base, "_oauth2_proxy").Value; after == before {
 		t.Errorf("refresh did not update the session cookie")
 	}
-	resp, _ = b.navigate(base + "/")
-	if resp.StatusCode != 200 || idp.refreshes.Load() != 1 {
-		t.Errorf("after refresh: status %d, %d refreshes (want no second refresh)", resp.StatusCode, idp.refreshes.Load())
+	resp, _ = b.Navigate(base + "/")
+	if resp.StatusCode != 200 || idp.Refreshes.Load() != 1 {
+		t.Errorf("after refresh: status %d, %d refreshes (want no second refresh)", resp.StatusCode, idp.Refreshes.Load())
 	}
 }
 
 func TestRefreshFailures(t *testing.T) {
-	idp := startMockIdP(t, 3*time.Second, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := newBrowser(t)
-	b.login(base + "/")
+	idp := testcaddy.StartMockIdP(t, 3*time.Second, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
 	time.Sleep(2200 * time.Millisecond)
 
 	// A transient IdP failure keeps the session.
-	idp.failRefresh.Store("unavailable")
-	resp, body := b.navigate(base + "/")
+	idp.FailRefresh.Store("unavailable")
+	resp, body := b.Navigate(base + "/")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=1234567890") {
 		t.Fatalf("IdP down during refresh: want the page, got %d", resp.StatusCode)
 	}
-	if c := setCookieNamed(resp, "_oauth2_proxy"); c != nil && c.MaxAge < 0 {
+	if c := testcaddy.SetCookieNamed(resp, "_oauth2_proxy"); c != nil && c.MaxAge < 0 {
 		t.Fatalf("IdP down during refresh cleared the session cookie")
 	}
 
 	// invalid_grant ends it: a new login, and the cookie is cleared. (After
 	// the failure above this instance waits a second before trying again.)
 	time.Sleep(1100 * time.Millisecond)
-	idp.failRefresh.Store("invalid_grant")
-	resp, _ = b.navigate(base + "/")
+	idp.FailRefresh.Store("invalid_grant")
+	resp, _ = b.Navigate(base + "/")
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), idp.AuthorizationEndpoint()) {
 		t.Fatalf("invalid_grant: want a new login, got %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if c := setCookieNamed(resp, "_oauth2_proxy"); c == nil || c.MaxAge >= 0 {
+	if c := testcaddy.SetCookieNamed(resp, "_oauth2_proxy"); c == nil || c.MaxAge >= 0 {
 		t.Errorf("invalid_grant did not clear the session cookie")
 	}
 }
 
 func TestSessionLifetimeNotExtendedByRefresh(t *testing.T) {
-	idp := startMockIdP(t, 3*time.Second, false)
-	base := startCaddy(t, siteConfig(idp, "session_lifetime 4s"))
-	b := newBrowser(t)
-	b.login(base + "/")
+	idp := testcaddy.StartMockIdP(t, 3*time.Second, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "session_lifetime 4s"))
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
 	time.Sleep(2200 * time.Millisecond)
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != 200 || idp.refreshes.Load() != 1 {
-		t.Fatalf("refresh: %d, %d refreshes", resp.StatusCode, idp.refreshes.Load())
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != 200 || idp.Refreshes.Load() != 1 {
+		t.Fatalf("refresh: %d, %d refreshes", resp.StatusCode, idp.Refreshes.Load())
 	}
 	time.Sleep(2 * time.Second) // past the 4 s absolute lifetime
-	resp, _ := b.navigate(base + "/")
+	resp, _ := b.Navigate(base + "/")
 	if resp.StatusCode != http.StatusFound {
 		t.Errorf("past the absolute lifetime: want a new login, got %d", resp.StatusCode)
 	}
 }
 
 func TestIdleTimeout(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, "idle_timeout 2s"))
-	b := newBrowser(t)
-	b.login(base + "/")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "idle_timeout 2s"))
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
 	for i := 0; i < 3; i++ { // kept alive by use
 		time.Sleep(800 * time.Millisecond)
-		if resp, _ := b.navigate(base + "/"); resp.StatusCode != 200 {
+		if resp, _ := b.Navigate(base + "/"); resp.StatusCode != 200 {
 			t.Fatalf("active session ended after %d uses: %d", i, resp.StatusCode)
 		}
 	}
 	time.Sleep(2500 * time.Millisecond)
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("idle session: want a new login, got %d", resp.StatusCode)
 	}
 }
 
 func TestLogoutLocal(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := newBrowser(t)
-	b.login(base + "/")
-	old := b.cookie(base, "_oauth2_proxy").Value
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
+	old := b.Cookie(base, "_oauth2_proxy").Value
 
 	// A cross-site request cannot log the user out.
-	resp, _ := b.do("GET", base+"/oauth2/sign_out", "Sec-Fetch-Site: cross-site")
+	resp, _ := b.Do("GET", base+"/oauth2/sign_out", "Sec-Fetch-Site: cross-site")
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("cross-site sign_out: %d, want 403", resp.StatusCode)
 	}
-	resp, _ = b.navigate(base + "/oauth2/sign_out?rd=https://evil.example/")
+	resp, _ = b.Navigate(base + "/oauth2/sign_out?rd=https://evil.example/")
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/" {
 		t.Fatalf("sign_out with a foreign rd: %d to %q, want 302 to /", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if c := setCookieNamed(resp, "_oauth2_proxy"); c == nil || c.MaxAge >= 0 {
+	if c := testcaddy.SetCookieNamed(resp, "_oauth2_proxy"); c == nil || c.MaxAge >= 0 {
 		t.Fatalf("sign_out did not clear the cookie")
 	}
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("after sign_out: %d, want a new login", resp.StatusCode)
 	}
 	// The cookie store cannot revoke a copied cookie before it expires; the
 	// README says so. What it does promise: a new login mints a new value.
-	b.login(base + "/")
-	if b.cookie(base, "_oauth2_proxy").Value == old {
+	b.Login(base + "/")
+	if b.Cookie(base, "_oauth2_proxy").Value == old {
 		t.Errorf("a new login reused the old session cookie value")
 	}
-	resp, _ = b.navigate(base + "/oauth2/sign_out?rd=/bye")
+	resp, _ = b.Navigate(base + "/oauth2/sign_out?rd=/bye")
 	if resp.Header.Get("Location") != "/bye" {
 		t.Errorf("sign_out rd=/bye went to %q", resp.Header.Get("Location"))
 	}
 }
 
 func TestLogoutRPInitiated(t *testing.T) {
-	idp := startMockIdP(t, 0, true)
-	base := startCaddy(t, siteConfig(idp, "post_logout_redirect /logged-out"))
-	b := newBrowser(t)
-	b.login(base + "/")
-	resp, body := b.navigate(base + "/oauth2/sign_out")
-	form := endSessionForm(t, resp, body)
-	if form.Action != idp.Issuer()+idp.endSession || form.Method != http.MethodPost {
+	idp := testcaddy.StartMockIdP(t, 0, true)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "post_logout_redirect /logged-out"))
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
+	resp, body := b.Navigate(base + "/oauth2/sign_out")
+	form := testcaddy.EndSessionForm(t, resp, body)
+	if form.Action != idp.Issuer()+idp.EndSession || form.Method != http.MethodPost {
 		t.Fatalf("sign_out: form %s %q, want a POST to the end_session_endpoint", form.Method, form.Action)
 	}
 	q := form.Fields
@@ -282,7 +285,7 @@ func TestLogoutRPInitiated(t *testing.T) {
 		t.Errorf("end_session parameters: %v", q)
 	}
 	// Without a session there is no id_token_hint to send: a local redirect.
-	resp, _ = b.navigate(base + "/oauth2/sign_out?rd=//evil.example")
+	resp, _ = b.Navigate(base + "/oauth2/sign_out?rd=//evil.example")
 	if resp.Header.Get("Location") != "/logged-out" {
 		t.Errorf("sign_out without a session went to %q", resp.Header.Get("Location"))
 	}
@@ -291,13 +294,13 @@ func TestLogoutRPInitiated(t *testing.T) {
 // end_session_method get: the parameters in a redirect, for IdPs that do
 // not take POST (the ID token is then in the Location).
 func TestLogoutRPInitiatedGet(t *testing.T) {
-	idp := startMockIdP(t, 0, true)
-	base := startCaddy(t, siteConfig(idp, "post_logout_redirect /logged-out\n\t\tend_session_method get"))
-	b := newBrowser(t)
-	b.login(base + "/")
-	resp, _ := b.navigate(base + "/oauth2/sign_out")
+	idp := testcaddy.StartMockIdP(t, 0, true)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "post_logout_redirect /logged-out\n\t\tend_session_method get"))
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
+	resp, _ := b.Navigate(base + "/oauth2/sign_out")
 	loc, _ := url.Parse(resp.Header.Get("Location"))
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), idp.Issuer()+idp.endSession) {
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), idp.Issuer()+idp.EndSession) {
 		t.Fatalf("sign_out: want 302 to the end_session_endpoint, got %d %q", resp.StatusCode, loc)
 	}
 	q := loc.Query()
@@ -307,8 +310,8 @@ func TestLogoutRPInitiatedGet(t *testing.T) {
 }
 
 func TestReturnURLOpenRedirects(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, "allowed_redirect_hosts partner.example"))
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "allowed_redirect_hosts partner.example"))
 	for rd, want := range map[string]string{
 		"/ok?a=1":                   "/ok?a=1",
 		"//evil.example":            "/",
@@ -318,12 +321,12 @@ func TestReturnURLOpenRedirects(t *testing.T) {
 		"https://partner.example/x": "https://partner.example/x",
 		"javascript:alert(1)":       "/",
 	} {
-		b := newBrowser(t)
-		resp, _ := b.navigate(base + "/oauth2/start?rd=" + url.QueryEscape(rd))
+		b := testcaddy.NewBrowser(t)
+		resp, _ := b.Navigate(base + "/oauth2/start?rd=" + url.QueryEscape(rd))
 		if resp.StatusCode != http.StatusFound {
 			t.Fatalf("start: %d", resp.StatusCode)
 		}
-		resp, _ = b.navigate(b.authorize(resp.Header.Get("Location")))
+		resp, _ = b.Navigate(b.Authorize(resp.Header.Get("Location")))
 		if got := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || got != want {
 			t.Errorf("rd=%q: callback sent the browser to %q, want %q", rd, got, want)
 		}
@@ -331,10 +334,10 @@ func TestReturnURLOpenRedirects(t *testing.T) {
 }
 
 func TestCallbackStateAttacks(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
 
-	b := newBrowser(t)
+	b := testcaddy.NewBrowser(t)
 	for _, path := range []string{
 		"/oauth2/callback",
 		"/oauth2/callback?code=x",
@@ -342,73 +345,73 @@ func TestCallbackStateAttacks(t *testing.T) {
 		"/oauth2/callback?code=x&state=" + strings.Repeat("A", 26),
 		"/oauth2/callback?code=x&state=" + strings.Repeat("A", 5000),
 	} {
-		if resp, _ := b.navigate(base + path); resp.StatusCode != http.StatusBadRequest {
+		if resp, _ := b.Navigate(base + path); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s: %d, want 400", path[:min(len(path), 60)], resp.StatusCode)
 		}
 	}
 
 	// Login CSRF: a callback made for the attacker's browser fails in the
 	// victim's, which has no flow cookie for that state.
-	attacker, victim := newBrowser(t), newBrowser(t)
-	resp, _ := attacker.navigate(base + "/")
-	cb := attacker.authorize(resp.Header.Get("Location"))
-	if resp, _ := victim.navigate(cb); resp.StatusCode != http.StatusBadRequest || setCookieNamed(resp, "_oauth2_proxy") != nil {
+	attacker, victim := testcaddy.NewBrowser(t), testcaddy.NewBrowser(t)
+	resp, _ := attacker.Navigate(base + "/")
+	cb := attacker.Authorize(resp.Header.Get("Location"))
+	if resp, _ := victim.Navigate(cb); resp.StatusCode != http.StatusBadRequest || testcaddy.SetCookieNamed(resp, "_oauth2_proxy") != nil {
 		t.Errorf("victim accepted the attacker's callback: %d", resp.StatusCode)
 	}
 
 	// Replay: a used callback URL is refused, even with the same browser.
-	if resp, _ := attacker.navigate(cb); resp.StatusCode != http.StatusFound {
+	if resp, _ := attacker.Navigate(cb); resp.StatusCode != http.StatusFound {
 		t.Fatalf("first use of the callback: %d", resp.StatusCode)
 	}
-	if resp, _ := attacker.navigate(cb); resp.StatusCode != http.StatusBadRequest {
+	if resp, _ := attacker.Navigate(cb); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("replayed callback: %d, want 400", resp.StatusCode)
 	}
 
 	// A state whose flow cookie was swapped for another flow's value.
-	b = newBrowser(t)
-	r1, _ := b.navigate(base + "/one")
-	r2, _ := b.navigate(base + "/two")
+	b = testcaddy.NewBrowser(t)
+	r1, _ := b.Navigate(base + "/one")
+	r2, _ := b.Navigate(base + "/two")
 	s1 := mustQuery(t, r1.Header.Get("Location"), "state")
 	s2 := mustQuery(t, r2.Header.Get("Location"), "state")
-	c2 := b.cookie(base, "_oauth2_proxy_flow_"+s2[:10])
-	b.setCookie(base, "_oauth2_proxy_flow_"+s1[:10], c2.Value)
-	cb1 := b.authorize(r1.Header.Get("Location"))
-	if resp, _ := b.navigate(cb1); resp.StatusCode != http.StatusBadRequest {
+	c2 := b.Cookie(base, "_oauth2_proxy_flow_"+s2[:10])
+	b.SetCookie(base, "_oauth2_proxy_flow_"+s1[:10], c2.Value)
+	cb1 := b.Authorize(r1.Header.Get("Location"))
+	if resp, _ := b.Navigate(cb1); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("flow cookie swapped between states: %d, want 400", resp.StatusCode)
 	}
 
 	// The IdP reporting an error is a clear 4xx.
-	b = newBrowser(t)
-	r, _ := b.navigate(base + "/")
+	b = testcaddy.NewBrowser(t)
+	r, _ := b.Navigate(base + "/")
 	st := mustQuery(t, r.Header.Get("Location"), "state")
-	if resp, _ := b.navigate(base + "/oauth2/callback?error=access_denied&state=" + st); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := b.Navigate(base + "/oauth2/callback?error=access_denied&state=" + st); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("IdP error: %d, want 403", resp.StatusCode)
 	}
 }
 
 func TestSeveralTabsLogInAtOnce(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, "max_login_flows 3"))
-	b := newBrowser(t)
-	r1, _ := b.navigate(base + "/tab1")
-	r2, _ := b.navigate(base + "/tab2")
-	cb1 := b.authorize(r1.Header.Get("Location"))
-	cb2 := b.authorize(r2.Header.Get("Location"))
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "max_login_flows 3"))
+	b := testcaddy.NewBrowser(t)
+	r1, _ := b.Navigate(base + "/tab1")
+	r2, _ := b.Navigate(base + "/tab2")
+	cb1 := b.Authorize(r1.Header.Get("Location"))
+	cb2 := b.Authorize(r2.Header.Get("Location"))
 	for cb, want := range map[string]string{cb2: "/tab2", cb1: "/tab1"} {
-		resp, body := b.navigate(cb)
+		resp, body := b.Navigate(cb)
 		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != want {
 			t.Errorf("tab callback: %d to %q, want %s: %s", resp.StatusCode, resp.Header.Get("Location"), want, body)
 		}
 	}
 
 	// Abandoned logins are capped.
-	b = newBrowser(t)
+	b = testcaddy.NewBrowser(t)
 	for i := 0; i < 8; i++ {
-		b.navigate(base + "/")
+		b.Navigate(base + "/")
 	}
 	u, _ := url.Parse(base)
 	n := 0
-	for _, c := range b.client.Jar.Cookies(u) {
+	for _, c := range b.Client.Jar.Cookies(u) {
 		if strings.HasPrefix(c.Name, "_oauth2_proxy_flow_") {
 			n++
 		}
@@ -419,11 +422,11 @@ func TestSeveralTabsLogInAtOnce(t *testing.T) {
 }
 
 func TestBadSessionCookies(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	good := newBrowser(t)
-	good.login(base + "/")
-	value := good.cookie(base, "_oauth2_proxy").Value
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	good := testcaddy.NewBrowser(t)
+	good.Login(base + "/")
+	value := good.Cookie(base, "_oauth2_proxy").Value
 
 	flipped := []byte(value)
 	flipped[len(flipped)/2] ^= 0x01
@@ -437,54 +440,54 @@ func TestBadSessionCookies(t *testing.T) {
 		"empty-ish": "A",
 		"oversized": strings.Repeat("A", 12000),
 	} {
-		b := newBrowser(t)
-		b.setCookie(base, "_oauth2_proxy", v)
-		resp, _ := b.navigate(base + "/")
+		b := testcaddy.NewBrowser(t)
+		b.SetCookie(base, "_oauth2_proxy", v)
+		resp, _ := b.Navigate(base + "/")
 		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), idp.AuthorizationEndpoint()) {
 			t.Errorf("%s cookie: navigation got %d, want a new login", name, resp.StatusCode)
 		}
-		if resp, _ := b.do("GET", base+"/api", "Accept: application/json"); resp.StatusCode != http.StatusUnauthorized {
+		if resp, _ := b.Do("GET", base+"/api", "Accept: application/json"); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("%s cookie: API call got %d, want 401", name, resp.StatusCode)
 		}
 	}
 	// Forged chunks: too many, and with a gap.
-	b := newBrowser(t)
+	b := testcaddy.NewBrowser(t)
 	for i := 0; i < 12; i++ {
-		b.setCookie(base, "_oauth2_proxy_"+strconv.Itoa(i), strings.Repeat("B", 1000))
+		b.SetCookie(base, "_oauth2_proxy_"+strconv.Itoa(i), strings.Repeat("B", 1000))
 	}
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("forged chunks: %d, want a new login", resp.StatusCode)
 	}
-	b = newBrowser(t)
-	b.setCookie(base, "_oauth2_proxy_0", value[:100])
-	b.setCookie(base, "_oauth2_proxy_2", value[100:])
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusFound {
+	b = testcaddy.NewBrowser(t)
+	b.SetCookie(base, "_oauth2_proxy_0", value[:100])
+	b.SetCookie(base, "_oauth2_proxy_2", value[100:])
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("chunks with a gap: %d, want a new login", resp.StatusCode)
 	}
 	// Beyond Caddy's header limit the server itself answers 431, never a 5xx.
-	b = newBrowser(t)
-	b.setCookie(base, "_oauth2_proxy", strings.Repeat("A", 60000))
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+	b = testcaddy.NewBrowser(t)
+	b.SetCookie(base, "_oauth2_proxy", strings.Repeat("A", 60000))
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("60 KB cookie: %d, want 431", resp.StatusCode)
 	}
 	// The good session still works.
-	if resp, _ := good.navigate(base + "/"); resp.StatusCode != http.StatusOK {
+	if resp, _ := good.Navigate(base + "/"); resp.StatusCode != http.StatusOK {
 		t.Errorf("the real session stopped working: %d", resp.StatusCode)
 	}
 }
 
 func TestAuthorizationRulesGive403(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, "allowed_groups admins"))
-	b := newBrowser(t)
-	resp, _ := b.navigate(base + "/")
-	resp, _ = b.navigate(b.authorize(resp.Header.Get("Location")))
-	if resp.StatusCode != http.StatusForbidden || setCookieNamed(resp, "_oauth2_proxy") != nil {
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "allowed_groups admins"))
+	b := testcaddy.NewBrowser(t)
+	resp, _ := b.Navigate(base + "/")
+	resp, _ = b.Navigate(b.Authorize(resp.Header.Get("Location")))
+	if resp.StatusCode != http.StatusForbidden || testcaddy.SetCookieNamed(resp, "_oauth2_proxy") != nil {
 		t.Fatalf("user outside allowed_groups: %d, want 403 and no session", resp.StatusCode)
 	}
 
-	base2 := startCaddy(t, siteConfig(idp, "allowed_groups design\n\t\tallowed_email_domains example.com"))
-	if resp, body := newBrowser(t).login(base2 + "/"); resp.StatusCode != http.StatusOK {
+	base2 := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "allowed_groups design\n\t\tallowed_email_domains example.com"))
+	if resp, body := testcaddy.NewBrowser(t).Login(base2 + "/"); resp.StatusCode != http.StatusOK {
 		t.Errorf("allowed user: %d %s", resp.StatusCode, body)
 	}
 }
@@ -496,13 +499,13 @@ func TestIdPDownAtStartThenUp(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	idp := newMockIdP(t, 0, false)
+	idp := testcaddy.NewMockIdP(t, 0, false)
 	m := idp.MockOIDC
 	// The config points at an issuer nobody serves yet; loading must work.
-	site := strings.Replace(siteConfig(idp, ""), "issuer ", "issuer http://"+addr+"/oidc #", 1)
-	base := startCaddy(t, site)
-	b := newBrowser(t)
-	resp, _ := b.navigate(base + "/")
+	site := strings.Replace(testcaddy.SiteConfig(idp, ""), "issuer ", "issuer http://"+addr+"/oidc #", 1)
+	base := testcaddy.StartCaddy(t, site)
+	b := testcaddy.NewBrowser(t)
+	resp, _ := b.Navigate(base + "/")
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("IdP down: want 503, got %d", resp.StatusCode)
 	}
@@ -516,7 +519,7 @@ func TestIdPDownAtStartThenUp(t *testing.T) {
 	defer m.Shutdown()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, _ = b.navigate(base + "/")
+		resp, _ = b.Navigate(base + "/")
 		if resp.StatusCode == http.StatusFound || time.Now().After(deadline) {
 			break
 		}
@@ -525,7 +528,7 @@ func TestIdPDownAtStartThenUp(t *testing.T) {
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("IdP back: want a login redirect, got %d", resp.StatusCode)
 	}
-	if resp, body := b.login(base + "/"); resp.StatusCode != 200 {
+	if resp, body := b.Login(base + "/"); resp.StatusCode != 200 {
 		t.Errorf("login after IdP came back: %d %s", resp.StatusCode, body)
 	}
 }
@@ -540,14 +543,14 @@ func mustQuery(t *testing.T, rawURL, key string) string {
 }
 
 func TestUserInfoFetchAndUserIDClaim(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, "fetch_userinfo\n\t\tuser_id_claim email\n\t\tclaims preferred_username"))
-	b := newBrowser(t)
-	resp, body := b.login(base + "/")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "fetch_userinfo\n\t\tuser_id_claim email\n\t\tclaims preferred_username"))
+	b := testcaddy.NewBrowser(t)
+	resp, body := b.Login(base + "/")
 	if resp.StatusCode != 200 || !strings.Contains(body, "id=jane.doe@example.com ") || !strings.Contains(body, "xfu=jane.doe@example.com ") {
 		t.Fatalf("user_id_claim email: %d %s", resp.StatusCode, body)
 	}
-	_, body = b.do("GET", base+"/oauth2/userinfo")
+	_, body = b.Do("GET", base+"/oauth2/userinfo")
 	var info struct {
 		User   string              `json:"user"`
 		Sub    string              `json:"sub"`
@@ -565,33 +568,33 @@ func TestUserInfoFetchAndUserIDClaim(t *testing.T) {
 // {file.*} placeholders, runs a login and a refresh, and checks that no
 // secret or token shows up in Caddy's log or its /config/ output.
 func TestSecretsStayOutOfLogsAndConfig(t *testing.T) {
-	idp := startMockIdP(t, 3*time.Second, false)
+	idp := testcaddy.StartMockIdP(t, 3*time.Second, false)
 	secretFile := t.TempDir() + "/cookie-secret"
-	if err := os.WriteFile(secretFile, []byte(testSecret+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(secretFile, []byte(testcaddy.TestSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("OIDC_TEST_CLIENT_SECRET", idp.ClientSecret)
-	site := siteConfig(idp, "")
+	site := testcaddy.SiteConfig(idp, "")
 	site = strings.Replace(site, "client_secret "+idp.ClientSecret, "client_secret {env.OIDC_TEST_CLIENT_SECRET}", 1)
-	site = strings.Replace(site, "secret "+testSecret, "secret {file."+secretFile+"}", 1)
-	base := startCaddy(t, site)
-	b := newBrowser(t)
-	if resp, body := b.login(base + "/"); resp.StatusCode != 200 {
+	site = strings.Replace(site, "secret "+testcaddy.TestSecret, "secret {file."+secretFile+"}", 1)
+	base := testcaddy.StartCaddy(t, site)
+	b := testcaddy.NewBrowser(t)
+	if resp, body := b.Login(base + "/"); resp.StatusCode != 200 {
 		t.Fatalf("login with placeholder secrets: %d %s", resp.StatusCode, body)
 	}
 	time.Sleep(2200 * time.Millisecond)
-	if resp, _ := b.navigate(base + "/"); resp.StatusCode != 200 || idp.refreshes.Load() != 1 {
-		t.Fatalf("refresh: %d, %d refreshes", resp.StatusCode, idp.refreshes.Load())
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != 200 || idp.Refreshes.Load() != 1 {
+		t.Fatalf("refresh: %d, %d refreshes", resp.StatusCode, idp.Refreshes.Load())
 	}
-	b.navigate(base + "/oauth2/sign_out")
+	b.Navigate(base + "/oauth2/sign_out")
 
-	resp, err := http.Get(running.admin + "/config/")
+	resp, err := http.Get(testcaddy.Running().AdminURL + "/config/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	logs, err := os.ReadFile(running.logFile)
+	logs, err := os.ReadFile(testcaddy.Running().LogFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -602,7 +605,7 @@ func TestSecretsStayOutOfLogsAndConfig(t *testing.T) {
 		t.Errorf("/config/ does not keep the placeholders: %s", cfg)
 	}
 	for what, text := range map[string]string{"log": string(logs), "/config/": string(cfg)} {
-		for _, secret := range []string{testSecret, idp.ClientSecret, "eyJ", b.cookie(base, "_oauth2_proxy").String()} {
+		for _, secret := range []string{testcaddy.TestSecret, idp.ClientSecret, "eyJ", b.Cookie(base, "_oauth2_proxy").String()} {
 			if secret != "" && strings.Contains(text, secret) {
 				t.Errorf("%s contains a secret or token (%.12s...)", what, secret)
 			}
@@ -614,16 +617,16 @@ func TestSecretsStayOutOfLogsAndConfig(t *testing.T) {
 // gets Cache-Control: no-store unless the upstream chose its own, so the
 // back button cannot show it again after logout.
 func TestAuthenticatedResponsesNotCached(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	a, b, c := freeAddr(t), freeAddr(t), freeAddr(t)
-	startCaddySites(t, map[string]string{
-		a: siteConfig(idp, ""),
-		b: "\theader Cache-Control \"private, max-age=60\"\n" + siteConfig(idp, ""),
-		c: siteConfig(idp, "cache_control off"),
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	a, b, c := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
+	testcaddy.StartCaddySites(t, map[string]string{
+		a: testcaddy.SiteConfig(idp, ""),
+		b: "\theader Cache-Control \"private, max-age=60\"\n" + testcaddy.SiteConfig(idp, ""),
+		c: testcaddy.SiteConfig(idp, "cache_control off"),
 	})
 	for addr, want := range map[string]string{a: "no-store", b: "private, max-age=60", c: ""} {
-		br := newBrowser(t)
-		resp, _ := br.login("http://" + addr + "/")
+		br := testcaddy.NewBrowser(t)
+		resp, _ := br.Login("http://" + addr + "/")
 		if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != want {
 			t.Errorf("site %s: %d, Cache-Control %q, want %q", addr, resp.StatusCode, resp.Header.Get("Cache-Control"), want)
 		}

@@ -1,4 +1,4 @@
-package oidcsession_test
+package integration
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/oidc-session/oidc_session/internal/testcaddy"
 )
 
 func init() {
@@ -36,22 +37,22 @@ func (eventRecorder) Handle(_ context.Context, e caddy.Event) error {
 }
 
 func TestSessionEvents(t *testing.T) {
-	extraApps = map[string]any{"events": map[string]any{"subscriptions": []any{map[string]any{
+	testcaddy.ExtraApps = map[string]any{"events": map[string]any{"subscriptions": []any{map[string]any{
 		"events":   []string{"oidc_session.session_created", "oidc_session.session_refreshed", "oidc_session.session_ended"},
 		"handlers": []any{map[string]any{"handler": "oidc_session_test_recorder"}},
 	}}}}
-	defer func() { extraApps = nil }()
+	defer func() { testcaddy.ExtraApps = nil }()
 	recordedMu.Lock()
 	recorded = nil
 	recordedMu.Unlock()
 
-	idp := startMockIdP(t, 3*time.Second, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := newBrowser(t)
-	b.login(base + "/")
+	idp := testcaddy.StartMockIdP(t, 3*time.Second, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
+	b.Login(base + "/")
 	time.Sleep(2200 * time.Millisecond)
-	b.navigate(base + "/")
-	b.navigate(base + "/oauth2/sign_out")
+	b.Navigate(base + "/")
+	b.Navigate(base + "/oauth2/sign_out")
 
 	recordedMu.Lock()
 	got := strings.Join(recorded, "\n")

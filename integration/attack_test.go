@@ -1,4 +1,4 @@
-package oidcsession_test
+package integration
 
 // Attack tests against an in-process Caddy and mockoidc. Cases already
 // covered elsewhere are not repeated here: login CSRF, replayed and swapped
@@ -30,7 +30,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
-	"github.com/oidc-session/oidc_session/internal/testredis"
+	"github.com/oidc-session/oidc_session/internal/testcaddy"
+	"github.com/oidc-session/oidc_session/internal/testenv"
 )
 
 const sessionCookie = "_oauth2_proxy"
@@ -45,15 +46,15 @@ func rewriteIDToken(forge func(raw string, claims jwt.MapClaims) string) func(ht
 				next.ServeHTTP(w, r)
 				return
 			}
-			rec := &bufferWriter{header: http.Header{}, status: http.StatusOK}
+			rec := testcaddy.NewRecorder()
 			next.ServeHTTP(rec, r)
 			var doc map[string]any
-			if rec.status != http.StatusOK || json.Unmarshal(rec.buf.Bytes(), &doc) != nil {
-				for k, v := range rec.header {
+			if rec.Status != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &doc) != nil {
+				for k, v := range rec.Header() {
 					w.Header()[k] = v
 				}
-				w.WriteHeader(rec.status)
-				_, _ = w.Write(rec.buf.Bytes())
+				w.WriteHeader(rec.Status)
+				_, _ = w.Write(rec.Body.Bytes())
 				return
 			}
 			if raw, _ := doc["id_token"].(string); raw != "" {
@@ -78,14 +79,14 @@ func rewriteIDToken(forge func(raw string, claims jwt.MapClaims) string) func(ht
 // loginVia logs a browser in as sub through <prefix>/start (so it works
 // whatever the browser's cookies already are and whatever the upstream
 // answers) and returns the callback's response.
-func loginVia(t *testing.T, b *browser, idp *mockIdP, base, sub string) *http.Response {
+func loginVia(t *testing.T, b *testcaddy.Browser, idp *testcaddy.MockIdP, base, sub string) *http.Response {
 	t.Helper()
 	idp.QueueUser(&mockoidc.MockUser{Subject: sub, Email: sub + "@example.com", EmailVerified: true, PreferredUsername: sub})
-	resp, _ := b.navigate(base + "/oauth2/start?rd=/")
+	resp, _ := b.Navigate(base + "/oauth2/start?rd=/")
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("start: %d", resp.StatusCode)
 	}
-	resp, body := b.navigate(b.authorize(resp.Header.Get("Location")))
+	resp, body := b.Navigate(b.Authorize(resp.Header.Get("Location")))
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("callback for %s: %d %s", sub, resp.StatusCode, body)
 	}
@@ -96,7 +97,7 @@ func loginVia(t *testing.T, b *browser, idp *mockIdP, base, sub string) *http.Re
 // client, no jar) and returns the status and body.
 func withCookies(t *testing.T, target, cookie string, headers ...string) (*http.Response, string) {
 	t.Helper()
-	return newBrowser(t).do(http.MethodGet, target, append(headers, "Cookie: "+cookie)...)
+	return testcaddy.NewBrowser(t).Do(http.MethodGet, target, append(headers, "Cookie: "+cookie)...)
 }
 
 // rawRequest writes raw to addr (host:port) and reads one response.
@@ -146,21 +147,12 @@ func expectNoSession(t *testing.T, base, cookie, what string) {
 }
 
 // expectUser checks that the browser's session is sub's.
-func expectUser(t *testing.T, b *browser, base, sub, what string) {
+func expectUser(t *testing.T, b *testcaddy.Browser, base, sub, what string) {
 	t.Helper()
-	resp, body := b.do(http.MethodGet, base+"/", "Accept: application/json")
+	resp, body := b.Do(http.MethodGet, base+"/", "Accept: application/json")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id="+sub+" ") {
 		t.Errorf("%s: %s's session: %d %s", what, sub, resp.StatusCode, body)
 	}
-}
-
-var serverStores = map[string]func(t *testing.T) string{
-	"cookie": func(*testing.T) string { return "" },
-	"memory": func(*testing.T) string { return "store memory" },
-	"redis": func(t *testing.T) string {
-		srv := testredis.Start(t, testredis.Options{})
-		return fmt.Sprintf("store redis {\n\t\t\turl %s\n\t\t\tkey_prefix atk:\n\t\t}", srv.URL())
-	},
 }
 
 // TestAttackCrossUserCookieMix: alice's session cookie sent together with
@@ -168,13 +160,14 @@ var serverStores = map[string]func(t *testing.T) string{
 // a mix; chunks or ticket parts of two users put together are no session;
 // and none of it disturbs bob's or alice's sessions.
 func TestAttackCrossUserCookieMix(t *testing.T) {
-	for _, store := range []string{"cookie", "memory", "redis"} {
+	for _, st := range testcaddy.Stores {
+		store := st.Name
 		t.Run(store, func(t *testing.T) {
-			idp := startMockIdP(t, 0, false)
-			base := startCaddy(t, siteConfig(idp, serverStores[store](t)))
-			alice := loginAs(t, idp, base, "alice")
-			bob := loginAs(t, idp, base, "bob")
-			av, bv := alice.cookie(base, sessionCookie).Value, bob.cookie(base, sessionCookie).Value
+			idp := testcaddy.StartMockIdP(t, 0, false)
+			base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, storeNamed(store).Config(t)))
+			alice := testcaddy.LoginAs(t, idp, base, "alice")
+			bob := testcaddy.LoginAs(t, idp, base, "bob")
+			av, bv := alice.Cookie(base, sessionCookie).Value, bob.Cookie(base, sessionCookie).Value
 			n := len(bv) / 2
 
 			for _, cookie := range []string{
@@ -216,28 +209,29 @@ func TestAttackCrossUserCookieMix(t *testing.T) {
 // a login over it and the front-channel endpoint all need the ticket's
 // secret, which only the user's cookie holds.
 func TestAttackForgedTicketCannotEndSession(t *testing.T) {
-	for _, store := range []string{"memory", "redis"} {
+	for _, st := range testcaddy.ServerSideStores() {
+		store := st.Name
 		t.Run(store, func(t *testing.T) {
-			idp := startMockIdP(t, 0, false)
-			base := startCaddy(t, siteConfig(idp, serverStores[store](t)))
-			alice := loginAs(t, idp, base, "alice")
-			handle, _, _ := strings.Cut(alice.cookie(base, sessionCookie).Value, ".")
+			idp := testcaddy.StartMockIdP(t, 0, false)
+			base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, storeNamed(store).Config(t)))
+			alice := testcaddy.LoginAs(t, idp, base, "alice")
+			handle, _, _ := strings.Cut(alice.Cookie(base, sessionCookie).Value, ".")
 			secret := make([]byte, 16)
 			_, _ = rand.Read(secret)
 			forged := handle + "." + base64.RawURLEncoding.EncodeToString(secret)
 
-			attacker := newBrowser(t)
-			attacker.setCookie(base, sessionCookie, forged)
-			if resp, _ := attacker.navigate(base + "/oauth2/sign_out"); resp.StatusCode != http.StatusFound {
+			attacker := testcaddy.NewBrowser(t)
+			attacker.SetCookie(base, sessionCookie, forged)
+			if resp, _ := attacker.Navigate(base + "/oauth2/sign_out"); resp.StatusCode != http.StatusFound {
 				t.Errorf("sign_out with a forged ticket: %d", resp.StatusCode)
 			}
 			expectUser(t, alice, base, "alice", "after sign_out with her ticket id and a forged secret")
 
-			attacker.setCookie(base, sessionCookie, forged)
-			attacker.navigate(base + "/oauth2/frontchannel_logout")
+			attacker.SetCookie(base, sessionCookie, forged)
+			attacker.Navigate(base + "/oauth2/frontchannel_logout")
 			expectUser(t, alice, base, "alice", "after front-channel logout with a forged ticket")
 
-			attacker.setCookie(base, sessionCookie, forged)
+			attacker.SetCookie(base, sessionCookie, forged)
 			loginVia(t, attacker, idp, base, "mallory")
 			expectUser(t, alice, base, "alice", "after a login over a forged ticket")
 			expectUser(t, attacker, base, "mallory", "the attacker's own login")
@@ -252,14 +246,14 @@ func TestAttackForgedTicketCannotEndSession(t *testing.T) {
 func TestAttackCookieFromAnotherClient(t *testing.T) {
 	for _, store := range []string{"cookie", "redis"} {
 		t.Run(store, func(t *testing.T) {
-			idp := startMockIdP(t, 0, false)
-			storeCfg := serverStores[store](t)
-			a, b := freeAddr(t), freeAddr(t)
-			other := strings.Replace(siteConfig(idp, storeCfg), "client_id "+idp.ClientID, "client_id other-client", 1)
-			startCaddySites(t, map[string]string{a: siteConfig(idp, storeCfg), b: other})
+			idp := testcaddy.StartMockIdP(t, 0, false)
+			storeCfg := storeNamed(store).Config(t)
+			a, b := testenv.FreeAddr(t), testenv.FreeAddr(t)
+			other := strings.Replace(testcaddy.SiteConfig(idp, storeCfg), "client_id "+idp.ClientID, "client_id other-client", 1)
+			testcaddy.StartCaddySites(t, map[string]string{a: testcaddy.SiteConfig(idp, storeCfg), b: other})
 			baseA, baseB := "http://"+a, "http://"+b
-			alice := loginAs(t, idp, baseA, "alice")
-			v := alice.cookie(baseA, sessionCookie).Value
+			alice := testcaddy.LoginAs(t, idp, baseA, "alice")
+			v := alice.Cookie(baseA, sessionCookie).Value
 			expectNoSession(t, baseB, sessionCookie+"="+v, "a session of another client_id")
 			resp, _ := withCookies(t, baseB+"/", sessionCookie+"="+v, "Accept: application/json")
 			if !clearsSession(resp) {
@@ -275,14 +269,14 @@ func TestAttackCookieFromAnotherClient(t *testing.T) {
 func TestAttackCookieFromAnotherSecret(t *testing.T) {
 	for _, store := range []string{"cookie", "redis"} {
 		t.Run(store, func(t *testing.T) {
-			idp := startMockIdP(t, 0, false)
-			storeCfg := serverStores[store](t)
-			a, b := freeAddr(t), freeAddr(t)
-			other := strings.Replace(siteConfig(idp, storeCfg), "secret "+testSecret, "secret another-secret-0123456789-0123456789-xyz", 1)
-			startCaddySites(t, map[string]string{a: siteConfig(idp, storeCfg), b: other})
+			idp := testcaddy.StartMockIdP(t, 0, false)
+			storeCfg := storeNamed(store).Config(t)
+			a, b := testenv.FreeAddr(t), testenv.FreeAddr(t)
+			other := strings.Replace(testcaddy.SiteConfig(idp, storeCfg), "secret "+testcaddy.TestSecret, "secret another-secret-0123456789-0123456789-xyz", 1)
+			testcaddy.StartCaddySites(t, map[string]string{a: testcaddy.SiteConfig(idp, storeCfg), b: other})
 			baseA, baseB := "http://"+a, "http://"+b
-			alice := loginAs(t, idp, baseA, "alice")
-			expectNoSession(t, baseB, sessionCookie+"="+alice.cookie(baseA, sessionCookie).Value, "a session sealed under another secret")
+			alice := testcaddy.LoginAs(t, idp, baseA, "alice")
+			expectNoSession(t, baseB, sessionCookie+"="+alice.Cookie(baseA, sessionCookie).Value, "a session sealed under another secret")
 			expectUser(t, alice, baseA, "alice", "under her own secret")
 		})
 	}
@@ -294,24 +288,25 @@ func TestAttackCookieFromAnotherSecret(t *testing.T) {
 // before, and the planted value never becomes the victim's session. With a
 // server-side store the attacker's own planted session is ended too.
 func TestAttackSessionFixation(t *testing.T) {
-	for _, store := range []string{"cookie", "memory", "redis"} {
+	for _, st := range testcaddy.Stores {
+		store := st.Name
 		t.Run(store, func(t *testing.T) {
-			idp := startMockIdP(t, 0, false)
-			base := startCaddy(t, siteConfig(idp, serverStores[store](t)))
-			mallory := newBrowser(t)
+			idp := testcaddy.StartMockIdP(t, 0, false)
+			base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, storeNamed(store).Config(t)))
+			mallory := testcaddy.NewBrowser(t)
 			loginVia(t, mallory, idp, base, "mallory")
 			id := make([]byte, 16)
 			_, _ = rand.Read(id)
 			planted := map[string]string{
 				"junk":                 "planted-by-attacker",
 				"unissued ticket":      sessionCookie + "-" + hex.EncodeToString(id) + "." + strings.Repeat("A", 22),
-				"the attacker's login": mallory.cookie(base, sessionCookie).Value,
+				"the attacker's login": mallory.Cookie(base, sessionCookie).Value,
 			}
 			for what, value := range planted {
-				victim := newBrowser(t)
-				victim.setCookie(base, sessionCookie, value)
+				victim := testcaddy.NewBrowser(t)
+				victim.SetCookie(base, sessionCookie, value)
 				resp := loginVia(t, victim, idp, base, "alice")
-				sc := setCookieNamed(resp, sessionCookie)
+				sc := testcaddy.SetCookieNamed(resp, sessionCookie)
 				if sc == nil || sc.MaxAge <= 0 || sc.Value == value {
 					t.Fatalf("%s: login did not replace the planted cookie: %v", what, resp.Header["Set-Cookie"])
 				}
@@ -341,28 +336,28 @@ func TestAttackSessionFixation(t *testing.T) {
 // same-browser POST with its own state would be treated like the GET the
 // IdP sends: the state and flow cookie, not the method, are the defence.)
 func TestAttackCallbackPOST(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	attacker := newBrowser(t)
-	resp, _ := attacker.navigate(base + "/")
-	cb := attacker.authorize(resp.Header.Get("Location"))
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	attacker := testcaddy.NewBrowser(t)
+	resp, _ := attacker.Navigate(base + "/")
+	cb := attacker.Authorize(resp.Header.Get("Location"))
 
 	for _, headers := range [][]string{
 		{"Sec-Fetch-Site: cross-site", "Sec-Fetch-Mode: navigate", "Content-Type: application/x-www-form-urlencoded"},
 		{"Origin: https://evil.example", "Content-Type: application/x-www-form-urlencoded"},
 	} {
-		victim := newBrowser(t)
-		victim.navigate(base + "/") // the victim has a login of her own in progress
-		resp, body := victim.do(http.MethodPost, cb, headers...)
-		if resp.StatusCode < 400 || resp.StatusCode >= 500 || setCookieNamed(resp, sessionCookie) != nil {
+		victim := testcaddy.NewBrowser(t)
+		victim.Navigate(base + "/") // the victim has a login of her own in progress
+		resp, body := victim.Do(http.MethodPost, cb, headers...)
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 || testcaddy.SetCookieNamed(resp, sessionCookie) != nil {
 			t.Errorf("POST of another browser's callback %v: %d %s %v", headers, resp.StatusCode, body, resp.Header["Set-Cookie"])
 		}
-		if resp, _ := victim.do(http.MethodGet, base+"/", "Accept: application/json"); resp.StatusCode != http.StatusUnauthorized {
+		if resp, _ := victim.Do(http.MethodGet, base+"/", "Accept: application/json"); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("the victim has a session after the forged POST: %d", resp.StatusCode)
 		}
 	}
 	// The code is still the attacker's to redeem: the POSTs did not spend it.
-	if resp, _ := attacker.navigate(cb); resp.StatusCode != http.StatusFound {
+	if resp, _ := attacker.Navigate(cb); resp.StatusCode != http.StatusFound {
 		t.Errorf("the attacker's own callback after the refused POSTs: %d", resp.StatusCode)
 	}
 }
@@ -377,9 +372,9 @@ func TestAttackCallbackPOST(t *testing.T) {
 // cross-site subresource and POST requests, leaving only top-level
 // cross-site navigations, whose worst outcome is a logout).
 func TestAttackLogoutCSRF(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := loginAs(t, idp, base, "alice")
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.LoginAs(t, idp, base, "alice")
 	for _, req := range []struct {
 		method  string
 		headers []string
@@ -389,23 +384,23 @@ func TestAttackLogoutCSRF(t *testing.T) {
 		{http.MethodPost, []string{"Sec-Fetch-Site: cross-site", "Sec-Fetch-Mode: navigate", "Origin: https://evil.example"}},
 		{http.MethodPost, []string{"Sec-Fetch-Site: cross-site", "Sec-Fetch-Mode: cors"}},
 	} {
-		resp, _ := b.do(req.method, base+"/oauth2/sign_out?rd=/", req.headers...)
+		resp, _ := b.Do(req.method, base+"/oauth2/sign_out?rd=/", req.headers...)
 		if resp.StatusCode != http.StatusForbidden || clearsSession(resp) {
 			t.Errorf("cross-site %s sign_out %v: %d %v, want 403 and the cookie kept", req.method, req.headers, resp.StatusCode, resp.Header["Set-Cookie"])
 		}
 	}
-	if resp, _ := b.do(http.MethodPut, base+"/oauth2/sign_out"); resp.StatusCode != http.StatusMethodNotAllowed {
+	if resp, _ := b.Do(http.MethodPut, base+"/oauth2/sign_out"); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("PUT sign_out: %d, want 405", resp.StatusCode)
 	}
 	expectUser(t, b, base, "alice", "after the cross-site sign_out attempts")
 
 	for _, h := range []string{"Sec-Fetch-Site: same-site", "Sec-Fetch-Site: same-origin", ""} {
-		b := loginAs(t, idp, base, "alice")
+		b := testcaddy.LoginAs(t, idp, base, "alice")
 		var headers []string
 		if h != "" {
 			headers = append(headers, h)
 		}
-		resp, _ := b.do(http.MethodGet, base+"/oauth2/sign_out", headers...)
+		resp, _ := b.Do(http.MethodGet, base+"/oauth2/sign_out", headers...)
 		if resp.StatusCode != http.StatusFound || !clearsSession(resp) {
 			t.Errorf("sign_out with %q: %d, want a logout", h, resp.StatusCode)
 		}
@@ -418,8 +413,8 @@ func TestAttackLogoutCSRF(t *testing.T) {
 // at the configured post_logout_redirect on this host; an allowed host
 // passes.
 func TestAttackPostLogoutOpenRedirect(t *testing.T) {
-	idp := startMockIdP(t, 0, true)
-	base := startCaddy(t, siteConfig(idp, "allowed_redirect_hosts partner.example.org"))
+	idp := testcaddy.StartMockIdP(t, 0, true)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "allowed_redirect_hosts partner.example.org"))
 	for rd, want := range map[string]string{
 		"https://evil.example/":                    base + "/",
 		"//evil.example/":                          base + "/",
@@ -432,10 +427,10 @@ func TestAttackPostLogoutOpenRedirect(t *testing.T) {
 		"https://partner.example.org/bye":          "https://partner.example.org/bye",
 		"/bye?x=1":                                 base + "/bye?x=1",
 	} {
-		b := loginAs(t, idp, base, "alice")
-		resp, body := b.navigate(base + "/oauth2/sign_out?rd=" + url.QueryEscape(rd))
-		form := endSessionForm(t, resp, body)
-		if form.Action != idp.Issuer()+idp.endSession {
+		b := testcaddy.LoginAs(t, idp, base, "alice")
+		resp, body := b.Navigate(base + "/oauth2/sign_out?rd=" + url.QueryEscape(rd))
+		form := testcaddy.EndSessionForm(t, resp, body)
+		if form.Action != idp.Issuer()+idp.EndSession {
 			t.Fatalf("rd=%q: want a form to the end_session_endpoint, got %q", rd, form.Action)
 		}
 		if got := form.Fields.Get("post_logout_redirect_uri"); got != want {
@@ -457,8 +452,8 @@ func echoUpstream(t *testing.T) string {
 
 // proxiedSite is siteConfig with a reverse proxy to upstream instead of
 // the respond.
-func proxiedSite(idp *mockIdP, extra, upstream string) string {
-	site := siteConfig(idp, extra)
+func proxiedSite(idp *testcaddy.MockIdP, extra, upstream string) string {
+	site := testcaddy.SiteConfig(idp, extra)
 	site = site[:strings.Index(site, "\trespond ")]
 	return site + "\treverse_proxy " + upstream + "\n"
 }
@@ -467,7 +462,7 @@ func proxiedSite(idp *mockIdP, extra, upstream string) string {
 func putConfig(t *testing.T, path string, value any) {
 	t.Helper()
 	body, _ := json.Marshal(value)
-	req, _ := http.NewRequest(http.MethodPut, running.admin+"/config/"+path, strings.NewReader(string(body)))
+	req, _ := http.NewRequest(http.MethodPut, testcaddy.Running().AdminURL+"/config/"+path, strings.NewReader(string(body)))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -540,17 +535,17 @@ func spoofRequest(host, cookie string) string {
 // testSpoofedHeaders logs in and sends the spoofed headers with and without
 // the session, checking what the upstream sees.
 func testSpoofedHeaders(t *testing.T, serverOptions map[string]any) {
-	idp := startMockIdP(t, 0, false)
+	idp := testcaddy.StartMockIdP(t, 0, false)
 	upstream := echoUpstream(t)
 	extra := "headers {\n\t\t\tuser X-Forwarded-User\n\t\t\temail X-Forwarded-Email\n\t\t\tgroups X-Forwarded-Groups\n\t\t}"
 	site := strings.Replace(proxiedSite(idp, extra, upstream), "\t\theaders\n", "", 1)
 	// A second identity header under a custom name.
 	site = strings.Replace(site, "groups X-Forwarded-Groups", "groups X-Forwarded-Groups\n\t\t\tname X-Team-Id", 1)
-	base := startCaddy(t, site)
+	base := testcaddy.StartCaddy(t, site)
 	for path, v := range serverOptions {
 		putConfig(t, "apps/http/servers/srv0/"+path, v)
 	}
-	b := newBrowser(t)
+	b := testcaddy.NewBrowser(t)
 	loginVia(t, b, idp, base, "alice")
 	host := base[len("http://"):]
 
@@ -558,7 +553,7 @@ func testSpoofedHeaders(t *testing.T, serverOptions map[string]any) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("spoofed headers without a session: %d %s", resp.StatusCode, body)
 	}
-	resp, body = rawRequest(t, host, spoofRequest(host, b.cookie(base, sessionCookie).Value))
+	resp, body = rawRequest(t, host, spoofRequest(host, b.Cookie(base, sessionCookie).Value))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("spoofed headers with alice's session: %d %s", resp.StatusCode, body)
 	}
@@ -568,7 +563,7 @@ func testSpoofedHeaders(t *testing.T, serverOptions map[string]any) {
 	// (400) or the plugin removes them.
 	for _, line := range []string{"X-Forwarded-User : admin", " X-Forwarded-User: admin", "X-Forwarded-User\t: admin", "X-Forwarded-User: a\r\n admin"} {
 		raw := "GET / HTTP/1.1\r\nHost: " + host + "\r\nAccept: application/json\r\nConnection: close\r\n" + line +
-			"\r\nCookie: " + sessionCookie + "=" + b.cookie(base, sessionCookie).Value + "\r\n\r\n"
+			"\r\nCookie: " + sessionCookie + "=" + b.Cookie(base, sessionCookie).Value + "\r\n\r\n"
 		resp, body := rawRequest(t, host, raw)
 		switch resp.StatusCode {
 		case http.StatusBadRequest:
@@ -605,10 +600,10 @@ func TestAttackSpoofedIdentityHeadersAllowlisted(t *testing.T) {
 // session; 8 chunks of 3800 bytes exceed Caddy's default 16 KB header
 // limit (431), and with a raised limit are refused as junk.
 func TestAttackOversizedHeaders(t *testing.T) {
-	idp := startMockIdP(t, 0, false)
-	base := startCaddy(t, siteConfig(idp, ""))
-	alice := loginAs(t, idp, base, "alice")
-	value := alice.cookie(base, sessionCookie).Value
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	alice := testcaddy.LoginAs(t, idp, base, "alice")
+	value := alice.Cookie(base, sessionCookie).Value
 
 	var many []string
 	for i := 0; len(strings.Join(many, "; ")) < 64<<10; i++ {
@@ -656,9 +651,9 @@ func TestAttackOversizedHeaders(t *testing.T) {
 // testForgedIDToken runs a login whose token response carries the ID token
 // forge makes, and checks that the callback refuses it with a 4xx, sets no
 // session, and logs neither the token nor its signature.
-func testForgedIDToken(t *testing.T, forge func(idp *mockIdP, claims jwt.MapClaims) string) {
+func testForgedIDToken(t *testing.T, forge func(idp *testcaddy.MockIdP, claims jwt.MapClaims) string) {
 	t.Helper()
-	idp := newMockIdP(t, 0, false)
+	idp := testcaddy.NewMockIdP(t, 0, false)
 	var mu sync.Mutex
 	var forged string
 	if err := idp.AddMiddleware(rewriteIDToken(func(_ string, claims jwt.MapClaims) string {
@@ -670,24 +665,24 @@ func testForgedIDToken(t *testing.T, forge func(idp *mockIdP, claims jwt.MapClai
 	})); err != nil {
 		t.Fatal(err)
 	}
-	startIdP(t, idp)
-	base := startCaddy(t, siteConfig(idp, ""))
-	b := newBrowser(t)
-	resp, _ := b.navigate(base + "/")
-	resp, body := b.navigate(b.authorize(resp.Header.Get("Location")))
+	testcaddy.StartIdP(t, idp)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.NewBrowser(t)
+	resp, _ := b.Navigate(base + "/")
+	resp, body := b.Navigate(b.Authorize(resp.Header.Get("Location")))
 	if resp.StatusCode < 400 || resp.StatusCode >= 500 {
 		t.Errorf("callback with a forged ID token: %d %s, want 4xx", resp.StatusCode, body)
 	}
-	if c := setCookieNamed(resp, sessionCookie); c != nil && c.MaxAge > 0 {
+	if c := testcaddy.SetCookieNamed(resp, sessionCookie); c != nil && c.MaxAge > 0 {
 		t.Errorf("callback with a forged ID token set a session cookie")
 	}
-	if resp, _ := b.do(http.MethodGet, base+"/", "Accept: application/json"); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := b.Do(http.MethodGet, base+"/", "Accept: application/json"); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("after the forged login: %d, want 401", resp.StatusCode)
 	}
-	if idp.codeGrants.Load() != 1 {
-		t.Errorf("%d code grants, want 1 (is the forged token served?)", idp.codeGrants.Load())
+	if idp.CodeGrants.Load() != 1 {
+		t.Errorf("%d code grants, want 1 (is the forged token served?)", idp.CodeGrants.Load())
 	}
-	logs, _ := os.ReadFile(running.logFile)
+	logs, _ := os.ReadFile(testcaddy.Running().LogFile)
 	mu.Lock()
 	defer mu.Unlock()
 	if parts := strings.Split(forged, "."); forged != "" && (strings.Contains(string(logs), forged) ||
@@ -706,7 +701,7 @@ func signWith(t *testing.T, key *mockoidc.Keypair, claims jwt.MapClaims) string 
 
 // TestAttackIDTokenAlgNone: an unsigned ID token (alg none) is refused.
 func TestAttackIDTokenAlgNone(t *testing.T) {
-	testForgedIDToken(t, func(_ *mockIdP, c jwt.MapClaims) string {
+	testForgedIDToken(t, func(_ *testcaddy.MockIdP, c jwt.MapClaims) string {
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodNone, c).SignedString(jwt.UnsafeAllowNoneSignatureType)
 		if err != nil {
 			t.Error(err)
@@ -719,7 +714,7 @@ func TestAttackIDTokenAlgNone(t *testing.T) {
 // client secret under the IdP's key id (algorithm confusion) is refused:
 // only the IdP's advertised asymmetric algorithm is accepted.
 func TestAttackIDTokenHS256WithClientSecret(t *testing.T) {
-	testForgedIDToken(t, func(idp *mockIdP, c jwt.MapClaims) string {
+	testForgedIDToken(t, func(idp *testcaddy.MockIdP, c jwt.MapClaims) string {
 		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
 		kid, _ := idp.Keypair.KeyID()
 		tok.Header["kid"] = kid
@@ -738,7 +733,7 @@ func TestAttackIDTokenForeignKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testForgedIDToken(t, func(idp *mockIdP, c jwt.MapClaims) string {
+	testForgedIDToken(t, func(idp *testcaddy.MockIdP, c jwt.MapClaims) string {
 		kid, _ := idp.Keypair.KeyID()
 		other.Kid = kid
 		return signWith(t, other, c)
@@ -748,7 +743,7 @@ func TestAttackIDTokenForeignKey(t *testing.T) {
 // TestAttackIDTokenWrongAudience: an ID token for another client is
 // refused, even correctly signed.
 func TestAttackIDTokenWrongAudience(t *testing.T) {
-	testForgedIDToken(t, func(idp *mockIdP, c jwt.MapClaims) string {
+	testForgedIDToken(t, func(idp *testcaddy.MockIdP, c jwt.MapClaims) string {
 		c["aud"] = "another-client"
 		return signWith(t, idp.Keypair, c)
 	})
@@ -757,7 +752,7 @@ func TestAttackIDTokenWrongAudience(t *testing.T) {
 // TestAttackIDTokenWrongIssuer: an ID token naming another issuer is
 // refused, even correctly signed.
 func TestAttackIDTokenWrongIssuer(t *testing.T) {
-	testForgedIDToken(t, func(idp *mockIdP, c jwt.MapClaims) string {
+	testForgedIDToken(t, func(idp *testcaddy.MockIdP, c jwt.MapClaims) string {
 		c["iss"] = "https://evil.example"
 		return signWith(t, idp.Keypair, c)
 	})
@@ -765,7 +760,7 @@ func TestAttackIDTokenWrongIssuer(t *testing.T) {
 
 // TestAttackIDTokenExpired: an expired ID token is refused.
 func TestAttackIDTokenExpired(t *testing.T) {
-	testForgedIDToken(t, func(idp *mockIdP, c jwt.MapClaims) string {
+	testForgedIDToken(t, func(idp *testcaddy.MockIdP, c jwt.MapClaims) string {
 		c["iat"] = time.Now().Add(-2 * time.Hour).Unix()
 		c["exp"] = time.Now().Add(-time.Hour).Unix()
 		return signWith(t, idp.Keypair, c)
@@ -776,11 +771,11 @@ func TestAttackIDTokenExpired(t *testing.T) {
 // flow's (a token replayed from another login) is refused, and so is one
 // without a nonce.
 func TestAttackIDTokenWrongNonce(t *testing.T) {
-	testForgedIDToken(t, func(idp *mockIdP, c jwt.MapClaims) string {
+	testForgedIDToken(t, func(idp *testcaddy.MockIdP, c jwt.MapClaims) string {
 		c["nonce"] = "nonce-of-another-login"
 		return signWith(t, idp.Keypair, c)
 	})
-	testForgedIDToken(t, func(idp *mockIdP, c jwt.MapClaims) string {
+	testForgedIDToken(t, func(idp *testcaddy.MockIdP, c jwt.MapClaims) string {
 		delete(c, "nonce")
 		return signWith(t, idp.Keypair, c)
 	})
@@ -789,5 +784,5 @@ func TestAttackIDTokenWrongNonce(t *testing.T) {
 // TestAttackIDTokenMissing: a token response without an ID token (an
 // OAuth-only answer) is refused.
 func TestAttackIDTokenMissing(t *testing.T) {
-	testForgedIDToken(t, func(*mockIdP, jwt.MapClaims) string { return "" })
+	testForgedIDToken(t, func(*testcaddy.MockIdP, jwt.MapClaims) string { return "" })
 }

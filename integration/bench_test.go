@@ -1,4 +1,4 @@
-package oidcsession_test
+package integration
 
 // Benchmarks of the request path. They run only with -bench, e.g.
 //
@@ -38,6 +38,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/oidc-session/oidc_session/internal/testcaddy"
+	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/internal/testredis"
 	_ "github.com/oidc-session/oidc_session/sessions/memstore"
 )
@@ -51,8 +53,8 @@ const benchRespond = "\trespond \"ok\" 200\n"
 func benchCaddy(tb testing.TB, site string) (string, json.RawMessage) {
 	tb.Helper()
 	dir := tb.TempDir()
-	addr := freeAddr(tb)
-	cfg := globalOptions(freeAddr(tb), dir, dir+"/caddy.log", "WARN") + fmt.Sprintf("http://%s {\n%s\n}\n", addr, site)
+	addr := testenv.FreeAddr(tb)
+	cfg := testcaddy.GlobalOptions(testenv.FreeAddr(tb), dir, "file "+dir+"/caddy.log", "WARN") + fmt.Sprintf("http://%s {\n%s\n}\n", addr, site)
 	js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
 	if err != nil {
 		tb.Fatalf("adapt: %v", err)
@@ -154,7 +156,7 @@ func finishLogin(c *http.Client, cb string) error {
 // then send (the session cookie, or its chunks).
 func benchLogin(tb testing.TB, base string) string {
 	tb.Helper()
-	c := newClient()
+	c := testcaddy.NewClient()
 	cb, err := startLogin(c, base)
 	if err == nil {
 		err = finishLogin(c, cb)
@@ -230,8 +232,8 @@ func (c *countingNext) ServeHTTP(w http.ResponseWriter, _ *http.Request) error {
 // uses store (a Caddyfile store line, "" for the cookie store), then calls a
 // second instance's ServeHTTP with that session.
 func benchServeHTTP(b *testing.B, store string) {
-	idp := startMockIdP(b, time.Hour, false)
-	base, raw := benchCaddy(b, oidcBlock(idp, store)+benchRespond)
+	idp := testcaddy.StartMockIdP(b, time.Hour, false)
+	base, raw := benchCaddy(b, testcaddy.OIDCBlock(idp, store)+benchRespond)
 	cookie := benchLogin(b, base)
 	h := provisionHandler(b, raw)
 	host := strings.TrimPrefix(base, "http://")
@@ -303,7 +305,7 @@ func BenchmarkServeHTTPRedis(b *testing.B) {
 			if recheck == "always" {
 				opt = "\n\t\t\trecheck_interval always"
 			}
-			benchServeHTTP(b, fmt.Sprintf("store redis {\n\t\t\turl %s%s\n\t\t}", srv.URL(), opt))
+			benchServeHTTP(b, testcaddy.StoreBlock("redis", "url "+srv.URL()+opt))
 		})
 	}
 }
@@ -320,15 +322,15 @@ func BenchmarkServeHTTPRedis(b *testing.B) {
 //   - login: the whole login (protected page, IdP authorize, callback),
 //     reported as logins/s including the mock IdP.
 func BenchmarkCallback(b *testing.B) {
-	idp := startMockIdP(b, time.Hour, false)
-	base, _ := benchCaddy(b, oidcBlock(idp, "")+benchRespond)
+	idp := testcaddy.StartMockIdP(b, time.Hour, false)
+	base, _ := benchCaddy(b, testcaddy.OIDCBlock(idp, "")+benchRespond)
 	benchLogin(b, base) // discovery and JWKS fetched, as on a warm server
 
 	b.Run("callback", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			c := newClient()
+			c := testcaddy.NewClient()
 			cb, err := startLogin(c, base)
 			if err != nil {
 				b.Fatal(err)
@@ -343,7 +345,7 @@ func BenchmarkCallback(b *testing.B) {
 		b.ReportAllocs()
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
-			c := newClient()
+			c := testcaddy.NewClient()
 			cb, err := startLogin(c, base)
 			if err == nil {
 				err = finishLogin(c, cb)
