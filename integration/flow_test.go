@@ -270,42 +270,48 @@ func TestLogoutLocal(t *testing.T) {
 	}
 }
 
+// TestLogoutRPInitiated: sign_out sends the browser to the IdP's
+// end_session_endpoint with id_token_hint, client_id and the absolute
+// post_logout_redirect_uri: by default in a form that posts them, with
+// end_session_method get in a redirect (for IdPs that take only GET; the
+// ID token is then in the Location).
 func TestLogoutRPInitiated(t *testing.T) {
 	idp := testcaddy.StartMockIdP(t, 0, true)
-	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "post_logout_redirect /logged-out"))
-	b := testcaddy.NewBrowser(t)
-	b.Login(base + "/")
-	resp, body := b.Navigate(base + "/oauth2/sign_out")
-	form := testcaddy.EndSessionForm(t, resp, body)
-	if form.Action != idp.Issuer()+idp.EndSession || form.Method != http.MethodPost {
-		t.Fatalf("sign_out: form %s %q, want a POST to the end_session_endpoint", form.Method, form.Action)
-	}
-	q := form.Fields
-	if q.Get("id_token_hint") == "" || q.Get("client_id") != idp.ClientID || q.Get("post_logout_redirect_uri") != base+"/logged-out" {
-		t.Errorf("end_session parameters: %v", q)
-	}
-	// Without a session there is no id_token_hint to send: a local redirect.
-	resp, _ = b.Navigate(base + "/oauth2/sign_out?rd=//evil.example")
-	if resp.Header.Get("Location") != "/logged-out" {
-		t.Errorf("sign_out without a session went to %q", resp.Header.Get("Location"))
-	}
-}
-
-// end_session_method get: the parameters in a redirect, for IdPs that do
-// not take POST (the ID token is then in the Location).
-func TestLogoutRPInitiatedGet(t *testing.T) {
-	idp := testcaddy.StartMockIdP(t, 0, true)
-	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "post_logout_redirect /logged-out\n\t\tend_session_method get"))
-	b := testcaddy.NewBrowser(t)
-	b.Login(base + "/")
-	resp, _ := b.Navigate(base + "/oauth2/sign_out")
-	loc, _ := url.Parse(resp.Header.Get("Location"))
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), idp.Issuer()+idp.EndSession) {
-		t.Fatalf("sign_out: want 302 to the end_session_endpoint, got %d %q", resp.StatusCode, loc)
-	}
-	q := loc.Query()
-	if q.Get("id_token_hint") == "" || q.Get("client_id") != idp.ClientID || q.Get("post_logout_redirect_uri") != base+"/logged-out" {
-		t.Errorf("end_session parameters: %v", q)
+	for _, method := range []string{"post", "get"} {
+		t.Run(method, func(t *testing.T) {
+			base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "post_logout_redirect /logged-out\n\t\tend_session_method "+method))
+			b := testcaddy.NewBrowser(t)
+			b.Login(base + "/")
+			resp, body := b.Navigate(base + "/oauth2/sign_out")
+			var target string
+			var q url.Values
+			if method == "post" {
+				form := testcaddy.EndSessionForm(t, resp, body)
+				if form.Method != http.MethodPost {
+					t.Fatalf("sign_out: a %s form, want POST", form.Method)
+				}
+				target, q = form.Action, form.Fields
+			} else {
+				loc, _ := url.Parse(resp.Header.Get("Location"))
+				if resp.StatusCode != http.StatusFound {
+					t.Fatalf("sign_out: %d, want a redirect", resp.StatusCode)
+				}
+				q = loc.Query()
+				loc.RawQuery = ""
+				target = loc.String()
+			}
+			if target != idp.Issuer()+idp.EndSession {
+				t.Fatalf("sign_out sends the browser to %q, want the end_session_endpoint", target)
+			}
+			if q.Get("id_token_hint") == "" || q.Get("client_id") != idp.ClientID || q.Get("post_logout_redirect_uri") != base+"/logged-out" {
+				t.Errorf("end_session parameters: %v", q)
+			}
+			// Without a session there is no id_token_hint to send: a local redirect.
+			resp, _ = b.Navigate(base + "/oauth2/sign_out?rd=//evil.example")
+			if resp.Header.Get("Location") != "/logged-out" {
+				t.Errorf("sign_out without a session went to %q", resp.Header.Get("Location"))
+			}
+		})
 	}
 }
 
