@@ -14,10 +14,10 @@ const Leeway = 60 * time.Second
 
 // judge checks the claims that JWT access tokens and introspection answers
 // share, and makes the verdict (valid until exp + Leeway, or untilMax when
-// sooner). needExp refuses a token without exp (RFC 9068 requires it;
-// RFC 7662 does not).
-func (v *Verifier) judge(c map[string]any, iss string, now time.Time, needExp bool, untilMax time.Time) (*verified, error) {
-	if !audienceMatches(c["aud"], v.audiences) {
+// sooner). aud is the token's audience (a string or a list); needExp
+// refuses a token without exp (RFC 9068 requires it; RFC 7662 does not).
+func (v *Verifier) judge(c map[string]any, aud any, iss string, now time.Time, needExp bool, untilMax time.Time) (*verified, error) {
+	if !audienceMatches(aud, v.audiences) {
 		return nil, invalidToken(nil, "aud does not name this API")
 	}
 	exp, hasExp, err := timeClaim(c, "exp")

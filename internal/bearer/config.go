@@ -45,7 +45,9 @@ type Config struct {
 	// default, so a token minted for another API (or an ID token minted
 	// for another client) never passes. Listing this site's client_id
 	// here accepts the ID tokens of this client too unless the issuer is
-	// in ATJWTIssuers.
+	// in ATJWTIssuers, and introspection answers that carry no aud (an
+	// IdP that omits it vouches only that the token is for the client
+	// asking).
 	Audiences []string `json:"audiences"`
 
 	// Issuers are more trusted issuers besides the handler's issuer, each

@@ -78,10 +78,10 @@ func (v *Verifier) askIdP(ctx context.Context, raw string) (*verified, error) {
 
 // judgeIntrospection checks an introspection answer: active exactly true,
 // iss (when given) the main issuer, a token type that is an access token,
-// then the claims every token must pass (aud among Audiences, which the
-// answer must therefore carry: an IdP happily introspects tokens minted
-// for other clients). The verdict lasts until exp, and at most
-// introspectionTTL.
+// then the claims every token must pass (aud among Audiences: many IdPs
+// happily introspect tokens minted for other clients; an answer without
+// aud counts as one for this client_id). The verdict lasts until exp, and
+// at most introspectionTTL.
 func (v *Verifier) judgeIntrospection(c map[string]any, asked time.Time, size int) (*verified, error) {
 	if active, _ := c["active"].(bool); !active {
 		return nil, invalidToken(nil, "token is not active")
@@ -92,7 +92,15 @@ func (v *Verifier) judgeIntrospection(c map[string]any, asked time.Time, size in
 	if typ, ok, err := stringClaim(c, "token_type"); err != nil || ok && !accessTokenType(typ) {
 		return nil, invalidToken(nil, "not an access token (token_type)")
 	}
-	verdict, err := v.judge(c, v.main.url, asked, false, asked.Add(introspectionTTL))
+	aud := c["aud"]
+	if aud == nil {
+		// RFC 7662 makes aud optional. An IdP that leaves it out (the
+		// zitadel OP does) answers active only for tokens meant for the
+		// client asking: their audience is this client. So they pass
+		// only if its client_id is among Audiences.
+		aud = v.clientID
+	}
+	verdict, err := v.judge(c, aud, v.main.url, asked, false, asked.Add(introspectionTTL))
 	if err != nil {
 		return nil, err
 	}

@@ -229,3 +229,19 @@ func TestIntrospectionNotAdvertised(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestIntrospectionWithoutAud: an answer without aud is for the client
+// that asked, so it passes only where that client_id is an audience.
+func TestIntrospectionWithoutAud(t *testing.T) {
+	idp := newTestIdP(t)
+	answer := activeAnswer(idp, time.Now().Add(time.Minute))
+	delete(answer, "aud")
+	idp.setAnswer("opaque-1", answer)
+	strict := newTestVerifier(t, Config{Introspection: true}, idp)
+	_, err := strict.Verify(context.Background(), apiRequest("Bearer opaque-1"))
+	refusal(t, err, http.StatusUnauthorized, CodeInvalidToken, bearerInvalid, "opaque-1")
+	own := newTestVerifier(t, Config{Introspection: true, Audiences: []string{testAudience, testClientID}}, idp)
+	if _, err := own.Verify(context.Background(), apiRequest("Bearer opaque-1")); err != nil {
+		t.Fatalf("client_id among audiences: %v", err)
+	}
+}

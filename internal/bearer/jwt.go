@@ -127,7 +127,7 @@ func (v *Verifier) verifyJWT(ctx context.Context, raw string, now time.Time) (*v
 	if err := checkAccessTokenType(h.Typ, issuer.atJWT); err != nil {
 		return nil, err
 	}
-	verdict, err := v.judge(c, iss, now, true, time.Time{})
+	verdict, err := v.judge(c, c["aud"], iss, now, true, time.Time{})
 	if err != nil {
 		return nil, err
 	}

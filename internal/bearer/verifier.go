@@ -206,6 +206,12 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, scheme, raw stri
 	key := keyOf(raw)
 	verdict := v.tokens.get(key, now)
 	if verdict == nil {
+		// Checked here rather than in credentials: a cached token passed
+		// this check when it was first seen, and on every API call the
+		// check would cost as much as the rest of a cache hit.
+		if !isB64Token(raw) {
+			return nil, invalidRequest("malformed Authorization header: want %s <token>, the token without spaces or commas", scheme)
+		}
 		var err error
 		switch {
 		case looksLikeJWT(raw):
@@ -256,8 +262,8 @@ const (
 )
 
 // credentials reads the access token from r: the Authorization header,
-// exactly one, "Bearer <token>" or "DPoP <token>" (one or more spaces, a
-// b64token of RFC 6750 section 2.1). A token in the query string, or in
+// exactly one, "Bearer <token>" or "DPoP <token>" (one or more spaces,
+// then the token, whose b64token syntax verify checks). A token in the query string, or in
 // the form body of a request without cookies, is refused with
 // invalid_request.
 func credentials(r *http.Request) (scheme, token string, err error) {
@@ -287,10 +293,8 @@ func credentials(r *http.Request) (scheme, token string, err error) {
 		return scheme, "", invalidRequest("no token after the %s scheme", scheme)
 	case len(token) > maxTokenSize:
 		return scheme, "", invalidToken(nil, "token too large")
-	case !isB64Token(token):
-		return scheme, "", invalidRequest("malformed Authorization header: want %s <token>, the token without spaces or commas", scheme)
 	}
-	return scheme, token, nil
+	return scheme, token, nil // its syntax is checked on a cache miss: see verify
 }
 
 // schemeOf returns the Bearer or DPoP scheme of an Authorization value,
@@ -314,14 +318,21 @@ func isB64Token(s string) bool {
 		return false
 	}
 	for i := 0; i < len(body); i++ {
-		c := body[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
+		if !b64tokenChar[body[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// b64tokenChar is the b64token alphabet as a table.
+var b64tokenChar = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()
 
 func inQuery(r *http.Request) bool {
 	if !strings.Contains(r.URL.RawQuery, "access_token") {
