@@ -39,6 +39,15 @@ func dpopRequest(method, target, token string, proofs ...string) *http.Request {
 	return r
 }
 
+// dpopFixture is a verifier (DPoP allowed), a client key and a token
+// bound to it, made at now.
+func dpopFixture(t *testing.T) (v *Verifier, k *dpopKey, tok string, now time.Time) {
+	idp := newTestIdP(t)
+	now = time.Now()
+	k = newDPoPKey(t)
+	return newTestVerifier(t, Config{}, idp), k, boundToken(idp, k, now), now
+}
+
 func TestDPoPValidProof(t *testing.T) {
 	idp := newTestIdP(t)
 	v := newTestVerifier(t, Config{}, idp)
@@ -59,11 +68,7 @@ func TestDPoPValidProof(t *testing.T) {
 }
 
 func TestDPoPRefusals(t *testing.T) {
-	idp := newTestIdP(t)
-	v := newTestVerifier(t, Config{}, idp)
-	now := time.Now()
-	k := newDPoPKey(t)
-	tok := boundToken(idp, k, now)
+	v, k, tok, now := dpopFixture(t)
 	other := newDPoPKey(t)
 	claims := func(change func(c map[string]any)) map[string]any {
 		c := proofClaims("GET", thingsURL, tok, now)
@@ -131,11 +136,7 @@ func privateJWK(t *testing.T) jose.JSONWebKey {
 }
 
 func TestDPoPReplay(t *testing.T) {
-	idp := newTestIdP(t)
-	v := newTestVerifier(t, Config{}, idp)
-	now := time.Now()
-	k := newDPoPKey(t)
-	tok := boundToken(idp, k, now)
+	v, k, tok, now := dpopFixture(t)
 	proof := k.proof(t, proofClaims("GET", thingsURL, tok, now))
 	if _, err := v.Verify(context.Background(), dpopRequest("GET", thingsURL, tok, proof)); err != nil {
 		t.Fatal(err)
@@ -212,11 +213,7 @@ func TestDPoPModes(t *testing.T) {
 // TestDPoPUsesOriginalURL: a rewrite by an earlier handler does not change
 // the URL the proof must name (the client's).
 func TestDPoPUsesOriginalURL(t *testing.T) {
-	idp := newTestIdP(t)
-	v := newTestVerifier(t, Config{}, idp)
-	now := time.Now()
-	k := newDPoPKey(t)
-	tok := boundToken(idp, k, now)
+	v, k, tok, now := dpopFixture(t)
 	rewritten := func(keepOriginal bool) *http.Request {
 		r := dpopRequest("GET", thingsURL, tok, k.proof(t, proofClaims("GET", thingsURL, tok, now)))
 		if keepOriginal {
@@ -291,5 +288,26 @@ func TestRemoveDotSegments(t *testing.T) {
 		if got := removeDotSegments(in); got != want {
 			t.Errorf("removeDotSegments(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestDPoPIntrospected: an opaque token whose introspection answer has
+// cnf.jkt (RFC 9449 section 6.2) is bound like a JWT.
+func TestDPoPIntrospected(t *testing.T) {
+	idp := newTestIdP(t)
+	v := newTestVerifier(t, Config{Introspection: true}, idp)
+	k := newDPoPKey(t)
+	now := time.Now()
+	answer := activeAnswer(idp, now.Add(time.Hour))
+	answer["cnf"] = map[string]any{"jkt": k.jkt}
+	idp.setAnswer("opaque-bound", answer)
+
+	_, err := v.Verify(context.Background(), apiRequest("Bearer opaque-bound"))
+	refusal(t, err, http.StatusUnauthorized, CodeInvalidToken, dpopTokenChallenge, "opaque-bound")
+	_, err = v.Verify(context.Background(), dpopRequest("GET", thingsURL, "opaque-bound", newDPoPKey(t).proof(t, proofClaims("GET", thingsURL, "opaque-bound", now))))
+	refusal(t, err, http.StatusUnauthorized, CodeInvalidToken, dpopTokenChallenge, "opaque-bound")
+	p, err := v.Verify(context.Background(), dpopRequest("GET", thingsURL, "opaque-bound", k.proof(t, proofClaims("GET", thingsURL, "opaque-bound", now))))
+	if err != nil || !p.DPoP || !p.Introspected {
+		t.Fatalf("bound introspected token with its proof: %v %+v", err, p)
 	}
 }

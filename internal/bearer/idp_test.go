@@ -152,6 +152,12 @@ func signJWT(t testing.TB, key any, alg jose.SignatureAlgorithm, kid, typ string
 	if kid != "" {
 		opts.WithHeader("kid", kid)
 	}
+	return signWith(t, key, alg, opts, claims)
+}
+
+// signWith signs claims as a compact JWS with key, alg and opts.
+func signWith(t testing.TB, key any, alg jose.SignatureAlgorithm, opts *jose.SignerOptions, claims map[string]any) string {
+	t.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -233,20 +239,7 @@ func (k *dpopKey) proof(t testing.TB, claims map[string]any) string {
 func (k *dpopKey) proofTyped(t testing.TB, typ string, claims map[string]any) string {
 	t.Helper()
 	opts := (&jose.SignerOptions{EmbedJWK: true}).WithType(jose.ContentType(typ))
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return signWith(t, k.priv, k.alg, opts, claims)
 }
 
 func randomID() string {
