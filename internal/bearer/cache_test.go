@@ -1,0 +1,59 @@
+package bearer
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestTokenCacheBounds(t *testing.T) {
+	now := time.Now()
+	entry := func(size int) *verified { return &verified{until: now.Add(time.Hour), size: size} }
+
+	c := newTokenCache(3, 1000)
+	for i := range 5 {
+		c.put(keyOf(fmt.Sprint(i)), entry(100))
+	}
+	if c.order.Len() != 3 || len(c.entries) != 3 || c.bytes != 300 {
+		t.Fatalf("entries %d/%d, bytes %d; want 3, 300", c.order.Len(), len(c.entries), c.bytes)
+	}
+	for i, want := range []bool{false, false, true, true, true} {
+		if got := c.get(keyOf(fmt.Sprint(i)), now) != nil; got != want {
+			t.Errorf("token %d cached %v, want %v (oldest evicted first)", i, got, want)
+		}
+	}
+
+	// The memory bound: big entries push out older ones.
+	c = newTokenCache(100, 1000)
+	for i := range 4 {
+		c.put(keyOf(fmt.Sprint(i)), entry(300))
+	}
+	if c.bytes > 1000 || c.order.Len() != 3 {
+		t.Fatalf("bytes %d entries %d, want <= 1000 and 3", c.bytes, c.order.Len())
+	}
+	// An entry larger than the whole bound is not kept.
+	c.put(keyOf("huge"), entry(1001))
+	if c.get(keyOf("huge"), now) != nil || c.order.Len() != 3 {
+		t.Error("oversized entry kept")
+	}
+	// Replacing an entry does not count it twice.
+	c.put(keyOf("3"), entry(300))
+	if c.bytes != 900 || c.order.Len() != 3 {
+		t.Errorf("after replace: bytes %d entries %d", c.bytes, c.order.Len())
+	}
+}
+
+func TestTokenCacheExpiry(t *testing.T) {
+	now := time.Now()
+	c := newTokenCache(10, 1<<20)
+	c.put(keyOf("t"), &verified{until: now.Add(time.Second)})
+	if c.get(keyOf("t"), now) == nil {
+		t.Fatal("fresh entry missing")
+	}
+	if c.get(keyOf("t"), now.Add(time.Second)) != nil {
+		t.Error("entry served at its expiry")
+	}
+	if c.get(keyOf("other"), now) != nil {
+		t.Error("unknown token found")
+	}
+}
