@@ -75,7 +75,39 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "disable_pkce":
 			err = cfgargs.Flag(d, &h.DisablePKCE)
 		case "fetch_userinfo":
-			err = cfgargs.Flag(d, &h.FetchUserInfo)
+			// Bare, as before there were modes: on.
+			var mode string
+			if d.NextArg() {
+				mode = d.Val()
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+			} else {
+				mode = "on"
+			}
+			h.FetchUserInfo = FetchUserInfoMode(mode)
+		case "prompt":
+			var values []string
+			if err = cfgargs.Many(d, &values); err == nil {
+				h.Prompt = strings.Join(values, " ")
+			}
+		case "login_hint":
+			err = cfgargs.One(d, &h.LoginHint)
+		case "acr_values":
+			err = cfgargs.Many(d, &h.ACRValues)
+		case "max_age":
+			err = cfgargs.Duration(d, &h.MaxAge)
+		case "resource":
+			var values []string
+			if err = cfgargs.Many(d, &values); err == nil {
+				h.Resource = append(h.Resource, values...)
+			}
+		case "auth_params":
+			err = h.unmarshalAuthParams(d)
+		case "require_acr":
+			err = cfgargs.Many(d, &h.RequireACR)
+		case "max_auth_age":
+			err = cfgargs.Duration(d, &h.MaxAuthAge)
 		case "cookie":
 			err = h.Cookie.unmarshalCaddyfile(d, at)
 		case "store":
@@ -291,6 +323,25 @@ func (h *Handler) unmarshalHeaders(d *caddyfile.Dispenser) error {
 		hc = &HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups"}
 	}
 	h.Headers = hc
+	return nil
+}
+
+// unmarshalAuthParams reads auth_params { <name> <value> ... }.
+func (h *Handler) unmarshalAuthParams(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		var value string
+		if err := cfgargs.One(d, &value); err != nil {
+			return err
+		}
+		if h.AuthParams == nil {
+			h.AuthParams = map[string]string{}
+		}
+		h.AuthParams[name] = value
+	}
 	return nil
 }
 

@@ -146,7 +146,7 @@ func TestCaddyfileAllOptions(t *testing.T) {
 			RedirectURL:     "/auth/callback",
 			Scopes:          []string{"openid", "email", "profile", "offline_access"},
 			DisablePKCE:     true,
-			FetchUserInfo:   true,
+			FetchUserInfo:   "on",
 			ProviderTimeout: caddy.Duration(3 * time.Second),
 		},
 		BrowserConfig: BrowserConfig{

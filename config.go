@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
 )
 
@@ -49,9 +51,45 @@ type ProviderConfig struct {
 	// codes from being redeemed. Default: false (PKCE on).
 	DisablePKCE bool `json:"disable_pkce,omitempty"`
 
-	// FetchUserInfo asks the IdP's userinfo endpoint for more claims at
-	// login and adds those the ID token lacks. Default: false.
-	FetchUserInfo bool `json:"fetch_userinfo,omitempty"`
+	// FetchUserInfo says when the IdP's userinfo endpoint is asked for
+	// claims, at login and after each refresh (with the new access token):
+	// "auto" when the ID token lacks the claims of a requested scope
+	// (email, profile, groups...: certified OPs put them only in userinfo
+	// for the code flow), "on" always, "off" never. Claims of the ID token
+	// win where both have one, and a userinfo answer for another subject
+	// fails the login. JSON true and false (configs written before) mean on
+	// and off. Default: auto.
+	FetchUserInfo FetchUserInfoMode `json:"fetch_userinfo,omitempty"`
+
+	// Prompt is the prompt parameter of every login (login, consent,
+	// select_account, none, or several separated by spaces); "omit" sends
+	// none. Default: consent when the scopes ask for offline_access (OIDC
+	// Core 11: an OP may ignore offline_access without it), else none.
+	Prompt string `json:"prompt,omitempty"`
+
+	// LoginHint is the login_hint of every login; <path_prefix>/start
+	// takes one per login from ?login_hint=. Default: none.
+	LoginHint string `json:"login_hint,omitempty"`
+
+	// ACRValues asks the IdP for these authentication context classes
+	// (acr_values), in order of preference. A request, not a rule: see
+	// require_acr to enforce one. Default: none.
+	ACRValues []string `json:"acr_values,omitempty"`
+
+	// MaxAge asks the IdP to authenticate the user again when their last
+	// authentication is older (max_age); the ID token must then carry
+	// auth_time, and one older than this is refused. Default: none.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// Resource names the APIs the access token is for (RFC 8707 resource
+	// indicators), each an absolute URI. Default: none.
+	Resource []string `json:"resource,omitempty"`
+
+	// AuthParams are more parameters of every authorization request, for
+	// what a given IdP takes (Google's access_type offline, Entra's
+	// domain_hint). The protocol's own (client_id, redirect_uri, state,
+	// nonce, PKCE, scope, response_type, request_uri) cannot be set here.
+	AuthParams map[string]string `json:"auth_params,omitempty"`
 
 	// ProviderTimeout bounds every call to the IdP. Default: 10s.
 	ProviderTimeout caddy.Duration `json:"provider_timeout,omitempty"`
@@ -168,6 +206,22 @@ type AccessRules struct {
 	// on lets anyone who can register any address at the IdP pass the
 	// domain check.
 	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty"`
+
+	// RequireACR admits only sessions whose ID token's acr is one of
+	// these (step-up): a session that lacks it gets a new login asking for
+	// them (acr_values) if it is a navigation, and a 401 with
+	// WWW-Authenticate error="insufficient_user_authentication" (RFC 9470)
+	// otherwise. An IdP that answers with another acr gets a 403, not a
+	// loop. Put it in an oidc_session block on the routes that need it:
+	// blocks with the same issuer, client and cookie share the session.
+	// Default: none.
+	RequireACR []string `json:"require_acr,omitempty"`
+
+	// MaxAuthAge admits only sessions whose user authenticated at the IdP
+	// (the ID token's auth_time) less than this long ago; older ones are
+	// sent to authenticate again (max_age), as for RequireACR. Default:
+	// none.
+	MaxAuthAge caddy.Duration `json:"max_auth_age,omitempty"`
 
 	// AllowedGroups admits only users in at least one of these groups.
 	AllowedGroups []string `json:"allowed_groups,omitempty"`
@@ -324,6 +378,40 @@ func (h *Handler) validate() error {
 			bad("redirect_url", "%w", err)
 		}
 	}
+	switch h.FetchUserInfo {
+	case "", "auto", "on", "off":
+	default:
+		bad("fetch_userinfo", "fetch_userinfo must be auto, on or off, not %q", h.FetchUserInfo)
+	}
+	if h.Prompt != "omit" {
+		for _, p := range strings.Fields(h.Prompt) {
+			if !promptValues[p] {
+				bad("prompt", "prompt %q: each value must be one of none, login, consent, select_account, create (or prompt omit)", h.Prompt)
+			}
+		}
+	}
+	for _, v := range append(append([]string(nil), h.ACRValues...), h.RequireACR...) {
+		if v == "" || strings.ContainsAny(v, " \t") {
+			bad("acr_values", "acr value %q must be one word", v)
+		}
+	}
+	if h.MaxAge < 0 || h.MaxAuthAge < 0 {
+		bad("max_age", "max_age and max_auth_age must be positive")
+	}
+	for _, r := range h.Resource {
+		if u, err := url.Parse(r); !isPlaceholder(r) && (err != nil || !u.IsAbs() || u.Fragment != "") {
+			bad("resource", "resource %q must be an absolute URI without a fragment (RFC 8707)", r)
+		}
+	}
+	for k := range h.AuthParams {
+		if directive, reserved := reservedAuthParams[k]; reserved {
+			if directive != "" {
+				bad("auth_params", "auth_params: use the %s subdirective for %s", directive, k)
+			} else {
+				bad("auth_params", "auth_params: %s is the protocol's own and cannot be set", k)
+			}
+		}
+	}
 	if len(h.Cookie.Secrets) == 0 {
 		bad("cookie", "cookie { secret <value> } is required (at least %d characters; e.g. secret {env.OIDC_COOKIE_SECRET})", sessions.MinSecretLength)
 	}
@@ -432,4 +520,77 @@ func parseSameSite(v string) (http.SameSite, error) {
 		return http.SameSiteNoneMode, nil
 	}
 	return 0, fmt.Errorf("cookie same_site must be lax, strict or none, not %q", v)
+}
+
+// FetchUserInfoMode is fetch_userinfo: auto (""), on or off.
+type FetchUserInfoMode string
+
+// UnmarshalJSON also takes the booleans of configs written when
+// fetch_userinfo was on/off only.
+func (m *FetchUserInfoMode) UnmarshalJSON(b []byte) error {
+	var on bool
+	if json.Unmarshal(b, &on) == nil {
+		*m = "off"
+		if on {
+			*m = "on"
+		}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("fetch_userinfo must be auto, on or off: %w", err)
+	}
+	*m = FetchUserInfoMode(s)
+	return nil
+}
+
+// userInfoMode is fetch_userinfo as the oidc package takes it.
+func (m FetchUserInfoMode) userInfoMode() oidc.UserInfoMode {
+	switch m {
+	case "on":
+		return oidc.UserInfoOn
+	case "off":
+		return oidc.UserInfoOff
+	}
+	return oidc.UserInfoAuto
+}
+
+// reservedAuthParams are the authorization request's own parameters, and
+// those with subdirectives of their own.
+var reservedAuthParams = map[string]string{
+	"client_id": "", "redirect_uri": "", "response_type": "", "scope": "scopes", "state": "", "nonce": "",
+	"code_challenge": "", "code_challenge_method": "", "request_uri": "", "request": "", "dpop_jkt": "",
+	"prompt": "prompt", "login_hint": "login_hint", "acr_values": "acr_values", "max_age": "max_age", "resource": "resource",
+}
+
+// promptValues are the prompt values of OIDC Core 3.1.2.1 (and create,
+// OIDC Prompt Create 1.0).
+var promptValues = map[string]bool{"none": true, "login": true, "consent": true, "select_account": true, "create": true}
+
+// authParams are the parameters every login sends besides the protocol's.
+func (h *Handler) authParams() url.Values {
+	q := url.Values{}
+	switch {
+	case h.Prompt == "omit":
+	case h.Prompt != "":
+		q.Set("prompt", h.Prompt)
+	case contains(h.Scopes, "offline_access"):
+		q.Set("prompt", "consent")
+	}
+	if h.LoginHint != "" {
+		q.Set("login_hint", h.LoginHint)
+	}
+	if len(h.ACRValues) > 0 {
+		q.Set("acr_values", strings.Join(h.ACRValues, " "))
+	}
+	if h.MaxAge > 0 {
+		q.Set("max_age", strconv.FormatInt(int64(time.Duration(h.MaxAge)/time.Second), 10))
+	}
+	for _, r := range h.Resource {
+		q.Add("resource", r)
+	}
+	for k, v := range h.AuthParams {
+		q.Set(k, v)
+	}
+	return q
 }

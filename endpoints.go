@@ -1,11 +1,14 @@
 package oidcsession
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +31,7 @@ func (h *Handler) provisionEndpoints() {
 		h.PathPrefix + "/callback": (*Handler).serveCallback,
 		h.PathPrefix + "/sign_out": (*Handler).serveSignOut,
 		h.PathPrefix + "/userinfo": (*Handler).serveUserInfo,
+		h.PathPrefix + "/session":  (*Handler).serveSessionStatus,
 
 		h.PathPrefix + "/backchannel_logout":  (*Handler).serveBackchannelLogout,
 		h.PathPrefix + "/frontchannel_logout": (*Handler).serveFrontchannelLogout,
@@ -63,14 +67,31 @@ func (h *Handler) redirectURL(r *http.Request) string {
 	return absoluteURL(r, path)
 }
 
-// serveStart begins a login that returns to rd (or /).
+// serveStart begins a login that returns to rd (or /), with the
+// login_hint of the query if it has one.
 func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) error {
-	return h.startLogin(w, r, r.URL.Query().Get("rd"))
+	q := r.URL.Query()
+	var opts loginOptions
+	if hint := q.Get("login_hint"); hint != "" {
+		if len(hint) > 256 || hasControlChars(hint) {
+			return caddyhttp.Error(http.StatusBadRequest, errors.New("login_hint too long or with control characters"))
+		}
+		opts.loginHint = hint
+	}
+	return h.startLogin(w, r, q.Get("rd"), opts)
+}
+
+// loginOptions are the parameters of one login besides the configured
+// ones: a login_hint, and what a step-up requires.
+type loginOptions struct {
+	loginHint  string
+	requireACR []string
+	maxAge     time.Duration // 0: none beyond the configured max_age
 }
 
 // startLogin sends the browser to the IdP with a new login flow that comes
 // back to returnTo, once loginReturnTo has checked it.
-func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) error {
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string, opts loginOptions) error {
 	d, err := h.provider.Discover(r.Context())
 	if err != nil {
 		h.logger.Error("cannot start login", zap.Error(err))
@@ -78,9 +99,36 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	}
 	f := oidc.NewFlow(h.loginReturnTo(r, returnTo), !h.DisablePKCE)
 	f.Origin = requestScheme(r) + "://" + r.Host
+	extra := url.Values{}
+	if opts.loginHint != "" {
+		extra.Set("login_hint", opts.loginHint)
+	}
+	if len(opts.requireACR) > 0 {
+		f.RequireACR = opts.requireACR
+		extra.Set("acr_values", strings.Join(opts.requireACR, " "))
+	}
+	// The max_age sent is the stricter of the configured one and the
+	// step-up's; the callback then requires auth_time within it.
+	maxAge := time.Duration(h.MaxAge)
+	if opts.maxAge > 0 && (maxAge == 0 || opts.maxAge < maxAge) {
+		maxAge = opts.maxAge
+	}
+	if maxAge > 0 {
+		f.MaxAge = int64(maxAge / time.Second)
+		extra.Set("max_age", strconv.FormatInt(f.MaxAge, 10))
+	}
+	target, err := h.provider.LoginURL(r.Context(), d, f, h.redirectURL(r), extra)
+	if errors.Is(err, oidc.ErrUnavailable) {
+		h.logger.Error("cannot start login", zap.Error(err))
+		return caddyhttp.Error(h.UnavailableStatus, err)
+	}
+	if err != nil {
+		h.logger.Error("cannot start login: configuration and IdP do not fit", zap.Error(err))
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
 	h.writeFlow(w, r, f)
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, d.AuthCodeURL(f, h.redirectURL(r)), http.StatusFound)
+	http.Redirect(w, r, target, http.StatusFound)
 	return nil
 }
 
@@ -107,21 +155,30 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if time.Since(f.Created) > time.Duration(h.LoginTimeout) {
 		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login attempt expired"))
 	}
-	if e := q.Get("error"); e != "" {
-		h.logger.Info("IdP refused the login", zap.String("error", truncate(e, 64)))
-		return loginFailed(http.StatusForbidden, loginFailureIdPError, fmt.Errorf("login refused by the identity provider: %s", truncate(e, 64)))
-	}
-	code := q.Get("code")
-	if code == "" {
-		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login callback without a code"))
-	}
 	ctx, sp := idpSpan(r.Context(), "exchange")
 	d, err := h.provider.Discover(ctx)
 	if err != nil {
 		endSpan(sp, err)
 		return loginFailed(h.UnavailableStatus, loginFailureUnavailable, err)
 	}
-	tokens, err := h.provider.Exchange(ctx, d, f, code, h.redirectURL(r), h.FetchUserInfo)
+	// RFC 9207: an answer that says it comes from another IdP (a mix-up)
+	// is refused before its code is used, or its error shown.
+	if err := d.CheckIssuer(q.Get("iss"), q.Has("iss")); err != nil {
+		endSpan(sp, err)
+		h.logger.Warn("login callback from another issuer", zap.Error(err))
+		return loginFailed(http.StatusBadRequest, loginFailureState, err)
+	}
+	if e := q.Get("error"); e != "" {
+		endSpan(sp, nil)
+		h.logger.Info("IdP refused the login", zap.String("error", truncate(e, 64)))
+		return loginFailed(http.StatusForbidden, loginFailureIdPError, fmt.Errorf("login refused by the identity provider: %s", truncate(e, 64)))
+	}
+	code := q.Get("code")
+	if code == "" {
+		endSpan(sp, nil)
+		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login callback without a code"))
+	}
+	tokens, err := h.provider.Exchange(ctx, d, f, code, h.redirectURL(r))
 	endSpan(sp, err)
 	if errors.Is(err, oidc.ErrUnavailable) {
 		h.logger.Error("login failed: IdP unavailable", zap.Error(err))
@@ -130,6 +187,10 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		h.logger.Warn("login failed", zap.Error(err))
 		return loginFailed(http.StatusBadRequest, loginFailureExchange, err)
+	}
+	if err := checkAuthentication(f, tokens.Claims); err != nil {
+		h.logger.Info("login refused: authentication weaker than asked", zap.Error(err))
+		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
 	}
 	sess, err := h.newSession(tokens)
 	if errors.Is(err, errForbidden) {
@@ -207,6 +268,9 @@ func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 			return caddyhttp.Error(h.UnavailableStatus, err)
 		}
 		_ = h.applyCookie(w, r, cookie) // a Clear: cannot fail
+		if sess != nil && derr == nil {
+			h.revoke(d, sess)
+		}
 		if rpInitiated {
 			h.clearFlows(w, r)
 			return h.sendToEndSession(w, r, d.EndSessionEndpoint, idToken, target)
@@ -244,6 +308,65 @@ func (h *Handler) serveUserInfo(w http.ResponseWriter, r *http.Request) error {
 		CreatedAt     time.Time           `json:"created_at"`
 		ExpiresAt     time.Time           `json:"expires_at"`
 	}{h.userID(sess), sess.Subject, sess.Email, sess.EmailVerified, sess.Name, sess.Groups, sess.Claims, sess.CreatedAt, sess.ExpiresAt})
+}
+
+// serveSessionStatus answers GET <prefix>/session for single-page apps:
+// whether there is a session and when it, its idle timeout and its access
+// token run out, as JSON; never a token. It reads the session without
+// refreshing or touching it, so polling it keeps no session alive.
+func (h *Handler) serveSessionStatus(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("session takes GET"))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	sess, err := h.sessions.Peek(r.Context(), h.jar.Read(r))
+	if err != nil && !errors.Is(err, sessions.ErrNoSession) {
+		h.logger.Error("session store unavailable", zap.Error(err))
+		return caddyhttp.Error(h.UnavailableStatus, sessions.ErrUnavailable)
+	}
+	now := time.Now()
+	if sess == nil || sess.Expired(now, h.idleTimeout()) || h.untrustedEmail(sess) {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, err := io.WriteString(w, `{"authenticated":false}`+"\n")
+		return err
+	}
+	status := struct {
+		Authenticated        bool       `json:"authenticated"`
+		Subject              string     `json:"sub"`
+		ExpiresAt            time.Time  `json:"expires_at"`
+		IdleExpiresAt        *time.Time `json:"idle_expires_at,omitempty"`
+		AccessTokenExpiresAt *time.Time `json:"access_token_expires_at,omitempty"`
+	}{Authenticated: true, Subject: sess.Subject, ExpiresAt: sess.ExpiresAt}
+	if idle := h.idleTimeout(); idle > 0 {
+		t := sess.Deadline(idle)
+		status.IdleExpiresAt = &t
+	}
+	if !sess.TokenExpiry.IsZero() {
+		status.AccessTokenExpiresAt = &sess.TokenExpiry
+	}
+	return json.NewEncoder(w).Encode(status)
+}
+
+// revoke asks the IdP to revoke the refresh token, then the access token,
+// of a session that has ended (RFC 7009), in the background: a slow or
+// down IdP must never delay or fail the logout, and each call is bounded
+// by provider_timeout.
+func (h *Handler) revoke(d *oidc.Discovered, s *sessions.Session) {
+	if d.RevocationEndpoint == "" || (s.RefreshToken == "" && s.AccessToken == "") {
+		return
+	}
+	refresh, access, sub := s.RefreshToken, s.AccessToken, s.Subject
+	go func() {
+		for _, t := range []struct{ token, hint string }{{refresh, "refresh_token"}, {access, "access_token"}} {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(h.ProviderTimeout))
+			err := h.provider.Revoke(ctx, d, t.token, t.hint)
+			cancel()
+			if err != nil {
+				h.logger.Info("token revocation failed", zap.String("sub", sub), zap.String("token", t.hint), zap.Error(err))
+			}
+		}
+	}()
 }
 
 // loginFailed counts a failed login by reason and makes its error.

@@ -26,6 +26,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if sess == nil {
 		return h.unauthenticated(w, r)
 	}
+	if need := h.stepUp(sess, time.Now()); need != nil {
+		if !h.redirects(r) {
+			return insufficientAuthentication(w, need)
+		}
+		return h.startLogin(w, r, r.URL.RequestURI(), *need)
+	}
 	if err := h.authorize(sess); err != nil {
 		return caddyhttp.Error(http.StatusForbidden, err)
 	}
@@ -82,11 +88,16 @@ func (h *Handler) idleTimeout() time.Duration {
 // unauthenticated answers a request without a valid session: a login for
 // a browser navigating to a page, a 401 for anything else.
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
-	redirect := h.Unauthenticated == "redirect" || (h.Unauthenticated == "auto" && isNavigation(r))
-	if !redirect {
+	if !h.redirects(r) {
 		return caddyhttp.Error(http.StatusUnauthorized, errors.New("login required"))
 	}
-	return h.startLogin(w, r, r.URL.RequestURI())
+	return h.startLogin(w, r, r.URL.RequestURI(), loginOptions{})
+}
+
+// redirects reports whether a request without the session it needs is
+// sent to log in (else it gets a 401).
+func (h *Handler) redirects(r *http.Request) bool {
+	return h.Unauthenticated == "redirect" || (h.Unauthenticated == "auto" && isNavigation(r))
 }
 
 // isNavigation tells a top-level browser navigation from an API call, by

@@ -63,6 +63,7 @@ func (h *Handler) applyClaims(s *sessions.Session, claims map[string]any) error 
 		s.SID = sid
 	}
 	s.Claims = nil
+	keepAuthentication(s, claims)
 	for _, name := range h.keptClaims() {
 		if name == "email" && !trustEmail {
 			continue

@@ -178,6 +178,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ClientID:     clientID,
 		ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
 		Scopes:       h.Scopes,
+		UserInfo:     h.FetchUserInfo.userInfoMode(),
+		GroupsClaim:  h.GroupsClaim,
+		AuthParams:   h.authParams(),
 		HTTPClient:   &http.Client{Timeout: time.Duration(h.ProviderTimeout)},
 	})
 	h.sessions = lifecycle.New(lifecycle.Config{

@@ -22,7 +22,7 @@ type refresher struct{ h *Handler }
 func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions.Session, error) {
 	h := rf.h
 	ctx, sp := idpSpan(ctx, "refresh")
-	t, err := h.refreshTokens(ctx, s.RefreshToken)
+	t, err := h.refreshTokens(ctx, s.RefreshToken, s.IDToken)
 	endSpan(sp, err)
 	switch {
 	case errors.Is(err, oidc.ErrInvalidGrant):
@@ -64,10 +64,10 @@ func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions
 }
 
 // refreshTokens redeems a refresh token at the IdP.
-func (h *Handler) refreshTokens(ctx context.Context, refreshToken string) (*oidc.Tokens, error) {
+func (h *Handler) refreshTokens(ctx context.Context, refreshToken, previousIDToken string) (*oidc.Tokens, error) {
 	d, err := h.provider.Discover(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return h.provider.Refresh(ctx, d, refreshToken, h.FetchUserInfo)
+	return h.provider.Refresh(ctx, d, refreshToken, previousIDToken)
 }

@@ -572,6 +572,7 @@ func TestSecurityUserInfoAuthorized(t *testing.T) {
 	base := testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(idp, ""))
 	b := testcaddy.LoginAs(t, idp, base, "alice")
 	testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(idp, "allowed_groups admins"))
+	b.Client.CloseIdleConnections() // the old config's server closed them
 	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("page for a user outside allowed_groups: %d", resp.StatusCode)
 	}

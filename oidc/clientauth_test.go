@@ -54,7 +54,7 @@ func TestPrivateKeyJWTLoginAndRefresh(t *testing.T) {
 			if l.tokens.RefreshToken == "" {
 				t.Fatal("no refresh token")
 			}
-			r, err := p.Refresh(testCtx(t), d, l.tokens.RefreshToken, false)
+			r, err := p.Refresh(testCtx(t), d, l.tokens.RefreshToken, "")
 			if err != nil {
 				t.Fatalf("refresh: %v", err)
 			}

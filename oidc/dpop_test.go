@@ -91,7 +91,7 @@ func TestDPoPBoundTokens(t *testing.T) {
 		}
 
 		d, _ := p.Discover(testCtx(t))
-		r, err := p.Refresh(WithDPoPKey(testCtx(t), key), d, l.tokens.RefreshToken, true)
+		r, err := p.Refresh(WithDPoPKey(testCtx(t), key), d, l.tokens.RefreshToken, "")
 		if err != nil {
 			t.Fatalf("par %s: refresh: %v", par, err)
 		}
@@ -99,13 +99,13 @@ func TestDPoPBoundTokens(t *testing.T) {
 			t.Errorf("par %s: refreshed token not bound to the session's key", par)
 		}
 		// With dpop on, a call without the key is not even made.
-		if _, err := p.Refresh(testCtx(t), d, r.RefreshToken, false); !errors.Is(err, ErrNoDPoPKey) {
+		if _, err := p.Refresh(testCtx(t), d, r.RefreshToken, ""); !errors.Is(err, ErrNoDPoPKey) {
 			t.Errorf("par %s: refresh without the key under dpop on: %v, want ErrNoDPoPKey", par, err)
 		}
 		// The IdP requires DPoP for this client: a refresh without a proof fails.
 		plain := newTestProvider(op, op.Basic, nil)
 		pd, _ := plain.Discover(testCtx(t))
-		if _, err := plain.Refresh(testCtx(t), pd, r.RefreshToken, false); err == nil {
+		if _, err := plain.Refresh(testCtx(t), pd, r.RefreshToken, ""); err == nil {
 			t.Errorf("par %s: refresh without a proof succeeded for a dpop_bound_access_tokens client", par)
 		}
 	}
@@ -152,7 +152,7 @@ func TestDPoPNonce(t *testing.T) {
 		if got, want := rec.calls(), "GET /me Unauthorized, GET /me OK"; got != want {
 			t.Errorf("par %s: userinfo calls %s; want %s", c.par, got, want)
 		}
-		if _, err := p.Refresh(WithDPoPKey(testCtx(t), l.flow.DPoP), d, l.tokens.RefreshToken, true); err != nil {
+		if _, err := p.Refresh(WithDPoPKey(testCtx(t), l.flow.DPoP), d, l.tokens.RefreshToken, ""); err != nil {
 			t.Fatalf("par %s: refresh: %v", c.par, err)
 		}
 	}
@@ -173,17 +173,17 @@ func TestDPoPRefreshWithAnotherKey(t *testing.T) {
 	}
 	d, _ := p.Discover(testCtx(t))
 	other, _ := NewDPoPKey()
-	_, err = p.Refresh(WithDPoPKey(testCtx(t), other), d, l.tokens.RefreshToken, false)
+	_, err = p.Refresh(WithDPoPKey(testCtx(t), other), d, l.tokens.RefreshToken, "")
 	if !errors.Is(err, ErrInvalidGrant) {
 		t.Fatalf("refresh with another key: %v, want ErrInvalidGrant", err)
 	}
 	plain := newTestProvider(op, op.Public, nil)
 	pd, _ := plain.Discover(testCtx(t))
-	_, err = plain.Refresh(testCtx(t), pd, l.tokens.RefreshToken, false)
+	_, err = plain.Refresh(testCtx(t), pd, l.tokens.RefreshToken, "")
 	if !errors.Is(err, ErrInvalidGrant) {
 		t.Fatalf("refresh without a proof: %v, want ErrInvalidGrant", err)
 	}
-	if _, err := p.Refresh(WithDPoPKey(testCtx(t), l.flow.DPoP), d, l.tokens.RefreshToken, false); err != nil {
+	if _, err := p.Refresh(WithDPoPKey(testCtx(t), l.flow.DPoP), d, l.tokens.RefreshToken, ""); err != nil {
 		t.Fatalf("refresh with the session's key: %v", err)
 	}
 }
@@ -207,12 +207,12 @@ func TestLoginURLNeedsDPoPKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.LoginURL(testCtx(t), d, NewFlow("/", true), "https://rp.example/cb"); !errors.Is(err, ErrNoDPoPKey) {
+	if _, err := p.LoginURL(testCtx(t), d, NewFlow("/", true), "https://rp.example/cb", nil); !errors.Is(err, ErrNoDPoPKey) {
 		t.Fatalf("flow without a key under dpop on: %v", err)
 	}
 	f := NewFlow("/", true)
 	f.DPoP, _ = NewDPoPKey()
-	if _, err := p.LoginURL(testCtx(t), d, f, "https://rp.example/cb"); err != nil {
+	if _, err := p.LoginURL(testCtx(t), d, f, "https://rp.example/cb", nil); err != nil {
 		t.Fatalf("flow with a key: %v", err)
 	}
 }

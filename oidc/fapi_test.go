@@ -59,7 +59,7 @@ func TestFAPI2AgainstOIDCProvider(t *testing.T) {
 			t.Errorf("%s: pushed %v, token type %q", alg, pushed(t, l.authURL), l.tokens.TokenType)
 		}
 		d, _ := p.Discover(testCtx(t))
-		if _, err := p.Refresh(WithDPoPKey(testCtx(t), l.flow.DPoP), d, l.tokens.RefreshToken, false); err != nil {
+		if _, err := p.Refresh(WithDPoPKey(testCtx(t), l.flow.DPoP), d, l.tokens.RefreshToken, ""); err != nil {
 			t.Fatalf("%s: refresh: %v", alg, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
@@ -24,6 +25,12 @@ type Flow struct {
 	// browser back to the right one.
 	Origin  string    `json:"o,omitempty"`
 	Created time.Time `json:"t"`
+	// RequireACR and MaxAge are what a step-up login asked for (acr_values
+	// it requires, max_age in seconds): the callback checks the ID token's
+	// acr and auth_time against them, so a weaker answer is refused
+	// rather than taken for the step-up.
+	RequireACR []string `json:"a,omitempty"`
+	MaxAge     int64    `json:"m,omitempty"`
 	// DPoP is the key of the session this login will make (nil without
 	// DPoP): the authorization request names it (dpop_jkt), so the code
 	// can only be redeemed with proofs signed by it.
@@ -79,7 +86,7 @@ func UnmarshalFlow(b []byte) (*Flow, error) {
 }
 
 // AuthCodeURL is where the browser is sent to log in.
-func (d *Discovered) AuthCodeURL(f *Flow, redirectURL string) string {
+func (d *Discovered) AuthCodeURL(f *Flow, redirectURL string, params url.Values) string {
 	cfg := *d.oauth
 	cfg.RedirectURL = redirectURL
 	opts := []oauth2.AuthCodeOption{gooidc.Nonce(f.Nonce)}
@@ -89,5 +96,18 @@ func (d *Discovered) AuthCodeURL(f *Flow, redirectURL string) string {
 	if f.DPoP != nil {
 		opts = append(opts, oauth2.SetAuthURLParam("dpop_jkt", f.DPoP.Thumbprint()))
 	}
-	return cfg.AuthCodeURL(f.State, opts...)
+	authURL := cfg.AuthCodeURL(f.State, opts...)
+	if len(params) == 0 {
+		return authURL
+	}
+	u, err := url.Parse(authURL)
+	if err != nil {
+		return authURL
+	}
+	q := u.Query()
+	for k, vs := range params {
+		q[k] = vs
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }

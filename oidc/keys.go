@@ -55,7 +55,11 @@ func newKeyCache(url string, client *http.Client, interval time.Duration) *keyCa
 
 // verify checks the signature of a compact JWS with one of the IdP's keys
 // and returns its payload. algs are the algorithms accepted.
-func (k *keyCache) verify(ctx context.Context, raw string, algs []jose.SignatureAlgorithm, mayFetch KeyFetch) ([]byte, error) {
+//
+// fromIdP marks a token that came from the IdP's token endpoint (an ID
+// token), not from whoever reached one of the plugin's endpoints: an
+// unknown key there is the IdP's new key, fetched whatever the interval.
+func (k *keyCache) verify(ctx context.Context, raw string, algs []jose.SignatureAlgorithm, mayFetch KeyFetch, fromIdP bool) ([]byte, error) {
 	jws, err := jose.ParseSigned(raw, algs)
 	if err != nil {
 		return nil, refuse("not a JWS with an accepted algorithm: %v", err)
@@ -64,7 +68,7 @@ func (k *keyCache) verify(ctx context.Context, raw string, algs []jose.Signature
 		return nil, refuse("not exactly one signature")
 	}
 	kid := jws.Signatures[0].Header.KeyID
-	keys, fetchedNow, err := k.keys(ctx, false)
+	keys, fetchedNow, err := k.keys(ctx, false, fromIdP)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +85,7 @@ func (k *keyCache) verify(ctx context.Context, raw string, algs []jose.Signature
 	if mayFetch != nil && !mayFetch() {
 		return nil, fmt.Errorf("%w: the token names a key this instance does not have, and this client may not make it fetch the keys again now", ErrUnavailable)
 	}
-	if keys, _, err = k.keys(ctx, true); err != nil {
+	if keys, _, err = k.keys(ctx, true, fromIdP); err != nil {
 		return nil, err
 	}
 	if payload, _ := verifyWith(jws, keys, kid); payload != nil {
@@ -111,13 +115,13 @@ func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) 
 // at most once per interval: asked again within it, keys answers
 // unavailable (the caller retries later), for the keys in hand may be the
 // ones the IdP has just replaced.
-func (k *keyCache) keys(ctx context.Context, again bool) (keys []jose.JSONWebKey, fetchedNow bool, err error) {
+func (k *keyCache) keys(ctx context.Context, again, anyway bool) (keys []jose.JSONWebKey, fetchedNow bool, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.set != nil && !again {
 		return k.set, false, nil
 	}
-	if time.Since(k.tried) < k.interval {
+	if !anyway && time.Since(k.tried) < k.interval {
 		return nil, false, fmt.Errorf("%w: the IdP's keys were fetched (or tried) less than %s ago; retry", ErrUnavailable, k.interval)
 	}
 	k.tried = time.Now()
@@ -172,7 +176,7 @@ type idTokenKeys struct {
 }
 
 func (s idTokenKeys) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	payload, err := s.cache.verify(ctx, jwt, s.algs, nil)
+	payload, err := s.cache.verify(ctx, jwt, s.algs, nil, true)
 	if errors.Is(err, ErrUnavailable) {
 		if failure, ok := ctx.Value(keyFailureKey{}).(*error); ok {
 			*failure = err

@@ -121,7 +121,7 @@ func (p *Provider) VerifyLogoutTokenMaxAge(ctx context.Context, d *Discovered, r
 	if _, err := p.checkLogoutClaims(payload, now, maxAge); err != nil {
 		return nil, err
 	}
-	verified, err := d.keys.verify(ctx, raw, d.signingAlgs, mayFetch)
+	verified, err := d.keys.verify(ctx, raw, d.signingAlgs, mayFetch, false)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -116,7 +117,7 @@ func loginVia(t *testing.T, op *testidp.OIDCProvider, p *Provider, redirectURI s
 			t.Fatal(err)
 		}
 	}
-	authURL, err := p.PushAuthorization(WithDPoPKey(ctx, f.DPoP), d, d.AuthCodeURL(f, redirectURI)+"&prompt=consent")
+	authURL, err := p.PushAuthorization(WithDPoPKey(ctx, f.DPoP), d, d.AuthCodeURL(f, redirectURI, url.Values{"prompt": {"consent"}}))
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +137,7 @@ func loginVia(t *testing.T, op *testidp.OIDCProvider, p *Provider, redirectURI s
 	if err := d.CheckIssuer(q.Get("iss"), q.Has("iss")); err != nil {
 		t.Fatalf("CheckIssuer on the OP's own response: %v", err)
 	}
-	tokens, err := p.Exchange(WithDPoPKey(ctx, f.DPoP), d, f, code, redirectURI, true)
+	tokens, err := p.Exchange(WithDPoPKey(ctx, f.DPoP), d, f, code, redirectURI)
 	if err != nil {
 		return nil, err
 	}

@@ -64,11 +64,22 @@ func choosePAR(mode PARMode, endpoint string, required bool) (bool, error) {
 // URL, pushed first when d says so (see PushAuthorization). With a DPoP
 // key in the flow the push carries a proof, which binds the authorization
 // code to the key; with dpop on, a flow without a key is ErrNoDPoPKey.
-func (p *Provider) LoginURL(ctx context.Context, d *Discovered, f *Flow, redirectURL string) (string, error) {
+//
+// The request carries Config.AuthParams and extra (whose values win), the
+// parameters of this one login (a login_hint, a step-up's acr_values and
+// max_age).
+func (p *Provider) LoginURL(ctx context.Context, d *Discovered, f *Flow, redirectURL string, extra url.Values) (string, error) {
 	if err := p.checkDPoPKey(WithDPoPKey(ctx, f.DPoP)); err != nil {
 		return "", fmt.Errorf("login flow: %w", err)
 	}
-	return p.PushAuthorization(WithDPoPKey(ctx, f.DPoP), d, d.AuthCodeURL(f, redirectURL))
+	params := url.Values{}
+	for k, vs := range p.cfg.AuthParams {
+		params[k] = vs
+	}
+	for k, vs := range extra {
+		params[k] = vs
+	}
+	return p.PushAuthorization(WithDPoPKey(ctx, f.DPoP), d, d.AuthCodeURL(f, redirectURL, params))
 }
 
 // PushAuthorization takes an authorization URL built by AuthCodeURL (with

@@ -81,7 +81,7 @@ func TestPARModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := testidp.NewBrowserClient().Get(d.AuthCodeURL(NewFlow("/", true), redirectURI))
+	resp, err := testidp.NewBrowserClient().Get(d.AuthCodeURL(NewFlow("/", true), redirectURI, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestPAREndpointDown(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		u, err := p.LoginURL(testCtx(t), d, NewFlow("/", true), redirectURI)
+		u, err := p.LoginURL(testCtx(t), d, NewFlow("/", true), redirectURI, nil)
 		if err == nil || errors.Is(err, ErrUnavailable) != c.unavailable || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: LoginURL = %q, %v; want an error with %q (unavailable %v)", c.name, u, err, c.want, c.unavailable)
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,13 @@ type Config struct {
 	ClientID     string
 	ClientSecret string
 	Scopes       []string
+	// UserInfo says when the userinfo endpoint's claims are added to the
+	// ID token's; GroupsClaim is the claim the groups scope promises.
+	UserInfo    UserInfoMode
+	GroupsClaim string
+	// AuthParams are added to every authorization request (prompt,
+	// acr_values, max_age, resource, IdP-specific ones).
+	AuthParams url.Values
 	// ClientAuth is how the client authenticates to the IdP (token, PAR,
 	// revocation, introspection). Default ClientAuthAuto: private_key_jwt
 	// with ClientKeys, else the secret method the IdP advertises, else none.
@@ -79,6 +87,9 @@ type Discovered struct {
 	EndSessionEndpoint string
 	// HasUserInfo reports whether the IdP has a userinfo endpoint.
 	HasUserInfo bool
+	// RevocationEndpoint is the IdP's RFC 7009 token revocation endpoint,
+	// or "".
+	RevocationEndpoint string
 
 	// signingAlgs are the asymmetric algorithms the IdP says it signs with,
 	// the only ones accepted on ID and logout tokens.

@@ -76,6 +76,7 @@ func (p *Provider) discoverSecurity(d *Discovered) error {
 		par = PAROn
 	}
 	usePAR, parErr := choosePAR(par, m.PAR, m.RequirePAR)
+	d.RevocationEndpoint = m.Revocation
 	s := Security{
 		ClientAuth:      auth.method,
 		PAREndpoint:     m.PAR,

@@ -39,7 +39,7 @@ type Tokens struct {
 // including its nonce against the flow's. Errors from a reachable IdP (bad
 // code, failed verification) are returned as they are; a failure to reach
 // it wraps ErrUnavailable.
-func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, redirectURL string, fetchUserInfo bool) (*Tokens, error) {
+func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, redirectURL string) (*Tokens, error) {
 	if err := p.checkDPoPKey(ctx); err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, r
 	if idt.Nonce != f.Nonce {
 		return nil, errors.New("ID token nonce does not match the login flow")
 	}
-	if fetchUserInfo && d.HasUserInfo {
+	if p.wantsUserInfo(d, claims) {
 		if err := p.mergeUserInfo(ctx, d, tok, claims); err != nil {
 			return nil, err
 		}
@@ -77,11 +77,12 @@ func (p *Provider) Exchange(ctx context.Context, d *Discovered, f *Flow, code, r
 }
 
 // Refresh redeems a refresh token. It decides nothing about expiry itself:
-// the caller chose to refresh, so the token endpoint is always called. When
-// the IdP returns a new ID token, its claims replace the identity, so with
-// fetchUserInfo the userinfo claims are merged into them again as at login
-// (an IdP may keep the email, say, out of its ID tokens).
-func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken string, fetchUserInfo bool) (*Tokens, error) {
+// the caller chose to refresh, so the token endpoint is always called. The
+// new access token brings userinfo again as at login (UserInfoMode judged
+// on the new ID token, or on previousIDToken, the session's, when the IdP
+// sent none); Claims are then the ID token's with userinfo's added, and nil
+// when there is neither a new ID token nor userinfo.
+func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken, previousIDToken string) (*Tokens, error) {
 	if err := p.checkDPoPKey(ctx); err != nil {
 		return nil, err
 	}
@@ -99,17 +100,23 @@ func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken stri
 	if out.RefreshToken == "" {
 		out.RefreshToken = refreshToken // the IdP keeps the old one valid
 	}
+	var claims map[string]any
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		_, claims, err := p.verify(ctx, d, raw)
-		if err != nil {
+		if _, claims, err = p.verify(ctx, d, raw); err != nil {
 			return nil, err
 		}
-		if fetchUserInfo && d.HasUserInfo {
-			if err := p.mergeUserInfo(ctx, d, tok, claims); err != nil {
-				return nil, err
-			}
+		out.IDToken = raw
+	} else if previous, err := UnverifiedClaims(previousIDToken); err == nil {
+		claims = previous // verified when it was issued
+	}
+	if claims != nil && p.wantsUserInfo(d, claims) {
+		if err := p.mergeUserInfo(ctx, d, tok, claims); err != nil {
+			return nil, err
 		}
-		out.IDToken, out.Claims = raw, claims
+		out.Claims = claims
+	}
+	if out.IDToken != "" {
+		out.Claims = claims
 	}
 	return out, nil
 }
@@ -141,28 +148,6 @@ func (p *Provider) verify(ctx context.Context, d *Discovered, raw string) (*gooi
 		return nil, nil, errors.New("ID token rejected: several audiences and no azp")
 	}
 	return idt, claims, nil
-}
-
-// mergeUserInfo adds the userinfo endpoint's claims to the ID token's,
-// never letting userinfo change the subject.
-func (p *Provider) mergeUserInfo(ctx context.Context, d *Discovered, tok *oauth2.Token, claims map[string]any) error {
-	ui, err := d.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
-	if err != nil {
-		return fmt.Errorf("%w: userinfo: %w", ErrUnavailable, err)
-	}
-	if ui.Subject != claims["sub"] {
-		return errors.New("userinfo subject differs from the ID token's")
-	}
-	var extra map[string]any
-	if err := ui.Claims(&extra); err != nil {
-		return fmt.Errorf("userinfo claims: %w", err)
-	}
-	for k, v := range extra {
-		if _, ok := claims[k]; !ok {
-			claims[k] = v
-		}
-	}
-	return nil
 }
 
 func newTokens(tok *oauth2.Token, idToken string, claims map[string]any) *Tokens {

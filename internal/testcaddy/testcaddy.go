@@ -10,6 +10,7 @@ package testcaddy
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -286,7 +287,7 @@ func (idp *MockIdP) middleware(next http.Handler) http.Handler {
 				w.WriteHeader(rec.Status)
 				return
 			}
-			doc["sub"] = mockoidc.DefaultUser().Subject
+			doc["sub"] = bearerSubject(r)
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(doc)
 			return
@@ -559,4 +560,23 @@ func (b *Browser) Get(target string) (int, string) {
 	b.t.Helper()
 	resp, body := b.Navigate(target)
 	return resp.StatusCode, body
+}
+
+// bearerSubject is the sub of the access token (a JWT, mockoidc's) a
+// userinfo request presents, read without checking it: mockoidc checked.
+func bearerSubject(r *http.Request) string {
+	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	_ = json.Unmarshal(payload, &claims)
+	return claims.Sub
 }
