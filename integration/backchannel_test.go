@@ -70,13 +70,13 @@ func testBackchannelLogout(t *testing.T, storeConfig string) {
 		t.Errorf("unknown signing key: %d %s, want 503 retry", code, body)
 	}
 	for name, tok := range map[string]string{
-		"wrong aud":       logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["aud"] = "someone-else" }),
-		"wrong iss":       logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["iss"] = "https://evil.example" }),
-		"no events":       logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { delete(c, "events") }),
-		"nonce":           logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["nonce"] = "n" }),
-		"no sub or sid":   logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { delete(c, "sub") }),
-		"old iat":         logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["iat"] = time.Now().Add(-time.Hour).Unix() }),
-		"garbage":         "not.a.token",
+		"wrong aud":     logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["aud"] = "someone-else" }),
+		"wrong iss":     logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["iss"] = "https://evil.example" }),
+		"no events":     logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { delete(c, "events") }),
+		"nonce":         logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["nonce"] = "n" }),
+		"no sub or sid": logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { delete(c, "sub") }),
+		"old iat":       logoutToken(t, idp, idp.Keypair, "alice", func(c jwt.MapClaims) { c["iat"] = time.Now().Add(-time.Hour).Unix() }),
+		"garbage":       "not.a.token",
 	} {
 		if code, body := postLogout(t, base, tok); code != http.StatusBadRequest || !strings.Contains(body, `"error"`) {
 			t.Errorf("%s: %d %s, want 400 with a JSON error", name, code, body)
