@@ -59,7 +59,7 @@ func accessClaims(idp *testcaddy.MockIdP, sub string) jwt.MapClaims {
 }
 
 // accessToken is a valid access token of idp for sub, changed by edit.
-func accessToken(t *testing.T, idp *testcaddy.MockIdP, sub string, edit func(jwt.MapClaims)) string {
+func accessToken(t testing.TB, idp *testcaddy.MockIdP, sub string, edit func(jwt.MapClaims)) string {
 	t.Helper()
 	c := accessClaims(idp, sub)
 	if edit != nil {
