@@ -1,7 +1,6 @@
 package oidcsession
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"reflect"
@@ -17,19 +16,7 @@ import (
 
 // The bearer block adapts to the handler's Bearer field, every option.
 func TestCaddyfileBearer(t *testing.T) {
-	out, err := adaptCaddyfile(t, "testdata/adapt/bearer.caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := oidcHandlers(t, out)
-	if len(hs) != 1 {
-		t.Fatalf("found %d oidc_session handlers; want 1", len(hs))
-	}
-	raw, _ := json.Marshal(hs[0])
-	var h Handler
-	if err := json.Unmarshal(raw, &h); err != nil {
-		t.Fatal(err)
-	}
+	h, _ := adaptedHandler(t, "testdata/adapt/bearer.caddyfile")
 	want := &bearer.Config{
 		Audiences:      []string{"https://api.example.com", "app"},
 		Issuers:        []string{"https://other-idp.example.com"},

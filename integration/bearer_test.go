@@ -557,14 +557,18 @@ func advertise(name, value string) func(http.Handler) http.Handler {
 	}
 }
 
-// TestBearerDex: a real access token from a code login at Dex (a JWT,
-// aud the client id) passes through Caddy with the user's identity, as an
-// API call and as a navigation, with no cookie; the same token tampered is
-// refused.
-func TestBearerDex(t *testing.T) {
-	redirect := testidp.CallbackServer(t)
-	dex := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{redirect}})
-	base := testcaddy.StartCaddy(t, fmt.Sprintf(`	oidc_session {
+// realClient is the confidential client of a real IdP that TestBearerDex
+// and TestBearerZitadel log in with as an API client would, and protect a
+// site with.
+type realClient struct {
+	issuer, id, secret, redirect string
+	endpoint                     oauth2.Endpoint
+}
+
+// site is the site protected with the client's credentials and a bearer
+// block (its body given), then bearerPage.
+func (c realClient) site(bearerBody string) string {
+	return fmt.Sprintf(`	oidc_session {
 		issuer %s
 		client_id %s
 		client_secret %s
@@ -574,28 +578,46 @@ func TestBearerDex(t *testing.T) {
 		}
 		headers
 		bearer {
-			audiences %s
+			%s
 		}
 	}
-`, dex.Issuer, dex.ClientID, dex.ClientSecret, testcaddy.TestSecret, dex.ClientID)+bearerPage)
-	tok := testidp.CodeLogin(t, &oauth2.Config{
-		ClientID:     dex.ClientID,
-		ClientSecret: dex.ClientSecret,
-		RedirectURL:  redirect,
-		Endpoint:     oauth2.Endpoint{AuthURL: dex.Issuer + "/auth", TokenURL: dex.Issuer + "/token"},
-		Scopes:       []string{"openid", "email", "profile"},
-	}, testidp.LoginDex, dex.Email, dex.Password)
+`, c.issuer, c.id, c.secret, testcaddy.TestSecret, bearerBody) + bearerPage
+}
 
-	resp, body := callAPI(t, "GET", base+"/things", "Bearer "+tok.AccessToken)
+// token is the access token of a code login of user with login.
+func (c realClient) token(t *testing.T, login testidp.LoginFunc, user, password string) string {
+	t.Helper()
+	return testidp.CodeLogin(t, &oauth2.Config{
+		ClientID:     c.id,
+		ClientSecret: c.secret,
+		RedirectURL:  c.redirect,
+		Endpoint:     c.endpoint,
+		Scopes:       []string{"openid", "email", "profile"},
+	}, login, user, password).AccessToken
+}
+
+// TestBearerDex: a real access token from a code login at Dex (a JWT,
+// aud the client id) passes through Caddy with the user's identity, as an
+// API call and as a navigation, with no cookie; the same token tampered is
+// refused.
+func TestBearerDex(t *testing.T) {
+	redirect := testidp.CallbackServer(t)
+	dex := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{redirect}})
+	client := realClient{issuer: dex.Issuer, id: dex.ClientID, secret: dex.ClientSecret, redirect: redirect,
+		endpoint: oauth2.Endpoint{AuthURL: dex.Issuer + "/auth", TokenURL: dex.Issuer + "/token"}}
+	base := testcaddy.StartCaddy(t, client.site("audiences "+dex.ClientID))
+	tok := client.token(t, testidp.LoginDex, dex.Email, dex.Password)
+
+	resp, body := callAPI(t, "GET", base+"/things", "Bearer "+tok)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "email="+dex.Email+" ") || !strings.Contains(body, "method=bearer ") ||
 		strings.Contains(body, "id= ") || strings.Contains(body, "xfu= ") || len(resp.Header.Values("Set-Cookie")) > 0 {
 		t.Fatalf("Dex access token: %d %s %v", resp.StatusCode, body, resp.Header.Values("Set-Cookie"))
 	}
-	resp, body = testcaddy.NewBrowser(t).Navigate(base+"/page", "Authorization: Bearer "+tok.AccessToken)
+	resp, body = testcaddy.NewBrowser(t).Navigate(base+"/page", "Authorization: Bearer "+tok)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "method=bearer ") {
 		t.Errorf("navigation with the Dex token: %d %s", resp.StatusCode, body)
 	}
-	parts := strings.Split(tok.AccessToken, ".")
+	parts := strings.Split(tok, ".")
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"`+dex.Issuer+`","aud":"`+dex.ClientID+`","sub":"x","exp":9999999999}`)) + "." + parts[2]
 	resp, body = callAPI(t, "GET", base+"/things", "Bearer "+tampered)
 	expectRefused(t, "tampered Dex token", resp, body, http.StatusUnauthorized, "invalid_token", "Bearer ")
@@ -617,31 +639,11 @@ func TestBearerZitadel(t *testing.T) {
 	}
 	endpoint := op.Endpoint()
 	endpoint.AuthStyle = oauth2.AuthStyleInHeader
-	base := testcaddy.StartCaddy(t, fmt.Sprintf(`	oidc_session {
-		issuer %s
-		client_id %s
-		client_secret %s
-		cookie {
-			secret %s
-			secure off
-		}
-		headers
-		bearer {
-			audiences %s
-			introspection
-			scopes_required email
-		}
-	}
-`, z.Issuer, z.ClientID, z.ClientSecret, testcaddy.TestSecret, z.ClientID)+bearerPage)
-	tok := testidp.CodeLogin(t, &oauth2.Config{
-		ClientID:     z.ClientID,
-		ClientSecret: z.ClientSecret,
-		RedirectURL:  redirect,
-		Endpoint:     endpoint,
-		Scopes:       []string{"openid", "email", "profile"},
-	}, testidp.LoginZitadel, z.Username, z.Password)
+	client := realClient{issuer: z.Issuer, id: z.ClientID, secret: z.ClientSecret, redirect: redirect, endpoint: endpoint}
+	base := testcaddy.StartCaddy(t, client.site("audiences "+z.ClientID+"\n\t\t\tintrospection\n\t\t\tscopes_required email"))
+	tok := client.token(t, testidp.LoginZitadel, z.Username, z.Password)
 
-	resp, body := callAPI(t, "GET", base+"/things", "Bearer "+tok.AccessToken)
+	resp, body := callAPI(t, "GET", base+"/things", "Bearer "+tok)
 	expectPassed(t, "zitadel opaque token", resp, body, z.UserID, "bearer")
 	if !strings.Contains(body, "xfu="+z.UserID+" ") {
 		t.Errorf("identity header not set: %s", body)
@@ -656,7 +658,7 @@ func TestBearerZitadel(t *testing.T) {
 	expectRefused(t, "another client's token", resp, body, http.StatusUnauthorized, "invalid_token", "Bearer ")
 
 	z.Stop()
-	resp, body = callAPI(t, "GET", base+"/things", "Bearer "+tok.AccessToken)
+	resp, body = callAPI(t, "GET", base+"/things", "Bearer "+tok)
 	expectPassed(t, "cached introspection, OP down", resp, body, z.UserID, "bearer")
 	resp, body = callAPI(t, "GET", base+"/things", "Bearer another-opaque-token")
 	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(body, "id=") {
