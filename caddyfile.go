@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/oidc-session/oidc_session/internal/bearer"
 	"github.com/oidc-session/oidc_session/internal/cfgargs"
 	"github.com/oidc-session/oidc_session/sessions"
 )
@@ -46,6 +47,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			same_site lax|strict|none
 //		}
 //		store <name> { ... }
+//		bearer { ... }
 //		...
 //	}
 //
@@ -185,6 +187,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfgargs.Duration(d, &h.LoginTimeout)
 		case "provider_timeout":
 			err = cfgargs.Duration(d, &h.ProviderTimeout)
+		case "bearer":
+			if h.Bearer != nil {
+				return d.Err("bearer: one bearer block only (list several audiences or issuers in it)")
+			}
+			h.Bearer = &bearer.Config{}
+			err = h.Bearer.UnmarshalCaddyfile(d)
 		default:
 			return d.Errf("unknown oidc_session subdirective %q (see the README for the list)", d.Val())
 		}

@@ -117,10 +117,11 @@ func oidcHandlers(t *testing.T, adapted []byte) []map[string]any {
 	return found
 }
 
-// The goldens pin the whole JSON; these checks say what matters in it, so a
-// wrong golden written with -update still fails.
-func TestCaddyfileAllOptions(t *testing.T) {
-	out, err := adaptCaddyfile(t, "testdata/adapt/all_options.caddyfile")
+// adaptedHandler adapts a Caddyfile with one oidc_session handler and
+// returns it, decoded and as adapted.
+func adaptedHandler(t *testing.T, file string) (Handler, map[string]any) {
+	t.Helper()
+	out, err := adaptCaddyfile(t, file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +134,13 @@ func TestCaddyfileAllOptions(t *testing.T) {
 	if err := json.Unmarshal(raw, &h); err != nil {
 		t.Fatal(err)
 	}
+	return h, hs[0]
+}
+
+// The goldens pin the whole JSON; these checks say what matters in it, so a
+// wrong golden written with -update still fails.
+func TestCaddyfileAllOptions(t *testing.T) {
+	h, adapted := adaptedHandler(t, "testdata/adapt/all_options.caddyfile")
 	var store sessions.CookieStore
 	if err := json.Unmarshal(h.StoreRaw, &store); err != nil {
 		t.Fatal(err)
@@ -196,25 +204,13 @@ func TestCaddyfileAllOptions(t *testing.T) {
 	if !store.DropTokens {
 		t.Error("store cookie { drop_tokens } not adapted")
 	}
-	if b := hs[0]["store"].(map[string]any)["backend"]; b != "cookie" {
+	if b := adapted["store"].(map[string]any)["backend"]; b != "cookie" {
 		t.Errorf("store backend = %v; want cookie", b)
 	}
 }
 
 func TestCaddyfileVariants(t *testing.T) {
-	out, err := adaptCaddyfile(t, "testdata/adapt/variants.caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := oidcHandlers(t, out)
-	if len(hs) != 1 {
-		t.Fatalf("found %d oidc_session handlers; want 1", len(hs))
-	}
-	raw, _ := json.Marshal(hs[0])
-	var h Handler
-	if err := json.Unmarshal(raw, &h); err != nil {
-		t.Fatal(err)
-	}
+	h, _ := adaptedHandler(t, "testdata/adapt/variants.caddyfile")
 	if h.IdleTimeout >= 0 {
 		t.Errorf("idle_timeout off adapted to %v; want negative", h.IdleTimeout)
 	}

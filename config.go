@@ -460,6 +460,14 @@ func (h *Handler) validate() error {
 			bad("allowed_redirect_hosts", "allowed_redirect_hosts: %q is not a host name or *.<domain>", host)
 		}
 	}
+	if h.Bearer != nil {
+		if err := h.Bearer.Validate(); err != nil {
+			bad("bearer", "%w", err)
+		}
+		if h.Bearer.Introspection && h.ClientSecret == "" {
+			bad("bearer", "bearer: introspection needs client_secret: the IdP authenticates introspection requests with this client's credentials")
+		}
+	}
 	return errors.Join(errs...)
 }
 

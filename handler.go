@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
@@ -12,12 +13,19 @@ import (
 	"github.com/oidc-session/oidc_session/sessions"
 )
 
-// ServeHTTP lets requests with a valid session through to next and answers
-// the others; requests to the plugin's endpoints are served here.
+// ServeHTTP lets requests with a valid session (or, with bearer, a valid
+// access token) through to next and answers the others; requests to the
+// plugin's endpoints are served here.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	h.stripIdentityHeaders(r)
 	if ep, ok := h.endpoints[r.URL.Path]; ok {
 		return ep(h, w, r)
+	}
+	if h.bearer != nil {
+		// An API call with an access token is judged by it alone.
+		if handled, err := h.serveAccessToken(w, r, next); handled {
+			return err
+		}
 	}
 	sess, err := h.currentSession(w, r)
 	if err != nil {
@@ -32,10 +40,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.startLogin(w, r, r.URL.RequestURI(), *need)
 	}
+	return h.admit(w, r, next, sess, authSession)
+}
+
+// How a request was authenticated: {http.auth.user.auth_method}.
+const (
+	authSession = "session"
+	authBearer  = "bearer"
+)
+
+// admit lets an authenticated user's request through to next if the
+// access rules allow it, with the identity handed on and the plugin's
+// cookies taken out of the request. sess is the browser's session, or the
+// transient one of an access token (method says which).
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, sess *sessions.Session, method string) error {
 	if err := h.authorize(sess); err != nil {
 		return caddyhttp.Error(http.StatusForbidden, err)
 	}
 	h.expose(r, sess)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.auth_method", method)
+	}
 	h.jar.StripRequest(r)
 	if h.CacheControl != "off" {
 		w = &cacheControlWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, value: h.CacheControl}
@@ -86,9 +111,17 @@ func (h *Handler) idleTimeout() time.Duration {
 }
 
 // unauthenticated answers a request without a valid session: a login for
-// a browser navigating to a page, a 401 for anything else.
+// a browser navigating to a page, a 401 for anything else (with the
+// bearer challenge when access tokens are accepted).
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
 	if !h.redirects(r) {
+		if h.bearer != nil {
+			// Where API clients learn how to get a token (RFC 9728). A
+			// Caddy error still, so handle_errors sees it as before.
+			for _, c := range h.bearer.Challenge(r).Challenges {
+				w.Header().Add("WWW-Authenticate", c)
+			}
+		}
 		return caddyhttp.Error(http.StatusUnauthorized, errors.New("login required"))
 	}
 	return h.startLogin(w, r, r.URL.RequestURI(), loginOptions{})

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/oidc-session/oidc_session/internal/bearer"
 	"github.com/oidc-session/oidc_session/internal/cookies"
 	"github.com/oidc-session/oidc_session/internal/lifecycle"
 	"github.com/oidc-session/oidc_session/oidc"
@@ -53,6 +54,19 @@ type Handler struct {
 	// session, encrypted, in the browser's cookie).
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.handlers.oidc_session.stores inline_key=backend"`
 
+	// Bearer makes the routes accept access tokens from API clients beside
+	// browser sessions: a request with `Authorization: Bearer` (or DPoP) is
+	// judged by its token alone (signature by a trusted issuer's keys,
+	// audience, expiry, scopes, DPoP proof, or introspection), never by the
+	// session cookie, and never gets a login redirect or a cookie. A good
+	// token's user passes the same access rules and gets the same
+	// placeholders and headers as a session's. It also serves the RFC 9728
+	// metadata at /.well-known/oauth-protected-resource, and a 401 without
+	// credentials names it. Default: nil, access tokens are not looked at
+	// (a request with one is judged by its session like any other).
+	// Security: every issuer it trusts can mint tokens for its audiences.
+	Bearer *bearer.Config `json:"bearer,omitempty"`
+
 	provider *oidc.Provider
 	store    sessions.Store
 	caps     sessions.Capabilities
@@ -75,6 +89,9 @@ type Handler struct {
 	events        *caddyevents.App
 	ctx           caddy.Context
 	logger        *zap.Logger
+
+	// bearer verifies access tokens; nil without Bearer.
+	bearer *bearer.Verifier
 }
 
 // CaddyModule returns the Caddy module information.
@@ -183,6 +200,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		AuthParams:   h.authParams(),
 		HTTPClient:   &http.Client{Timeout: time.Duration(h.ProviderTimeout)},
 	})
+	if h.Bearer != nil {
+		// Its own client: the same timeout, and the default transport's
+		// connections shared with the provider's.
+		h.bearer, err = bearer.NewVerifier(*h.Bearer, bearer.IdP{
+			Issuer:       issuer,
+			ClientID:     clientID,
+			ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
+			HTTPClient:   &http.Client{Timeout: time.Duration(h.ProviderTimeout)},
+		})
+		if err != nil {
+			return err // its messages start with "bearer:"
+		}
+	}
 	h.sessions = lifecycle.New(lifecycle.Config{
 		Store:         h.store,
 		Capabilities:  h.caps,

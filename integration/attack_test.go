@@ -691,7 +691,7 @@ func testForgedIDToken(t *testing.T, forge func(idp *testcaddy.MockIdP, claims j
 	}
 }
 
-func signWith(t *testing.T, key *mockoidc.Keypair, claims jwt.MapClaims) string {
+func signWith(t testing.TB, key *mockoidc.Keypair, claims jwt.MapClaims) string {
 	tok, err := key.SignJWT(claims)
 	if err != nil {
 		t.Error(err)

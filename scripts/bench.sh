@@ -1,26 +1,33 @@
 #!/usr/bin/env bash
 # Load benchmark of authenticated requests, written to BENCHMARKS.md.
 #
-# Everything runs on loopback (127.0.0.1): Dex (a real OIDC provider), one
-# redis-server, oauth2-proxy (pinned in tools/bench) and one Caddy process per
-# configuration:
+# Everything runs on loopback (127.0.0.1): Dex (a real OIDC provider), the
+# zitadel example OP (opaque access tokens), one redis-server, oauth2-proxy
+# (pinned in tools/bench) and one Caddy process per configuration:
 #   plain       Caddy answering `respond "ok" 200`: the limit, sent the cookie
 #               store row's Cookie header
 #   plain-ticket the same, sent the Redis row's (ticket-sized) Cookie header:
 #               the limit for the rows with a ticket cookie
+#   plain-bearer the same, sent an Authorization header of the bearer-jwt
+#               row's size: the limit for the bearer rows
 #   cookie      oidc_session, cookie store
 #   memory      oidc_session, memory store (when this Caddy has it)
 #   redis       oidc_session, Redis store
+#   bearer-jwt  oidc_session with bearer, sent a Dex access token (a JWT)
+#   bearer-introspect oidc_session with bearer and introspection, sent a
+#               zitadel opaque access token (padded to the same request size)
 #   o2p-cookie  Caddy forward_auth to oauth2-proxy, its cookie store
 #   o2p-redis   Caddy forward_auth to oauth2-proxy, its Redis store
-# Each configuration is logged in once through Dex's login form (curl with a
-# cookie jar, as a browser would), an authenticated GET must answer 200, then
-# wrk replays that session cookie: `wrk -t2 -c50 -d$DURATION`, the
+# Each session configuration is logged in once through Dex's login form (curl
+# with a cookie jar, as a browser would); each bearer one gets its access
+# token from a code flow at its IdP (curl, as an API client's login would);
+# an authenticated GET must answer 200, then wrk replays that session cookie
+# or token: `wrk -t2 -c50 -d$DURATION`, the
 # configurations interleaved round after round (ROUNDS rounds), the median
 # per configuration reported. Then the Go benchmarks
 # (go test -run XXX -bench . -benchmem ./sessions/ . ./integration/).
 #
-# Environment: ROUNDS (default 3), DURATION (wrk -d, default 10s: about 5
+# Environment: ROUNDS (default 3), DURATION (wrk -d, default 10s: about 6
 # minutes in all), THREADS (2), CONNECTIONS (50), OUT (BENCHMARKS.md),
 # GO_BENCH=0 to leave out the Go benchmarks.
 set -euo pipefail
@@ -58,6 +65,7 @@ scripts/install-deps.sh # wrk, redis-server, curl; builds .bin/dex
 for bin in wrk redis-server redis-cli curl timeout awk; do
 	command -v "$bin" >/dev/null 2>&1 || die "$bin not found"
 done
+[ -x .bin/zitadel-op ] || die ".bin/zitadel-op not found (scripts/install-deps.sh builds it)"
 
 log "building .bin/caddy (./cmd/caddy)"
 go build -o .bin/caddy ./cmd/caddy
@@ -67,15 +75,18 @@ O2P_VERSION=$(awk '$1 == "github.com/oauth2-proxy/oauth2-proxy/v7" {print $2; ex
 DEX_VERSION=$(awk '$1 == "github.com/dexidp/dex" {print $2; exit}' tools/dex/go.mod)
 CADDY_VERSION=$(.bin/caddy version | awk '{print $1}')
 
-ROWS=(plain plain-ticket cookie memory redis o2p-cookie o2p-redis)
+ROWS=(plain plain-ticket plain-bearer cookie memory redis bearer-jwt bearer-introspect o2p-cookie o2p-redis)
 modules=$(.bin/caddy list-modules 2>/dev/null) || die ".bin/caddy list-modules failed"
 if ! grep -qx 'http.handlers.oidc_session.stores.memory' <<<"$modules"; then
 	log "this Caddy has no memory store (http.handlers.oidc_session.stores.memory): leaving out that row"
-	ROWS=(plain plain-ticket cookie redis o2p-cookie o2p-redis)
+	ROWS=(plain plain-ticket plain-bearer cookie redis bearer-jwt bearer-introspect o2p-cookie o2p-redis)
 fi
 declare -A LABEL=(
 	[plain]='Caddy `respond` (no auth): the limit, cookie-store-sized Cookie'
 	[plain-ticket]='Caddy `respond` (no auth): the limit, ticket-sized Cookie'
+	[plain-bearer]='Caddy `respond` (no auth): the limit, JWT-sized Authorization'
+	[bearer-jwt]='oidc_session `bearer`, Dex JWT access token'
+	[bearer-introspect]='oidc_session `bearer` + `introspection`, zitadel opaque token'
 	[cookie]='oidc_session, cookie store'
 	[memory]='oidc_session, memory store'
 	[redis]='oidc_session, Redis store'
@@ -86,8 +97,10 @@ declare -A LABEL=(
 declare -A PEER=([cookie]=o2p-cookie [redis]=o2p-redis)
 # The plain row each row is compared with: the one whose requests have the
 # same size (a 1.5 KB cookie costs plain Caddy about 5% of its throughput).
-declare -A LIMIT=([plain-ticket]=plain-ticket [memory]=plain-ticket [redis]=plain-ticket [o2p-redis]=plain-ticket)
-is_plain() { [[ $1 == plain || $1 == plain-ticket ]]; }
+declare -A LIMIT=([plain-ticket]=plain-ticket [memory]=plain-ticket [redis]=plain-ticket [o2p-redis]=plain-ticket
+	[plain-bearer]=plain-bearer [bearer-jwt]=plain-bearer [bearer-introspect]=plain-bearer)
+is_plain() { [[ $1 == plain* ]]; }
+is_bearer() { [[ $1 == bearer-* ]]; }
 
 # --- processes -----------------------------------------------------------------
 WORK=$(mktemp -d -t oidc-session-bench.XXXXXX)
@@ -157,6 +170,8 @@ for row in "${ROWS[@]}"; do
 	free_port "PORT[$row]"
 	free_port "ADMIN[$row]"
 done
+free_port ZITADEL_PORT
+free_port TOKEN_CB_PORT
 free_port O2P_COOKIE_PORT
 free_port O2P_REDIS_PORT
 
@@ -168,6 +183,10 @@ O2P_COOKIE_SECRET=$(rand_hex 16) # 32 characters: an AES-256 key for oauth2-prox
 SCOPES="openid email profile offline_access"
 LOGIN_EMAIL=admin@example.com
 LOGIN_PASSWORD=password
+# The bearer rows' API client: its code flows come back here, where nothing
+# listens (curl reads the code from the redirect).
+TOKEN_CB="http://127.0.0.1:$TOKEN_CB_PORT/cb"
+Z_ISSUER="http://127.0.0.1:$ZITADEL_PORT/"
 
 # Dex: password "password" (bcrypt cost 10); tokens live an hour, longer than
 # any run, so nothing refreshes during the load.
@@ -198,12 +217,21 @@ EOF
 	for row in "${ROWS[@]}"; do
 		is_plain "$row" || echo "      - http://127.0.0.1:${PORT[$row]}/oauth2/callback"
 	done
+	echo "      - $TOKEN_CB"
 } >"$WORK/dex.yaml"
 
 log "starting Dex on 127.0.0.1:$DEX_PORT"
 DEX_EXPAND_ENV=false .bin/dex serve "$WORK/dex.yaml" >"$WORK/dex.log" 2>&1 &
 PIDS+=($!)
 wait_http dex $! "$ISSUER/.well-known/openid-configuration"
+
+# The zitadel example OP: its "web" client gets opaque access tokens, here
+# living an hour.
+log "starting the zitadel example OP on 127.0.0.1:$ZITADEL_PORT"
+ADDR="127.0.0.1:$ZITADEL_PORT" ISSUER="$Z_ISSUER" REDIRECT_URI="$TOKEN_CB" ACCESS_TOKEN_TTL=1h \
+	.bin/zitadel-op >"$WORK/zitadel.log" 2>&1 &
+PIDS+=($!)
+wait_http zitadel $! "${Z_ISSUER}.well-known/openid-configuration"
 
 log "starting redis-server on 127.0.0.1:$REDIS_PORT"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
@@ -289,6 +317,29 @@ EOF
 			secure off
 		}
 		$store
+	}
+	respond "ok" 200
+EOF
+		;;
+	bearer-jwt | bearer-introspect)
+		local issuer=$ISSUER id=$CLIENT_ID secret=$CLIENT_SECRET introspection=""
+		if [ "$row" = bearer-introspect ]; then
+			issuer=$Z_ISSUER id=web secret=secret introspection=introspection
+		fi
+		cat <<EOF
+	oidc_session {
+		issuer $issuer
+		client_id $id
+		client_secret $secret
+		headers
+		cookie {
+			secret $PLUGIN_SECRET
+			secure off
+		}
+		bearer {
+			audiences $id
+			$introspection
+		}
 	}
 	respond "ok" 200
 EOF
@@ -381,13 +432,94 @@ login() {
 	[ "$code" != 200 ] || die "$row: GET without a cookie answered 200: the site is not protected"
 	log "$row: logged in through Dex; session cookie header ${#COOKIE[$row]} bytes; authenticated GET answers 200"
 }
+# follow_to_code JAR URL: follows redirects (GET) from URL to the one that
+# leads to TOKEN_CB, and prints its code parameter.
+follow_to_code() {
+	local jar=$1 url=$2 i
+	for i in $(seq 1 10); do
+		case $url in "$TOKEN_CB"*)
+			sed -nE 's/.*[?&]code=([^&]*).*/\1/p' <<<"$url"
+			return
+			;;
+		esac
+		url=$(curl -sS --max-time 20 -b "$jar" -c "$jar" -o /dev/null -w '%{redirect_url}' "$url") || return 1
+		[ -n "$url" ] || return 1
+	done
+	return 1
+}
+
+# token_of ROW: an access token for the row's client from a code flow at its
+# IdP (Dex, or the zitadel OP), through the IdP's login form, in TOKEN[ROW].
+declare -A TOKEN
+token_of() {
+	local row=$1 jar="$WORK/jar-$1.txt" issuer id secret token_path user_fields out page action code
+	if [ "$row" = bearer-jwt ]; then
+		issuer=$ISSUER id=$CLIENT_ID secret=$CLIENT_SECRET token_path=/token
+		user_fields=(--data-urlencode "login=$LOGIN_EMAIL" --data-urlencode "password=$LOGIN_PASSWORD")
+	else
+		issuer=${Z_ISSUER%/} id=web secret=secret token_path=/oauth/token
+		user_fields=(--data-urlencode username=test-user2 --data-urlencode password=verysecure)
+	fi
+	: >"$jar"
+	out=$(curl -sS -L --max-redirs 10 --max-time 20 -b "$jar" -c "$jar" -o "$WORK/token-$row.html" -w '%{url_effective}' \
+		"$issuer/auth?client_id=$id&response_type=code&scope=openid+email+profile&state=bench&redirect_uri=$TOKEN_CB") ||
+		die "$row: GET of the IdP's authorization endpoint failed"
+	page=$(tr '\n' ' ' <"$WORK/token-$row.html")
+	action=$(grep -o '<form[^>]*action="[^"]*"' <<<"$page" | head -n1 | sed -E 's/.*action="([^"]*)".*/\1/; s/&amp;/\&/g')
+	if [ -z "$action" ] || ! grep -q 'name="password"' <<<"$page"; then
+		die "$row: no login form at $out"
+	fi
+	case $action in /*) action="$(sed -E 's#^(https?://[^/]+).*#\1#' <<<"$out")$action" ;; esac
+	# The zitadel OP's form carries the authorization request's id.
+	if grep -q 'name="id"' <<<"$page"; then
+		user_fields+=(--data-urlencode "id=$(grep -o 'name="id" value="[^"]*"' <<<"$page" | sed -E 's/.*value="([^"]*)"/\1/')")
+	fi
+	out=$(curl -sS --max-time 20 -b "$jar" -c "$jar" -o /dev/null -w '%{redirect_url}' "${user_fields[@]}" "$action") ||
+		die "$row: POST of the IdP's login form failed"
+	code=$(follow_to_code "$jar" "$out") && [ -n "$code" ] || die "$row: the login did not come back with a code"
+	out=$(curl -sS --max-time 20 -u "$id:$secret" --data-urlencode grant_type=authorization_code \
+		--data-urlencode "code=$code" --data-urlencode "redirect_uri=$TOKEN_CB" "$issuer$token_path") ||
+		die "$row: code exchange failed"
+	TOKEN[$row]=$(sed -nE 's/.*"access_token":"([^"]*)".*/\1/p' <<<"$out")
+	[ -n "${TOKEN[$row]}" ] || die "$row: no access token in the token response: ${out:0:200}"
+	# The request wrk will send must pass, and must not without the token.
+	local base="http://127.0.0.1:${PORT[$row]}"
+	code=$(curl -sS -o "$WORK/check-$row.html" -w '%{http_code}' --max-time 10 "${NAV[@]}" -H "Authorization: Bearer ${TOKEN[$row]}" "$base/")
+	if [ "$code" != 200 ] || [ "$(cat "$WORK/check-$row.html")" != ok ]; then
+		die "$row: GET with the access token answered $code, not 200 ok; see $WORK/caddy-$row.log"
+	fi
+	code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 -H 'Accept: application/json' "$base/")
+	[ "$code" = 401 ] || die "$row: API call without a token answered $code, not 401: the site is not protected"
+	log "$row: access token of ${#TOKEN[$row]} bytes from a code flow; GET with it answers 200"
+}
+
 for row in "${ROWS[@]}"; do
-	is_plain "$row" || login "$row"
+	if is_bearer "$row"; then
+		token_of "$row"
+	elif ! is_plain "$row"; then
+		login "$row"
+	fi
 done
-# The plain rows get the same Cookie headers as the cookie store and the
-# Redis rows, so the requests compared are the same size.
-COOKIE[plain]=${COOKIE[cookie]}
-COOKIE[plain-ticket]=${COOKIE[redis]}
+# REQ[ROW] is the credential header wrk sends, PAD[ROW] one more. The plain
+# rows get the same Cookie headers as the cookie store and the Redis rows,
+# and an Authorization header as long as the JWT row's, so the requests
+# compared are the same size; the introspected token, shorter, is padded
+# with an X-Pad header to the JWT row's request size.
+declare -A REQ PAD
+for row in "${ROWS[@]}"; do
+	if is_bearer "$row"; then
+		REQ[$row]="Authorization: Bearer ${TOKEN[$row]}"
+	elif ! is_plain "$row"; then
+		REQ[$row]="Cookie: ${COOKIE[$row]}"
+	fi
+done
+REQ[plain]=${REQ[cookie]}
+REQ[plain-ticket]=${REQ[redis]}
+REQ[plain-bearer]="Authorization: Bearer $(head -c "${#TOKEN[bearer-jwt]}" /dev/zero | tr '\0' x)"
+pad=$((${#REQ[bearer-jwt]} - ${#REQ[bearer-introspect]} - 9)) # "X-Pad: " and CRLF
+if [ "$pad" -gt 0 ]; then
+	PAD[bearer-introspect]="X-Pad: $(head -c "$pad" /dev/zero | tr '\0' x)"
+fi
 
 # --- load ------------------------------------------------------------------------
 # Other work on the machine skews every number; the load average before the
@@ -404,8 +536,10 @@ for round in $(seq 1 "$ROUNDS"); do
 	for row in "${ROWS[@]}"; do
 		n=$((n + 1))
 		log "run $n/$total (round $round/$ROUNDS): $row, wrk -t$THREADS -c$CONNECTIONS -d$DURATION"
+		hdrs=(-H "${REQ[$row]}")
+		[ -z "${PAD[$row]:-}" ] || hdrs+=(-H "${PAD[$row]}")
 		out=$(timeout -k 5 $((secs + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" \
-			-s scripts/bench/report.lua "${NAV[@]}" -H "Cookie: ${COOKIE[$row]}" \
+			-s scripts/bench/report.lua "${NAV[@]}" "${hdrs[@]}" \
 			"http://127.0.0.1:${PORT[$row]}/" 2>&1) || die "wrk failed on $row: $out"
 		line=$(grep '^RESULT ' <<<"$out") || die "no RESULT line from wrk on $row: $out"
 		# row round rps p50_us p99_us non2xx socket_errors
@@ -489,7 +623,7 @@ run interleaved ($(IFS=,; echo "${ROWS[*]}" | sed 's/,/, /g'), then again), roun
 median of the rounds (requests/s of each round in the last column). Non-2xx counts every response of every round
 that was not 2xx (a lost session would show up there as a redirect to the login).
 
-| configuration | requests/s | p50 | p99 | non-2xx | vs plain Caddy, same Cookie size | vs oauth2-proxy, same store | requests/s per round |
+| configuration | requests/s | p50 | p99 | non-2xx | vs plain Caddy, same request size | vs oauth2-proxy, same store | requests/s per round |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |
 EOF
 	for row in "${ROWS[@]}"; do
@@ -516,7 +650,16 @@ handlers answer \`respond "ok" 200\`, there is no upstream):
 - **plain**: \`respond "ok" 200\` only, sent the same Cookie header as the cookie store row; **plain-ticket**:
   the same, sent the Redis row's ticket cookie. The ceiling of this machine with wrk beside Caddy, for requests
   of each size: the cookie store and oauth2-proxy cookie rows are compared with plain, the memory, Redis and
-  oauth2-proxy Redis rows (ticket cookies of about 80 bytes) with plain-ticket.
+  oauth2-proxy Redis rows (ticket cookies of about 80 bytes) with plain-ticket. **plain-bearer**: the same, sent
+  an \`Authorization: Bearer\` header as long as the bearer-jwt row's (${#REQ[plain-bearer]} bytes), the ceiling
+  of both bearer rows.
+- **bearer** rows (API clients): oidc_session with a \`bearer\` block (\`audiences\` the client id, \`headers\`),
+  sent \`Authorization: Bearer <access token>\` instead of a cookie, the token from a code flow of the row's own
+  client at its IdP. bearer-jwt: Dex's access token, a JWT (RS256) verified against Dex's JWKS once, then found
+  in the verdict cache by its SHA-256; bearer-introspect: the zitadel example OP's opaque token, introspected at
+  the OP once a minute (the answer cache's limit) and found in the cache in between. Its requests carry an
+  \`X-Pad\` header that makes them as long as bearer-jwt's. Every request replays one token (one client): see
+  \`BenchmarkServeHTTPBearer\` below for 1000 distinct ones.
 - **oidc_session** rows: \`scopes $SCOPES\`, \`headers\` (X-Forwarded-User/-Email/-Groups set for the next
   handler), \`idle_timeout off\` so that the one cookie wrk replays never needs rewriting (with an idle timeout a
   browser's cookie is rewritten at most once every 5 minutes, which is negligible in real traffic but would
@@ -551,6 +694,10 @@ above stopped):
   Caddy against mockoidc; a no-op next handler. The loop builds a request with a replacer in its context and a
   recorder each time: \`BenchmarkServeHTTPBaseline\` is that loop without the handler, to subtract.
   \`cookie-bytes\` is the Cookie header's size. Redis is a real redis-server on loopback.
+- \`BenchmarkServeHTTPBearer/{jwt,introspected}\`: an API call with an access token through \`ServeHTTP\`, the
+  next of 1000 distinct tokens each time (RS256 JWTs of mockoidc; opaque tokens with cached introspection
+  answers), each verified once before the timer: the verdict cache, the claims mapped to the identity, the
+  access rules, placeholders and headers. \`token-bytes\` is one token's size.
 - \`BenchmarkCallback/callback\`: only the callback request through the in-process Caddy (state check, code
   redemption at the mock IdP, ID token verification, session cookie), over loopback HTTP, **including the mock
   IdP's token endpoint** (which signs tokens). \`BenchmarkCallback/login\`: the whole login (protected page →

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -20,45 +19,13 @@ import (
 // real process; without its binary the test is skipped, and fails with
 // CI=true (testidp's locateBinary).
 
-// callbackServer is the relying party's redirect_uri: it only has to
-// answer for the login drivers to read the code from the URL.
-func callbackServer(t *testing.T) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("callback"))
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/callback"
-}
-
-// codeLogin logs in with login (a testidp driver) at authURL and exchanges
-// the code with conf, returning the token response.
-func codeLogin(t *testing.T, conf *oauth2.Config, login func(*http.Client, string, string, string) (*http.Response, error), user, password string, opts ...oauth2.AuthCodeOption) *oauth2.Token {
-	t.Helper()
-	resp, err := login(testidp.NewBrowserClient(), conf.AuthCodeURL("state-1", opts...), user, password)
-	if err != nil {
-		t.Fatalf("login: %v", err)
-	}
-	resp.Body.Close()
-	code, state, err := testidp.CodeFromResponse(resp)
-	if err != nil || state != "state-1" {
-		t.Fatalf("callback: %v (state %q)", err, state)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tok, err := conf.Exchange(ctx, code)
-	if err != nil {
-		t.Fatalf("code exchange: %v", err)
-	}
-	return tok
-}
-
 // TestDexAccessToken: Dex's access tokens are JWTs (RS256, aud = the
 // client id, no scope claim, typ absent or JWT). One from a real code
 // login passes with the client id as audience, is refused for another
 // audience, for a required scope it lacks (403), when Dex is declared an
 // RFC 9068 issuer (its tokens are not typed at+jwt), and once tampered.
 func TestDexAccessToken(t *testing.T) {
-	redirect := callbackServer(t)
+	redirect := testidp.CallbackServer(t)
 	dex := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{redirect}})
 	conf := &oauth2.Config{
 		ClientID:     dex.ClientID,
@@ -67,7 +34,7 @@ func TestDexAccessToken(t *testing.T) {
 		Endpoint:     oauth2.Endpoint{AuthURL: dex.Issuer + "/auth", TokenURL: dex.Issuer + "/token"},
 		Scopes:       []string{"openid", "email", "profile"},
 	}
-	tok := codeLogin(t, conf, testidp.LoginDex, dex.Email, dex.Password)
+	tok := testidp.CodeLogin(t, conf, testidp.LoginDex, dex.Email, dex.Password)
 	if !looksLikeJWT(tok.AccessToken) {
 		t.Fatalf("Dex access token is not a JWT")
 	}
@@ -100,7 +67,13 @@ func TestDexAccessToken(t *testing.T) {
 
 	parts := strings.Split(tok.AccessToken, ".")
 	sig := []byte(parts[2])
-	sig[len(sig)/2] ^= 1
+	// Another base64url letter (flipping a bit could make '-' or '_' a
+	// character that is no b64token: a 400, not the bad signature).
+	if sig[len(sig)/2] == 'A' {
+		sig[len(sig)/2] = 'B'
+	} else {
+		sig[len(sig)/2] = 'A'
+	}
 	tampered := parts[0] + "." + parts[1] + "." + string(sig)
 	_, err = verifier(Config{Audiences: []string{dex.ClientID}}).Verify(ctx, apiRequest("Bearer "+tampered))
 	refusal(t, err, http.StatusUnauthorized, CodeInvalidToken, bearerInvalid, tampered)
@@ -126,7 +99,7 @@ func TestDexAccessToken(t *testing.T) {
 // client-credentials token of the service user "sid1" is for another
 // audience: the OP answers inactive, so it is refused (401).
 func TestZitadelIntrospection(t *testing.T) {
-	redirect := callbackServer(t)
+	redirect := testidp.CallbackServer(t)
 	z := testidp.StartZitadel(t, testidp.ZitadelOptions{RedirectURIs: []string{redirect}})
 	var doc struct {
 		Auth  string `json:"authorization_endpoint"`
@@ -140,7 +113,7 @@ func TestZitadelIntrospection(t *testing.T) {
 		Endpoint:     oauth2.Endpoint{AuthURL: doc.Auth, TokenURL: doc.Token, AuthStyle: oauth2.AuthStyleInHeader},
 		Scopes:       []string{"openid", "email", "profile"},
 	}
-	tok := codeLogin(t, conf, testidp.LoginZitadel, z.Username, z.Password)
+	tok := testidp.CodeLogin(t, conf, testidp.LoginZitadel, z.Username, z.Password)
 	if looksLikeJWT(tok.AccessToken) {
 		t.Fatalf("zitadel's example web client was expected to issue opaque tokens")
 	}

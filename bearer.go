@@ -1,0 +1,74 @@
+package oidcsession
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/oidc-session/oidc_session/internal/bearer"
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+// API clients beside browsers (the bearer block): a request that carries
+// an access token is judged by internal/bearer on the token alone. The
+// session cookie plays no part in it: a bad token is never rescued by a
+// good cookie, and a good token is never shadowed by another user's
+// cookie. No cookie is read, written or cleared, and no login is started.
+
+// serveAccessToken answers r when it is for the protected resource
+// metadata or carries an access token, and reports whether it did; a
+// request without a token (ErrNoToken) is left to the session. A refused
+// token gets the RFC 6750 answer written here (handle_errors does not see
+// it: the body and challenge are for the client's code); an IdP that
+// cannot be reached is a Caddy error with unavailable_status, never a 401
+// for a token that may well be good.
+func (h *Handler) serveAccessToken(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (bool, error) {
+	if h.bearer.ServeMetadata(w, r) {
+		return true, nil
+	}
+	p, err := h.bearer.Verify(r.Context(), r)
+	var refusal *bearer.Error
+	switch {
+	case err == nil:
+		sess, err := h.tokenSession(r, p)
+		if err != nil {
+			return true, caddyhttp.Error(http.StatusForbidden, err)
+		}
+		return true, h.admit(w, r, next, sess, authBearer)
+	case errors.Is(err, bearer.ErrNoToken):
+		return false, nil
+	case errors.As(err, &refusal):
+		h.logger.Debug("access token refused", zap.Int("status", refusal.Status), zap.Error(refusal))
+		refusal.WriteResponse(w)
+		return true, nil
+	default:
+		h.logger.Error("cannot judge the access token: the IdP cannot be reached", zap.Error(err))
+		return true, caddyhttp.Error(h.UnavailableStatus, err)
+	}
+}
+
+// tokenSession is the transient session of an API request: the verified
+// token's claims mapped by applyClaims exactly as a login's ID token
+// claims are (email only when verified, groups, user_id_claim, kept
+// claims), so the access rules, placeholders and headers are the
+// session's. It is never stored. Its access token is the one presented,
+// for a configured access_token header.
+func (h *Handler) tokenSession(r *http.Request, p *bearer.Principal) (*sessions.Session, error) {
+	s := &sessions.Session{Issuer: p.Issuer, TokenExpiry: p.Expiry, ExpiresAt: p.Expiry}
+	if err := h.applyClaims(s, p.Claims); err != nil {
+		return nil, fmt.Errorf("access token: %w", err)
+	}
+	s.AccessToken = presentedToken(r)
+	return s, nil
+}
+
+// presentedToken is the token of the request's Authorization header
+// (Bearer or DPoP scheme), which Verify has accepted.
+func presentedToken(r *http.Request) string {
+	_, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	return strings.TrimLeft(token, " ")
+}
