@@ -70,6 +70,8 @@ type Provider struct {
 type Discovered struct {
 	provider *gooidc.Provider
 	verifier *gooidc.IDTokenVerifier
+	// storedVerifier is verifier without the expiry check (idtoken.go).
+	storedVerifier *gooidc.IDTokenVerifier
 	// oauth has no RedirectURL: it depends on the request's host.
 	oauth *oauth2.Config
 	// Security is what discovery decided about client authentication,
@@ -150,9 +152,8 @@ func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 	_ = gp.Claims(&extra) // optional metadata: absent is fine
 	endpoint := gp.Endpoint()
 	endpoint.AuthStyle = authStyle(extra.AuthMethods)
-	return &Discovered{
+	d := &Discovered{
 		provider: gp,
-		verifier: gp.Verifier(&gooidc.Config{ClientID: p.cfg.ClientID}),
 		oauth: &oauth2.Config{
 			ClientID:     p.cfg.ClientID,
 			ClientSecret: p.cfg.ClientSecret,
@@ -163,7 +164,9 @@ func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 		HasUserInfo:        gp.UserInfoEndpoint() != "",
 		signingAlgs:        asymmetricOf(extra.SigningAlgs),
 		logoutKeys:         newLogoutKeys(extra.JWKS, p.cfg.HTTPClient, p.cfg.KeyRefetchInterval),
-	}, nil
+	}
+	d.setVerifiers(gooidc.Config{ClientID: p.cfg.ClientID})
+	return d, nil
 }
 
 // asymmetricOf keeps the asymmetric algorithms of those the IdP advertises;

@@ -112,7 +112,7 @@ func (p *Provider) discoverSecurity(d *Discovered) error {
 	if len(accepted) == 0 {
 		errs = append(errs, fmt.Errorf("it signs ID tokens with %v, none of PS256, ES256, EdDSA", algs))
 	}
-	d.verifier = d.provider.Verifier(&gooidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: accepted})
+	d.setVerifiers(gooidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: accepted})
 	if parErr != nil {
 		errs = append(errs, parErr)
 	}

@@ -113,7 +113,12 @@ func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken stri
 }
 
 func (p *Provider) verify(ctx context.Context, d *Discovered, raw string) (*gooidc.IDToken, map[string]any, error) {
-	idt, err := d.verifier.Verify(ctx, raw)
+	return p.verifyWith(ctx, d.verifier, raw)
+}
+
+// verifyWith verifies an ID token with v and checks its azp.
+func (p *Provider) verifyWith(ctx context.Context, v *gooidc.IDTokenVerifier, raw string) (*gooidc.IDToken, map[string]any, error) {
+	idt, err := v.Verify(ctx, raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ID token rejected: %w", err)
 	}
@@ -121,18 +126,25 @@ func (p *Provider) verify(ctx context.Context, d *Discovered, raw string) (*gooi
 	if err := idt.Claims(&claims); err != nil {
 		return nil, nil, fmt.Errorf("ID token claims: %w", err)
 	}
-	// OIDC Core 3.1.3.7: a token for several audiences must say which
-	// party it was issued to, and an azp must be this client: otherwise a
-	// token issued to another client that lists us among its audiences
-	// would log its holder in here.
+	if err := p.checkAzp(idt.Audience, claims); err != nil {
+		return nil, nil, err
+	}
+	return idt, claims, nil
+}
+
+// checkAzp applies OIDC Core 3.1.3.7: a token for several audiences must
+// say which party it was issued to, and an azp must be this client:
+// otherwise a token issued to another client that lists us among its
+// audiences would log its holder in here.
+func (p *Provider) checkAzp(audience []string, claims map[string]any) error {
 	azp, hasAzp := claims["azp"]
 	switch {
 	case hasAzp && azp != p.cfg.ClientID:
-		return nil, nil, errors.New("ID token rejected: azp is not this client")
-	case !hasAzp && len(idt.Audience) > 1:
-		return nil, nil, errors.New("ID token rejected: several audiences and no azp")
+		return errors.New("ID token rejected: azp is not this client")
+	case !hasAzp && len(audience) > 1:
+		return errors.New("ID token rejected: several audiences and no azp")
 	}
-	return idt, claims, nil
+	return nil
 }
 
 // mergeUserInfo adds the userinfo endpoint's claims to the ID token's,
