@@ -133,7 +133,7 @@ func New(cfg Config) (*Reader, error) {
 		r.names = []string{DefaultCookieName}
 	}
 	for _, name := range r.names {
-		if err := checkCookieName(name); err != nil {
+		if err := CheckCookieName(name); err != nil {
 			return nil, err
 		}
 	}
