@@ -358,6 +358,12 @@ func (m *migrator) convert(ctx context.Context, prev string, ps *oauth2proxy.Ses
 	verified := err == nil
 	switch {
 	case verified:
+		if h.FetchUserInfo && d.HasUserInfo && now.Before(ps.ExpiresOn) {
+			// As at login; an expired token gets them at its refresh.
+			if err := h.provider.MergeUserInfo(ctx, d, ps.AccessToken, claims); err != nil {
+				return refused("%w", err)
+			}
+		}
 		if err := h.applyClaims(s, claims); err != nil {
 			return refused("ID token: %w", err)
 		}

@@ -35,7 +35,7 @@ type migration struct {
 	redis                               *testredis.Server
 	cookieP, redisP, otherSecretP, othP *testidp.OAuth2Proxy
 	// Sites: cookie store under oauth2-proxy's cookie name; our cookie
-	// name and Redis store beside the proxy's Redis; a short
+	// name and Redis store beside the proxy's Redis, with userinfo; a short
 	// cookie_expire; a window that is over; a rolling switch.
 	cookieSite, redisSite, expireSite, overSite, keepSite string
 }
@@ -78,7 +78,7 @@ func startMigration(t *testing.T) *migration {
 		return "http://" + addr
 	}
 	m.cookieSite = site("", "", "until "+until)
-	m.redisSite = site(ourCookie, testcaddy.StoreBlock("redis", "url "+m.redis.URL(), "key_prefix oidc:"), redis+"\n\t\t\tuntil "+until)
+	m.redisSite = site(ourCookie, testcaddy.StoreBlock("redis", "url "+m.redis.URL(), "key_prefix oidc:")+"\n\t\tfetch_userinfo", redis+"\n\t\t\tuntil "+until)
 	m.expireSite = site("", "", "cookie_expire 1s\n\t\t\tuntil "+until)
 	m.overSite = site("", "", "until 2020-01-01")
 	m.keepSite = site(ourCookie, "store memory", redis+"\n\t\t\tkeep_proxy_sessions\n\t\t\tuntil "+until)

@@ -9,6 +9,7 @@ import (
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/oauth2"
 )
 
 // ErrIDTokenSignature means a stored ID token names this issuer and this
@@ -40,6 +41,14 @@ func (p *Provider) VerifyStoredIDToken(ctx context.Context, d *Discovered, raw s
 		return nil, fmt.Errorf("%w: %w", ErrIDTokenSignature, err)
 	}
 	return claims, err
+}
+
+// MergeUserInfo adds the userinfo endpoint's claims for an access token to
+// those of a verified ID token, as a login with fetchUserInfo does, never
+// letting userinfo change the subject: for a session taken over, whose
+// ID token alone may lack claims the IdP gives only at userinfo.
+func (p *Provider) MergeUserInfo(ctx context.Context, d *Discovered, accessToken string, claims map[string]any) error {
+	return p.mergeUserInfo(p.clientContext(ctx), d, &oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}, claims)
 }
 
 // namesThisClient reports whether the unverified claims of a JWS name
