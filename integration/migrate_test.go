@@ -2,13 +2,19 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/oidc-session/oidc_session/internal/oauth2proxy"
 	"github.com/oidc-session/oidc_session/internal/testcaddy"
@@ -370,4 +376,107 @@ func proxyRedisKey(t *testing.T, m *migration, cookies []*http.Cookie) string {
 		t.Fatalf("session in the %s store; want Redis", s.Store)
 	}
 	return s.RedisKey
+}
+
+// TestMigrateRotatedSigningKey: an oauth2-proxy session whose ID token was
+// signed with a key the IdP no longer publishes is taken over only when
+// the IdP redeems its refresh token for this client and sends a new ID
+// token; when it refuses, a normal login.
+func TestMigrateRotatedSigningKey(t *testing.T) {
+	idp := testcaddy.NewMockIdP(t, 0, false)
+	var rotated atomic.Bool
+	if err := idp.AddMiddleware(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if rotated.Load() {
+				rotateKey(t, idp, w, r, next)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	testcaddy.StartIdP(t, idp)
+	p := testidp.StartOAuth2Proxy(t, testidp.OAuth2ProxyOptions{
+		Addr: testenv.FreeAddr(t), Issuer: idp.Issuer(), ClientID: idp.ClientID, ClientSecret: idp.ClientSecret,
+		CookieSecret: proxySecret, Scopes: "openid email profile groups",
+	})
+	good, refused := p.LoginAuto(t), p.LoginAuto(t)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, fmt.Sprintf(`migrate_oauth2_proxy {
+			cookie_secret %s
+			until %s
+		}`, proxySecret, time.Now().Add(time.Hour).UTC().Format(time.RFC3339))))
+	// From now on the IdP publishes its key under another key ID, and
+	// signs new ID tokens with it: the proxy's ID tokens no longer verify.
+	rotated.Store(true)
+
+	resp, body := browserWith(t, base, good.Cookies).Navigate(base + "/")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id="+mockoidc.DefaultUser().Subject+" ") {
+		t.Fatalf("%d %q; want the page for the proxy's user", resp.StatusCode, body)
+	}
+	if n := idp.Refreshes.Load(); n != 1 {
+		t.Fatalf("%d refreshes; the IdP must vouch for the session once", n)
+	}
+	idp.FailRefresh.Store("invalid_grant")
+	resp, _ = browserWith(t, base, refused.Cookies).Navigate(base + "/")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), idp.Issuer()) {
+		t.Fatalf("refresh refused: %d to %q; want a login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// rotatedKID is the key ID the mock IdP uses once rotated.
+const rotatedKID = "rotated"
+
+// rotateKey serves the mock IdP's JWKS with its key under rotatedKID, and
+// its token responses with the ID token signed under rotatedKID.
+func rotateKey(t *testing.T, idp *testcaddy.MockIdP, w http.ResponseWriter, r *http.Request, next http.Handler) {
+	switch {
+	case strings.HasSuffix(r.URL.Path, mockoidc.JWKSEndpoint):
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
+			Key: idp.Keypair.PublicKey, KeyID: rotatedKID, Algorithm: "RS256", Use: "sig",
+		}}})
+	case strings.HasSuffix(r.URL.Path, mockoidc.TokenEndpoint):
+		rec := testcaddy.NewRecorder()
+		next.ServeHTTP(rec, r)
+		var doc map[string]any
+		if rec.Status != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &doc) != nil {
+			w.WriteHeader(rec.Status)
+			_, _ = w.Write(rec.Body.Bytes())
+			return
+		}
+		if raw, ok := doc["id_token"].(string); ok {
+			doc["id_token"] = resign(t, idp, raw)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(doc)
+	default:
+		next.ServeHTTP(w, r)
+	}
+}
+
+// resign signs the claims of raw again with the mock IdP's key under
+// rotatedKID.
+func resign(t *testing.T, idp *testcaddy.MockIdP, raw string) string {
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		t.Error(err)
+		return raw
+	}
+	claims := map[string]any{}
+	if err := tok.UnsafeClaimsWithoutVerification(&claims); err != nil {
+		t.Error(err)
+		return raw
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: idp.Keypair.PrivateKey}, (&jose.SignerOptions{}).WithHeader("kid", rotatedKID))
+	if err != nil {
+		t.Error(err)
+		return raw
+	}
+	out, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Error(err)
+		return raw
+	}
+	return out
 }
