@@ -314,6 +314,25 @@ func TestMigrateOAuth2Proxy(t *testing.T) {
 		m.servedAsDex(t, resp, body)
 	})
 
+	t.Run("no secret or cookie in the log", func(t *testing.T) {
+		l := m.cookieP.LoginDex(t, m.dex)
+		browserWith(t, m.cookieSite, l.Cookies).Navigate(m.cookieSite + "/page")
+		log, err := os.ReadFile(testcaddy.Running().LogFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := readProxySession(t, m, l.Cookies)
+		for what, v := range map[string]string{"proxy secret": proxySecret, "other secret": otherProxySecret, "proxy cookie": l.Cookies[0].Value[:40],
+			"ID token": s.IDToken, "refresh token": s.RefreshToken, "access token": s.AccessToken} {
+			if strings.Contains(string(log), v) {
+				t.Errorf("the log contains the %s", what)
+			}
+		}
+		if !strings.Contains(string(log), "oauth2-proxy session taken over") {
+			t.Error("no log line for the takeovers")
+		}
+	})
+
 	// Last: it stops Redis.
 	t.Run("redis down", func(t *testing.T) {
 		l := m.redisP.LoginDex(t, m.dex)
