@@ -369,8 +369,9 @@ func (h *Handler) validate() error {
 		bad("max_login_flows", "max_login_flows must be at least 1")
 	}
 	for _, host := range h.AllowedRedirectHosts {
-		if host == "" || strings.ContainsAny(host, "/\\@:") {
-			bad("allowed_redirect_hosts", "allowed_redirect_hosts: %q is not a host name", host)
+		rest, wildcard := strings.CutPrefix(host, "*.")
+		if rest == "" || strings.ContainsAny(rest, "/\\@:*") || (!wildcard && strings.Contains(host, "*")) {
+			bad("allowed_redirect_hosts", "allowed_redirect_hosts: %q is not a host name or *.<domain>", host)
 		}
 	}
 	if m := h.Migrate; m != nil {
@@ -431,6 +432,12 @@ func storeBackend(raw json.RawMessage) string {
 	return m.Backend
 }
 
+// hasPrefixFold is strings.HasPrefix ignoring case, as browsers match
+// cookie name prefixes.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
 func isPlaceholder(v string) bool { return strings.Contains(v, "{") }
 
 func checkAbsoluteURL(raw string) error {
@@ -449,11 +456,11 @@ func checkAbsoluteURL(raw string) error {
 // cookie that breaks them, which would make every login loop.
 func (c *CookieConfig) checkPrefix() error {
 	switch {
-	case strings.HasPrefix(c.Name, "__Host-"):
+	case hasPrefixFold(c.Name, "__Host-"):
 		if c.Domain != "" || c.Path != "/" || c.Insecure {
 			return fmt.Errorf("cookie name %q: __Host- cookies need no domain, path / and secure on", c.Name)
 		}
-	case strings.HasPrefix(c.Name, "__Secure-"):
+	case hasPrefixFold(c.Name, "__Secure-"):
 		if c.Insecure {
 			return fmt.Errorf("cookie name %q: __Secure- cookies need secure on", c.Name)
 		}

@@ -77,6 +77,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
 	f := oidc.NewFlow(h.loginReturnTo(r, returnTo), !h.DisablePKCE)
+	f.Origin = requestScheme(r) + "://" + r.Host
 	h.writeFlow(w, r, f)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, d.AuthCodeURL(f, h.redirectURL(r)), http.StatusFound)
@@ -161,7 +162,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	h.emit(eventCreated, sess, "")
 	// The flow cookie is authenticated, but its return URL is checked again
 	// against this request: whatever sends the browser on must be safe here.
-	http.Redirect(w, r, h.loginReturnTo(r, f.ReturnTo), http.StatusFound)
+	http.Redirect(w, r, h.callbackReturnTo(r, f), http.StatusFound)
 	return nil
 }
 

@@ -17,7 +17,10 @@ import (
 // IdP's. end_session_method get keeps the redirect for IdPs without POST.
 
 // endSessionScript submits the form; the page's Content-Security-Policy
-// allows exactly this script (by its hash) and nothing else.
+// allows exactly this script (by its hash) and nothing else. The form's
+// button is visible, not in a noscript: where the script cannot run (a
+// site-wide CSP that replaces this page's), the user can still go on to
+// the IdP, which noscript would not show with JavaScript merely blocked.
 const endSessionScript = `document.forms[0].submit()`
 
 var (
@@ -32,7 +35,7 @@ var (
 <body>
 <form method="post" action="{{.Action}}">
 {{range .Fields}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
-{{end}}<noscript><p>You are signed out of this site. <button type="submit">Sign out at the identity provider too</button></p></noscript>
+{{end}}<p>You are signed out of this site. <button type="submit">Sign out at the identity provider too</button></p>
 </form>
 <script>` + endSessionScript + `</script>
 </body></html>

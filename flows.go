@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oidc-session/oidc_session/internal/cookies"
 	"github.com/oidc-session/oidc_session/oidc"
 )
 
@@ -27,7 +28,7 @@ const cookieBudget = 13 << 10
 func (h *Handler) writeFlow(w http.ResponseWriter, r *http.Request, f *oidc.Flow) {
 	name := h.jar.FlowPrefix() + f.ID()
 	value := base64.RawURLEncoding.EncodeToString(h.flowKeys.Seal(f.Marshal(), h.flowBinding(name)))
-	h.capFlows(w, r, cookieSize(name, value))
+	h.keepFlows(w, r, cookies.Size(name, value)+h.sessionCookiesSize(r))
 	h.jar.SetFor(w, name, value, time.Duration(h.LoginTimeout))
 }
 
@@ -37,32 +38,30 @@ func (h *Handler) flowBinding(cookieName string) []byte {
 	return append(append([]byte(nil), h.binding...), "\x00"+cookieName...)
 }
 
-// capFlows keeps the newest earlier login flows that fit, with the one
-// about to be written (newFlow bytes) and the session cookies the request
-// carries, in MaxLoginFlows and cookieBudget; the others are deleted, so
-// abandoned logins cannot pile up cookies until every request gets 431.
-func (h *Handler) capFlows(w http.ResponseWriter, r *http.Request, newFlow int) {
+// keepFlows keeps the newest pending login flows of the request that fit,
+// besides reserved bytes (a flow about to be written, the session cookies
+// this response leaves the browser with), in MaxLoginFlows and
+// cookieBudget; the others are deleted, so abandoned logins cannot pile up
+// cookies until every request gets 431. It runs whenever the plugin's
+// cookies grow: a new flow, a new or refreshed session.
+func (h *Handler) keepFlows(w http.ResponseWriter, r *http.Request, reserved int) {
 	type flowCookie struct {
 		name    string
 		size    int
 		created time.Time
 	}
 	var flows []flowCookie
-	used := newFlow
 	for _, c := range r.Cookies() {
-		switch {
-		case strings.HasPrefix(c.Name, h.jar.FlowPrefix()):
-			fc := flowCookie{name: c.Name, size: cookieSize(c.Name, c.Value)}
+		if strings.HasPrefix(c.Name, h.jar.FlowPrefix()) {
+			fc := flowCookie{name: c.Name, size: cookies.Size(c.Name, c.Value)}
 			if f, err := h.openFlow(c); err == nil {
 				fc.created = f.Created
 			}
 			flows = append(flows, fc)
-		case h.jar.Owns(c.Name):
-			used += cookieSize(c.Name, c.Value)
 		}
 	}
 	sort.Slice(flows, func(i, j int) bool { return flows[i].created.After(flows[j].created) })
-	kept := 0
+	used, kept := reserved, 0
 	for _, fc := range flows {
 		if kept < h.MaxLoginFlows-1 && used+fc.size <= cookieBudget {
 			used += fc.size
@@ -71,6 +70,17 @@ func (h *Handler) capFlows(w http.ResponseWriter, r *http.Request, newFlow int) 
 		}
 		h.jar.Delete(w, fc.name)
 	}
+}
+
+// sessionCookiesSize is what the session cookies the request carries take.
+func (h *Handler) sessionCookiesSize(r *http.Request) int {
+	n := 0
+	for _, c := range r.Cookies() {
+		if h.jar.Owns(c.Name) && !strings.HasPrefix(c.Name, h.jar.FlowPrefix()) {
+			n += cookies.Size(c.Name, c.Value)
+		}
+	}
+	return n
 }
 
 // clearFlows deletes every login flow cookie the request carries.
@@ -93,6 +103,3 @@ func (h *Handler) openFlow(c *http.Cookie) (*oidc.Flow, error) {
 	}
 	return oidc.UnmarshalFlow(plain)
 }
-
-// cookieSize is what a cookie adds to a request's Cookie header.
-func cookieSize(name, value string) int { return len(name) + 1 + len(value) + len("; ") }

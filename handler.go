@@ -70,7 +70,12 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 func (h *Handler) applyCookie(w http.ResponseWriter, r *http.Request, c lifecycle.Cookie) error {
 	switch c.Action {
 	case lifecycle.Write:
-		return h.jar.Write(w, r, c.Value, c.Expires)
+		if err := h.jar.Write(w, r, c.Value, c.Expires); err != nil {
+			return err
+		}
+		// A new or refreshed session may be larger than the one the
+		// browser had: pending login flows make room for it.
+		h.keepFlows(w, r, h.jar.SessionSize(c.Value))
 	case lifecycle.Clear:
 		h.jar.Clear(w, r)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -116,6 +118,12 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	if (iss == "") != (sid == "") {
 		return caddyhttp.Error(http.StatusBadRequest, errors.New("front-channel logout needs both iss and sid, or neither"))
 	}
+	// Without iss and sid, nothing ties the request to the IdP: another
+	// site could frame this URL. A cross-site request must then come from
+	// the IdP's own pages (when the browser says where it comes from).
+	if iss == "" && r.Header.Get("Sec-Fetch-Site") == "cross-site" && !h.fromIssuer(r.Referer()) {
+		return caddyhttp.Error(http.StatusForbidden, errors.New("cross-site front-channel logout without iss and sid from another origin than the IdP's"))
+	}
 	if iss != "" && iss != h.provider.Issuer() {
 		return caddyhttp.Error(http.StatusBadRequest, errors.New("front-channel logout for another issuer"))
 	}
@@ -144,4 +152,18 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_, err := io.WriteString(w, "<!doctype html><title>Logged out</title>\n")
 	return err
+}
+
+// fromIssuer reports whether a Referer is absent or of the issuer's
+// origin.
+func (h *Handler) fromIssuer(referer string) bool {
+	if referer == "" {
+		return true
+	}
+	ref, err := url.Parse(referer)
+	if err != nil {
+		return false
+	}
+	iss, err := url.Parse(h.provider.Issuer())
+	return err == nil && strings.EqualFold(ref.Scheme, iss.Scheme) && strings.EqualFold(ref.Host, iss.Host)
 }

@@ -373,8 +373,13 @@ func (m *migrator) convert(ctx context.Context, prev string, ps *oauth2proxy.Ses
 	case errors.Is(err, oidc.ErrIDTokenSignature) && ps.RefreshToken != "":
 		// Signed with a key the IdP no longer publishes: the IdP itself
 		// must vouch for the session, by redeeming its refresh token for
-		// this client and sending a new ID token for the same user.
-		s.Subject = ps.User
+		// this client and sending a new ID token for the same user. The
+		// unverified one is dropped, so the refresh takes no claim from it.
+		s.Subject, s.IDToken = ps.User, ""
+	case errors.Is(err, oidc.ErrIDTokenSignature) && errors.Is(err, oidc.ErrUnavailable):
+		// No refresh token to ask the IdP with, and the keys cannot be
+		// checked now: try again later rather than refuse.
+		return nil, lifecycle.Cookie{}, fmt.Errorf("%w: %w", errUnavailable, err)
 	default:
 		return refused("%w", err)
 	}
@@ -388,7 +393,7 @@ func (m *migrator) convert(ctx context.Context, prev string, ps *oauth2proxy.Ses
 			return refused("%w", err)
 		case err != nil:
 			return nil, lifecycle.Cookie{}, fmt.Errorf("%w: %w", errUnavailable, err)
-		case !verified && refreshed.IDToken == ps.IDToken:
+		case !verified && refreshed.IDToken == "":
 			return refused("ID token signed with an unknown key, and the IdP's refresh sent no new one")
 		}
 		if err := h.authorize(refreshed); err != nil {

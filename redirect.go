@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/oidc-session/oidc_session/oidc"
 )
 
 const (
@@ -22,16 +23,17 @@ const (
 // that a browser could read as another host (//evil, /\evil, encoded
 // forms, userinfo tricks, control characters) is refused.
 func (h *Handler) safeReturnTo(r *http.Request, rd string) (string, bool) {
-	if rd == "" || len(rd) > maxReturnURL || hasUnsafeChars(rd) {
-		return "", false
-	}
-	// Defence in depth: an upstream that decodes the path once more must
-	// not find a scheme-relative URL either.
-	if dec, err := url.PathUnescape(rd); err != nil || hasUnsafeChars(dec) || isSchemeRelative(dec) {
+	if rd == "" || len(rd) > maxReturnURL || hasControlChars(rd) {
 		return "", false
 	}
 	if strings.HasPrefix(rd, "/") {
-		if isSchemeRelative(rd) {
+		// The path is what a browser could read as a host (//evil, /\evil)
+		// and what an upstream that decodes it once more must not find
+		// scheme-relative either; the query and fragment may hold any
+		// text (a search for 100%, a C:\ path).
+		path, _ := splitPath(rd)
+		dec, err := url.PathUnescape(path)
+		if err != nil || strings.Contains(path, "\\") || hasUnsafeChars(dec) || isSchemeRelative(path) || isSchemeRelative(dec) {
 			return "", false
 		}
 		u, err := url.Parse(rd)
@@ -40,14 +42,32 @@ func (h *Handler) safeReturnTo(r *http.Request, rd string) (string, bool) {
 		}
 		return rd, true
 	}
+	if strings.Contains(rd, "\\") {
+		return "", false
+	}
 	u, err := url.Parse(rd)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil || u.Host == "" || u.Opaque != "" {
+		return "", false
+	}
+	if u.Scheme == "http" && requestScheme(r) == "https" {
+		return "", false // no way back from https to plain http
+	}
+	if dec, err := url.PathUnescape(u.EscapedPath()); err != nil || hasUnsafeChars(dec) || isSchemeRelative(dec) {
 		return "", false
 	}
 	if !h.hostAllowed(r, u.Hostname()) {
 		return "", false
 	}
 	return u.String(), true
+}
+
+// splitPath cuts a relative URL into its path and the rest (query and
+// fragment, with their ? or #).
+func splitPath(ref string) (path, rest string) {
+	if i := strings.IndexAny(ref, "?#"); i >= 0 {
+		return ref[:i], ref[i:]
+	}
+	return ref, ""
 }
 
 // loginReturnTo is where a login started from r goes back to: target if
@@ -70,6 +90,24 @@ func (h *Handler) loginReturnTo(r *http.Request, target string) string {
 		return "/"
 	}
 	return safe
+}
+
+// callbackReturnTo is where the callback r of the login flow f sends the
+// browser: the flow's return URL, checked again as the host that started
+// the login would check it, made absolute when that host is not the
+// callback's (an absolute redirect_url on a host of its own).
+func (h *Handler) callbackReturnTo(r *http.Request, f *oidc.Flow) string {
+	origin, err := url.Parse(f.Origin)
+	if err != nil || origin.Host == "" || strings.EqualFold(origin.Host, r.Host) {
+		return h.loginReturnTo(r, f.ReturnTo)
+	}
+	start := r.Clone(r.Context())
+	start.Host = origin.Host
+	target := h.loginReturnTo(start, f.ReturnTo)
+	if strings.HasPrefix(target, "/") {
+		target = origin.Scheme + "://" + origin.Host + target
+	}
+	return target
 }
 
 // absoluteURL makes a validated return URL absolute against the request, as
@@ -106,9 +144,14 @@ func isSchemeRelative(s string) bool {
 	return strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.HasPrefix(s, "\\")
 }
 
+// hasUnsafeChars reports a control character or a backslash.
 func hasUnsafeChars(s string) bool {
+	return hasControlChars(s) || strings.Contains(s, "\\")
+}
+
+func hasControlChars(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f || c == '\\' {
+		if c := s[i]; c < 0x20 || c == 0x7f {
 			return true
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/oidc-session/oidc_session/oidc"
 )
 
 func TestSafeReturnTo(t *testing.T) {
@@ -135,5 +137,52 @@ func TestRedirectAbsoluteURL(t *testing.T) {
 				t.Fatalf("absoluteURL(%q) = %q; want %q", tc.target, got, tc.want)
 			}
 		})
+	}
+}
+
+// Queries keep their text: a percent sign, an encoded backslash or newline
+// in the query is no way to another host (found by review: they came back
+// as /). The path still may not decode to one.
+func TestLoginReturnToKeepsQueries(t *testing.T) {
+	h := &Handler{}
+	r := httptest.NewRequest("GET", "http://app.example.com/", nil)
+	for target, want := range map[string]string{
+		"/search?q=100%":            "/search?q=100%",
+		"/files?path=C:%5Cdocs":     "/files?path=C:%5Cdocs",
+		"/page?text=line1%0Aline2":  "/page?text=line1%0Aline2",
+		"/page#frag\\ment":          "/page#frag\\ment",
+		"/%5Cevil.example?q=1":      "/",
+		"/x%0d%0aSet-Cookie:a=b?q":  "/",
+		"/%2F%2Fevil.example?q=100": "/",
+	} {
+		if got := h.loginReturnTo(r, target); got != want {
+			t.Errorf("loginReturnTo(%q) = %q, want %q", target, got, want)
+		}
+	}
+	// An https site sends nobody back to plain http.
+	tls := httptest.NewRequest("GET", "https://app.example.com/", nil)
+	if got, ok := h.safeReturnTo(tls, "http://app.example.com/x"); ok {
+		t.Errorf("https request: http return URL accepted as %q", got)
+	}
+}
+
+// A login started on app.example.com whose callback is on another host
+// (an absolute redirect_url) goes back to app.example.com.
+func TestCallbackReturnToOrigin(t *testing.T) {
+	h := &Handler{}
+	cb := httptest.NewRequest("GET", "http://auth.example.com/oauth2/callback", nil)
+	for _, tc := range []struct{ returnTo, want string }{
+		{"/deep?x=1", "http://app.example.com/deep?x=1"},
+		{"http://app.example.com/abs", "http://app.example.com/abs"},
+		{"http://evil.example/", "http://app.example.com/"},
+	} {
+		f := &oidc.Flow{ReturnTo: tc.returnTo, Origin: "http://app.example.com"}
+		if got := h.callbackReturnTo(cb, f); got != tc.want {
+			t.Errorf("return to %q from another host's callback: %q, want %q", tc.returnTo, got, tc.want)
+		}
+	}
+	same := httptest.NewRequest("GET", "http://app.example.com/oauth2/callback", nil)
+	if got := h.callbackReturnTo(same, &oidc.Flow{ReturnTo: "/p", Origin: "http://app.example.com"}); got != "/p" {
+		t.Errorf("same host: %q", got)
 	}
 }

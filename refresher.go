@@ -37,7 +37,18 @@ func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions
 	}
 	out := *s
 	if t.Claims != nil {
-		if err := h.applyClaims(&out, t.Claims); err != nil {
+		// OIDC Core 12.2 does not make the IdP repeat the profile claims
+		// in a refreshed ID token: a claim it leaves out keeps its value
+		// from the token the session had (verified when it was issued),
+		// or the email or groups the rules rely on would vanish.
+		claims := t.Claims
+		if previous, err := oidc.UnverifiedClaims(s.IDToken); err == nil {
+			claims = previous
+			for k, v := range t.Claims {
+				claims[k] = v
+			}
+		}
+		if err := h.applyClaims(&out, claims); err != nil {
 			metricRefreshFailure(refreshFailureOther)
 			return nil, fmt.Errorf("%w: refreshed ID token: %w", lifecycle.ErrRefused, err)
 		}

@@ -433,6 +433,11 @@ func TestMigrateRotatedSigningKey(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id="+mockoidc.DefaultUser().Subject+" ") {
 		t.Fatalf("%d %q; want the page for the proxy's user", resp.StatusCode, body)
 	}
+	// The refreshed ID token has no email; the proxy's, which did not
+	// verify, had one: nothing of it is kept.
+	if !strings.Contains(body, "email= ") {
+		t.Errorf("page %q: a claim of the unverified ID token was kept", body)
+	}
 	if n := idp.Refreshes.Load(); n != 1 {
 		t.Fatalf("%d refreshes; the IdP must vouch for the session once", n)
 	}
@@ -447,7 +452,8 @@ func TestMigrateRotatedSigningKey(t *testing.T) {
 const rotatedKID = "rotated"
 
 // rotateKey serves the mock IdP's JWKS with its key under rotatedKID, and
-// its token responses with the ID token signed under rotatedKID.
+// its token responses with the ID token signed under rotatedKID, without
+// the email claims.
 func rotateKey(t *testing.T, idp *testcaddy.MockIdP, w http.ResponseWriter, r *http.Request, next http.Handler) {
 	switch {
 	case strings.HasSuffix(r.URL.Path, mockoidc.JWKSEndpoint):
@@ -474,8 +480,8 @@ func rotateKey(t *testing.T, idp *testcaddy.MockIdP, w http.ResponseWriter, r *h
 	}
 }
 
-// resign signs the claims of raw again with the mock IdP's key under
-// rotatedKID.
+// resign signs the claims of raw but its email again with the mock IdP's
+// key under rotatedKID.
 func resign(t *testing.T, idp *testcaddy.MockIdP, raw string) string {
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
@@ -487,6 +493,8 @@ func resign(t *testing.T, idp *testcaddy.MockIdP, raw string) string {
 		t.Error(err)
 		return raw
 	}
+	delete(claims, "email")
+	delete(claims, "email_verified")
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: idp.Keypair.PrivateKey}, (&jose.SignerOptions{}).WithHeader("kid", rotatedKID))
 	if err != nil {
 		t.Error(err)

@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,9 +20,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
+	headless "github.com/oidc-session/oidc_session/internal/browser"
 	"github.com/oidc-session/oidc_session/internal/testcaddy"
 	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/internal/testredis"
@@ -585,5 +589,241 @@ func TestSecurityGroupsWithCommas(t *testing.T) {
 	_, body := testcaddy.NewBrowser(t).Login(base + "/")
 	if !strings.Contains(body, "groups=staff%2Cadmins,100%25,plain ") {
 		t.Errorf("groups as the upstream sees them: %s", body)
+	}
+}
+
+// Found by review of the fixes above: each of these failed on them.
+
+// TestSecurityPendingLoginsThenBigSession: pending logins started while
+// there was no session, then one of them completes with a 3-chunk
+// session: the callback itself trims the flows, over HTTP/1 and HTTP/2
+// (which counts 32 bytes more per cookie, and is what browsers use).
+func TestSecurityPendingLoginsThenBigSession(t *testing.T) {
+	for _, proto := range []string{"h1", "h2c"} {
+		t.Run(proto, func(t *testing.T) {
+			idp := testcaddy.StartMockIdP(t, 0, false)
+			addr := testenv.FreeAddr(t)
+			testcaddy.StartCaddyServers(t, map[string]string{addr: testcaddy.SiteConfig(idp, "")}, "protocols h1 h2c")
+			base := "http://" + addr
+			b := testcaddy.NewBrowser(t)
+			site := &http.Transport{Protocols: new(http.Protocols)}
+			if proto == "h2c" {
+				site.Protocols.SetUnencryptedHTTP2(true)
+			} else {
+				site.Protocols.SetHTTP1(true)
+			}
+			long := "/" + strings.Repeat("x", 1000) + "?q=" + strings.Repeat("y", 980)
+			var auths []string
+			b.Client.Transport = site
+			for i := 0; i < 5; i++ {
+				resp, _ := b.Navigate(base + "/oauth2/start?rd=" + url.QueryEscape(long+fmt.Sprint(i)))
+				if resp.StatusCode != http.StatusFound {
+					t.Fatalf("start %d: %d", i, resp.StatusCode)
+				}
+				auths = append(auths, resp.Header.Get("Location"))
+			}
+			idp.QueueUser(bigGroups("big"))
+			b.Client.Transport = http.DefaultTransport // the IdP speaks HTTP/1
+			cb := b.Authorize(auths[4])
+			b.Client.Transport = site
+			if resp, body := b.Navigate(cb); resp.StatusCode != http.StatusFound {
+				t.Fatalf("callback: %d %s", resp.StatusCode, body)
+			}
+			if b.Cookie(base, sessionCookie+"_2") == nil {
+				t.Fatal("fixture: the session does not take three cookie chunks")
+			}
+			u, _ := url.Parse(base)
+			size := 0
+			for _, c := range b.Client.Jar.Cookies(u) {
+				size += len(c.Name) + len(c.Value) + 3 + 32
+			}
+			if size > 13<<10 {
+				t.Errorf("the browser's cookies take %d bytes as HTTP/2 counts them", size)
+			}
+			for _, p := range []string{"/", "/oauth2/sign_out"} {
+				req, _ := http.NewRequest(http.MethodGet, base+p, nil)
+				req.Header.Set("Sec-Fetch-Mode", "navigate")
+				resp, err := b.Client.Do(req)
+				if err != nil {
+					t.Fatalf("%s: %v (the request does not fit the server's header limit)", p, err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusRequestHeaderFieldsTooLarge {
+					t.Errorf("%s: 431, the browser is locked out", p)
+				}
+			}
+		})
+	}
+}
+
+// TestSecurityRefreshRateLimited: a 429 (or any answer that is not an
+// OAuth error) from the token endpoint is the IdP not answering now, not
+// its final word: the session goes on.
+func TestSecurityRefreshRateLimited(t *testing.T) {
+	idp := testcaddy.NewMockIdP(t, 3*time.Second, false)
+	if err := idp.AddMiddleware(onGrant("refresh_token", func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "5")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, `{"error":"slow_down"}`)
+		})
+	})); err != nil {
+		t.Fatal(err)
+	}
+	testcaddy.StartIdP(t, idp)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.LoginAs(t, idp, base, "alice")
+	time.Sleep(2200 * time.Millisecond)
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusOK || clearsSession(resp) {
+		t.Errorf("a 429 to the refresh ended the session: %d", resp.StatusCode)
+	}
+}
+
+// TestSecurityJWKSDown: the IdP's keys cannot be fetched when a refreshed
+// ID token names a new key, or at login: the session goes on, and the login
+// is answered unavailable_status (retry), not 400.
+func TestSecurityJWKSDown(t *testing.T) {
+	newKey, err := mockoidc.RandomKeypair(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rotated, jwksDown atomic.Bool
+	idp := testcaddy.NewMockIdP(t, 3*time.Second, false)
+	if err := idp.AddMiddleware(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, mockoidc.JWKSEndpoint) && jwksDown.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := idp.AddMiddleware(onGrant("refresh_token", rewriteIDToken(func(raw string, c jwt.MapClaims) string {
+		if rotated.Load() {
+			return signWith(t, newKey, c)
+		}
+		return raw
+	}))); err != nil {
+		t.Fatal(err)
+	}
+	testcaddy.StartIdP(t, idp)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.LoginAs(t, idp, base, "alice")
+	time.Sleep(2200 * time.Millisecond)
+	rotated.Store(true)
+	jwksDown.Store(true)
+	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusOK || clearsSession(resp) {
+		t.Errorf("a JWKS outage during a refresh ended the session: %d", resp.StatusCode)
+	}
+
+	// A new Caddy (no keys fetched yet) while the JWKS is down: the login
+	// cannot be judged.
+	base = testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	nb := testcaddy.NewBrowser(t)
+	resp, _ := nb.Navigate(base + "/")
+	if resp, body := nb.Navigate(nb.Authorize(resp.Header.Get("Location"))); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("login with the JWKS down: %d %s, want 503", resp.StatusCode, body)
+	}
+}
+
+// TestSecurityRefreshKeepsProfileClaims: a refreshed ID token with only
+// the protocol claims (OIDC Core 12.2 does not require the others) keeps
+// the login's email and groups: no logout with user_id_claim email, no
+// 403 from the rules.
+func TestSecurityRefreshKeepsProfileClaims(t *testing.T) {
+	for _, extra := range []string{"user_id_claim email", "allowed_email_domains example.com"} {
+		t.Run(extra, func(t *testing.T) {
+			idp := testcaddy.NewMockIdP(t, 3*time.Second, false)
+			if err := idp.AddMiddleware(onGrant("refresh_token", rewriteIDToken(func(_ string, c jwt.MapClaims) string {
+				for _, k := range []string{"email", "email_verified", "name", "preferred_username", "groups"} {
+					delete(c, k)
+				}
+				return signWith(t, idp.Keypair, c)
+			}))); err != nil {
+				t.Fatal(err)
+			}
+			testcaddy.StartIdP(t, idp)
+			base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, extra))
+			b := testcaddy.NewBrowser(t)
+			b.LoginAs(idp, base, "alice")
+			time.Sleep(2200 * time.Millisecond)
+			resp, body := b.Navigate(base + "/")
+			if resp.StatusCode != http.StatusOK || !strings.Contains(body, "email=alice@example.com ") || idp.Refreshes.Load() != 1 {
+				t.Errorf("after a refresh without profile claims: %d %s (%d refreshes)", resp.StatusCode, body, idp.Refreshes.Load())
+			}
+		})
+	}
+}
+
+// TestSecurityFrontchannelFramedByOtherSite: without iss and sid, a
+// cross-site request to frontchannel_logout must come from the IdP.
+func TestSecurityFrontchannelFramedByOtherSite(t *testing.T) {
+	idp := testcaddy.StartMockIdP(t, 0, false)
+	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, ""))
+	b := testcaddy.LoginAs(t, idp, base, "alice")
+	frame := []string{"Sec-Fetch-Site: cross-site", "Sec-Fetch-Dest: iframe", "Sec-Fetch-Mode: navigate"}
+	resp, _ := b.Do(http.MethodGet, base+"/oauth2/frontchannel_logout", append(frame, "Referer: https://evil.example/")...)
+	if resp.StatusCode != http.StatusForbidden || clearsSession(resp) {
+		t.Errorf("framed by another site: %d (cleared %v)", resp.StatusCode, clearsSession(resp))
+	}
+	resp, _ = b.Do(http.MethodGet, base+"/oauth2/frontchannel_logout", append(frame, "Referer: "+idp.Issuer()+"/logout")...)
+	if resp.StatusCode != http.StatusOK || !clearsSession(resp) {
+		t.Errorf("framed by the IdP: %d (cleared %v)", resp.StatusCode, clearsSession(resp))
+	}
+}
+
+// TestSecurityEndSessionPageInChromium: Chromium runs the end_session
+// page's script under its CSP and posts the form (nothing of it in a URL);
+// where a site-wide CSP blocks the script, the page still shows a button
+// that does it.
+func TestSecurityEndSessionPageInChromium(t *testing.T) {
+	headless.ExecPath(t)
+	for name, siteExtra := range map[string]string{"plain": "", "site CSP": "\theader >Content-Security-Policy \"default-src 'self'\"\n"} {
+		t.Run(name, func(t *testing.T) {
+			var posted atomic.Value
+			posted.Store("")
+			idp := testcaddy.NewMockIdP(t, 0, true)
+			idp.EndSession = strings.TrimPrefix(mockoidc.UserinfoEndpoint, "/oidc") // a path whose chain runs this middleware
+			if err := idp.AddMiddleware(func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if strings.HasSuffix(r.URL.Path, idp.EndSession) {
+						_ = r.ParseForm()
+						posted.Store(fmt.Sprintf("%s hint=%v query=%q", r.Method, r.PostForm.Get("id_token_hint") != "", r.URL.RawQuery))
+						_, _ = io.WriteString(w, "<!doctype html><title>idp</title><p>IdP logged out</p>")
+						return
+					}
+					next.ServeHTTP(w, r)
+				})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			testcaddy.StartIdP(t, idp)
+			_, port, _ := net.SplitHostPort(testenv.FreeAddr(t))
+			base := "http://localhost:" + port
+			testcaddy.StartCaddySites(t, map[string]string{"localhost:" + port: siteExtra + testcaddy.SiteConfig(idp, "")})
+			tab := headless.Start(t, 60*time.Second).First
+			if err := chromedp.Do(tab.Ctx, chromedp.Navigate(base+"/")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := headless.WaitPage(tab.Ctx, 10*time.Second, func(p headless.Page) bool { return strings.Contains(p.Text, "id=") }); err != nil {
+				t.Fatal(err)
+			}
+			if err := chromedp.Do(tab.Ctx, chromedp.Navigate(base+"/oauth2/sign_out")); err != nil {
+				t.Fatal(err)
+			}
+			if siteExtra != "" {
+				// The script is blocked: the user presses the button.
+				if err := chromedp.Do(tab.Ctx, chromedp.Click(chromedp.CSS(`form button[type="submit"]`))); err != nil {
+					t.Fatalf("no button to press: %v", err)
+				}
+			}
+			p, err := headless.WaitPage(tab.Ctx, 10*time.Second, func(headless.Page) bool { return posted.Load().(string) != "" })
+			if err != nil || posted.Load().(string) != `POST hint=true query=""` {
+				t.Errorf("the end_session form was not posted: %v %q\n%s", err, posted.Load(), p.HTML)
+			}
+		})
 	}
 }

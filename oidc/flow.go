@@ -15,11 +15,15 @@ import (
 // response belongs to this browser and this request. It lives in an
 // encrypted short-lived cookie; nothing is kept on the server.
 type Flow struct {
-	State    string    `json:"s"`
-	Nonce    string    `json:"n"`
-	Verifier string    `json:"v,omitempty"` // PKCE code verifier; empty when PKCE is off
-	ReturnTo string    `json:"r"`
-	Created  time.Time `json:"t"`
+	State    string `json:"s"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v,omitempty"` // PKCE code verifier; empty when PKCE is off
+	ReturnTo string `json:"r"`
+	// Origin is scheme://host of the request that started the login, so
+	// a callback on another host (an absolute redirect_url) sends the
+	// browser back to the right one.
+	Origin  string    `json:"o,omitempty"`
+	Created time.Time `json:"t"`
 	// DPoP is the key of the session this login will make (nil without
 	// DPoP): the authorization request names it (dpop_jkt), so the code
 	// can only be redeemed with proofs signed by it.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
@@ -19,12 +18,11 @@ import (
 // session's refresh token for this client, can still vouch for it.
 var ErrIDTokenSignature = errors.New("ID token names this issuer and client, but its signature does not verify with the IdP's keys")
 
-// setVerifiers sets the ID token verifiers for cfg: the login's, and the
+// setVerifiers sets the ID token verifiers for algs: the login's, and the
 // same without the expiry check for VerifyStoredIDToken.
-func (d *Discovered) setVerifiers(cfg gooidc.Config) {
-	d.verifier = d.provider.Verifier(&cfg)
-	cfg.SkipExpiryCheck = true
-	d.storedVerifier = d.provider.Verifier(&cfg)
+func (p *Provider) setVerifiers(d *Discovered, algs []jose.SignatureAlgorithm) {
+	d.verifier = p.idTokenVerifier(d.keys, algs, false)
+	d.storedVerifier = p.idTokenVerifier(d.keys, algs, true)
 }
 
 // VerifyStoredIDToken verifies an ID token issued to this client earlier
@@ -33,10 +31,13 @@ func (d *Discovered) setVerifiers(cfg gooidc.Config) {
 // and azp, as at login; but not its expiry, since such sessions outlive
 // their ID token, nor a nonce, since the login that had one is long over.
 // It returns the token's claims. A token for another issuer or client is
-// refused with the verifier's error; one for this issuer and client whose
-// signature does not verify, with an error wrapping ErrIDTokenSignature.
+// refused with the verifier's error. One for this issuer and client that
+// does not verify gets an error wrapping ErrIDTokenSignature: its key is
+// not among the IdP's, or the keys cannot be had now (then the error also
+// wraps ErrUnavailable; a kept token names a retired key more often than
+// a new one, so it does not wait for the key cache's next fetch).
 func (p *Provider) VerifyStoredIDToken(ctx context.Context, d *Discovered, raw string) (map[string]any, error) {
-	_, claims, err := p.verifyWith(p.clientContext(ctx), d.storedVerifier, raw)
+	_, claims, err := p.verifyWith(ctx, d.storedVerifier, raw)
 	if err != nil && p.namesThisClient(raw) {
 		return nil, fmt.Errorf("%w: %w", ErrIDTokenSignature, err)
 	}

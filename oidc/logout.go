@@ -98,7 +98,7 @@ func (p *Provider) VerifyLogoutToken(ctx context.Context, d *Discovered, raw str
 // keys cannot be fetched (now) wraps ErrUnavailable instead: the IdP should
 // retry. See logoutKeys for when a token may make the keys be fetched.
 func (p *Provider) VerifyLogoutTokenMaxAge(ctx context.Context, d *Discovered, raw string, maxAge time.Duration, mayFetch KeyFetch) (*LogoutToken, error) {
-	if d == nil || d.logoutKeys == nil {
+	if d == nil || d.keys == nil {
 		return nil, errors.New("logout token: identity provider not discovered")
 	}
 	if maxAge <= 0 {
@@ -121,7 +121,7 @@ func (p *Provider) VerifyLogoutTokenMaxAge(ctx context.Context, d *Discovered, r
 	if _, err := p.checkLogoutClaims(payload, now, maxAge); err != nil {
 		return nil, err
 	}
-	verified, err := d.logoutKeys.verify(ctx, raw, d.signingAlgs, mayFetch)
+	verified, err := d.keys.verify(ctx, raw, d.signingAlgs, mayFetch)
 	if err != nil {
 		return nil, err
 	}

@@ -83,9 +83,9 @@ type Discovered struct {
 	HasUserInfo bool
 
 	// signingAlgs are the asymmetric algorithms the IdP says it signs with,
-	// the only ones accepted on logout tokens.
+	// the only ones accepted on ID and logout tokens.
 	signingAlgs []jose.SignatureAlgorithm
-	logoutKeys  *logoutKeys
+	keys        *keyCache
 }
 
 // NewProvider returns a provider that discovers cfg.Issuer on first use.
@@ -152,6 +152,8 @@ func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 	_ = gp.Claims(&extra) // optional metadata: absent is fine
 	endpoint := gp.Endpoint()
 	endpoint.AuthStyle = authStyle(extra.AuthMethods)
+	keys := newKeyCache(extra.JWKS, p.cfg.HTTPClient, p.cfg.KeyRefetchInterval)
+	algs := asymmetricOf(extra.SigningAlgs)
 	d := &Discovered{
 		provider: gp,
 		oauth: &oauth2.Config{
@@ -162,11 +164,21 @@ func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 		},
 		EndSessionEndpoint: extra.EndSession,
 		HasUserInfo:        gp.UserInfoEndpoint() != "",
-		signingAlgs:        asymmetricOf(extra.SigningAlgs),
-		logoutKeys:         newLogoutKeys(extra.JWKS, p.cfg.HTTPClient, p.cfg.KeyRefetchInterval),
+		signingAlgs:        algs,
+		keys:               keys,
 	}
-	d.setVerifiers(gooidc.Config{ClientID: p.cfg.ClientID})
+	p.setVerifiers(d, algs)
 	return d, nil
+}
+
+// idTokenVerifier verifies ID tokens (iss, aud, exp unless skipExpiry,
+// and the signature with one of algs) against the key cache.
+func (p *Provider) idTokenVerifier(keys *keyCache, algs []jose.SignatureAlgorithm, skipExpiry bool) *gooidc.IDTokenVerifier {
+	names := make([]string, len(algs))
+	for i, a := range algs {
+		names[i] = string(a)
+	}
+	return gooidc.NewVerifier(p.cfg.Issuer, idTokenKeys{keys, algs}, &gooidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: names, SkipExpiryCheck: skipExpiry})
 }
 
 // asymmetricOf keeps the asymmetric algorithms of those the IdP advertises;

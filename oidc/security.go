@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // Security is what discovery decided about client authentication, pushed
@@ -112,7 +113,11 @@ func (p *Provider) discoverSecurity(d *Discovered) error {
 	if len(accepted) == 0 {
 		errs = append(errs, fmt.Errorf("it signs ID tokens with %v, none of PS256, ES256, EdDSA", algs))
 	}
-	d.setVerifiers(gooidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: accepted})
+	fapiAlgs := make([]jose.SignatureAlgorithm, len(accepted))
+	for i, a := range accepted {
+		fapiAlgs[i] = jose.SignatureAlgorithm(a)
+	}
+	p.setVerifiers(d, fapiAlgs)
 	if parErr != nil {
 		errs = append(errs, parErr)
 	}

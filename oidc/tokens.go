@@ -2,10 +2,12 @@ package oidc
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
@@ -116,10 +118,18 @@ func (p *Provider) verify(ctx context.Context, d *Discovered, raw string) (*gooi
 	return p.verifyWith(ctx, d.verifier, raw)
 }
 
-// verifyWith verifies an ID token with v and checks its azp.
+// verifyWith verifies an ID token with v and checks its azp. When the
+// IdP's keys cannot be had, the error wraps ErrUnavailable: the token is
+// not refused.
 func (p *Provider) verifyWith(ctx context.Context, v *gooidc.IDTokenVerifier, raw string) (*gooidc.IDToken, map[string]any, error) {
-	idt, err := v.Verify(ctx, raw)
+	vctx, keyFailure := withKeyFailure(ctx)
+	idt, err := v.Verify(vctx, raw)
 	if err != nil {
+		if *keyFailure != nil {
+			// The keys could not be had: the token is not refused, and
+			// the login or refresh can be tried again.
+			return nil, nil, *keyFailure
+		}
 		return nil, nil, fmt.Errorf("ID token rejected: %w", err)
 	}
 	claims := map[string]any{}
@@ -185,17 +195,20 @@ func newTokens(tok *oauth2.Token, idToken string, claims map[string]any) *Tokens
 	return t
 }
 
-// classify tells a refusal by the IdP (invalid_grant and other 4xx) from a
-// failure to reach it (network error, timeout, 5xx).
+// classify tells a refusal by the IdP from a failure to reach it. Only an
+// OAuth error answer (RFC 6749 section 5.2: a 400 or 401 with an error
+// code) is the IdP's final word; everything else, a network error, a
+// timeout, a 5xx, a 429 or 408 of a rate limiter, a WAF's HTML page, is the
+// IdP (or what stands before it) not answering now, and a session must not
+// end for it.
 func classify(what string, err error) error {
 	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
+	if errors.As(err, &re) && re.Response != nil && re.ErrorCode != "" &&
+		(re.Response.StatusCode == http.StatusBadRequest || re.Response.StatusCode == http.StatusUnauthorized) {
 		if re.ErrorCode == "invalid_grant" {
 			return fmt.Errorf("%s: %w", what, ErrInvalidGrant)
 		}
-		if re.Response != nil && re.Response.StatusCode < http.StatusInternalServerError {
-			return fmt.Errorf("%s refused by the IdP: %s %s", what, re.ErrorCode, re.ErrorDescription)
-		}
+		return fmt.Errorf("%s refused by the IdP: %s %s", what, re.ErrorCode, re.ErrorDescription)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
 }
@@ -233,4 +246,22 @@ func ClaimStrings(claims map[string]any, name string) []string {
 	default:
 		return nil
 	}
+}
+
+// UnverifiedClaims returns the claims of a JWT without checking anything:
+// only for a token verified before, kept in a session.
+func UnverifiedClaims(raw string) (map[string]any, error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, err
+	}
+	claims := map[string]any{}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return nil, err
+	}
+	return claims, nil
 }

@@ -111,7 +111,7 @@ func (v *Verifier) checkProof(r *http.Request, token, jkt string, now time.Time)
 	if err != nil || jti == "" || len(jti) > maxJTISize {
 		return refuse("DPoP proof jti missing, not a string or too long")
 	}
-	if v.proofs.Seen(jkt, jti) {
+	if v.proofs.Record(jkt, jti) {
 		return refuse("DPoP proof replayed (jti seen before)")
 	}
 	return nil

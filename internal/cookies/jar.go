@@ -94,6 +94,25 @@ func requestCookies(r *http.Request) func(yield func(name, value string) bool) {
 	}
 }
 
+// fieldOverhead is what HTTP/2 adds to every header field in its header
+// size limit (RFC 9113 section 6.5.2); a browser sends each cookie as a
+// field of its own there.
+const fieldOverhead = 32
+
+// Size is what one cookie adds to a request's headers: its name, value and
+// separators, as HTTP/2 counts them (the stricter of the two protocols).
+func Size(name, value string) int { return len(name) + 1 + len(value) + len("; ") + fieldOverhead }
+
+// SessionSize is what the session cookie for value, split as Write splits
+// it, adds to a request's headers.
+func (j *Jar) SessionSize(value string) int {
+	n := (len(value) + chunkSize - 1) / chunkSize
+	if n <= 1 {
+		return Size(j.Name, value)
+	}
+	return len(value) + n*(Size(j.chunkName(0), ""))
+}
+
 // Write sets the session cookie to value, expiring at expires, and removes
 // whatever cookies of an earlier, differently split value the request carried.
 func (j *Jar) Write(w http.ResponseWriter, r *http.Request, value string, expires time.Time) error {

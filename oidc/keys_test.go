@@ -37,24 +37,25 @@ func TestLogoutKeysKnownKeyBadSignatureFetchesNothing(t *testing.T) {
 
 func TestLogoutKeysUnknownKeyFetchesOncePerInterval(t *testing.T) {
 	f := newFakeIdP(t)
-	f.discovery.logoutKeys.interval = time.Hour
+	f.discovery.keys.interval = time.Hour
 	if err := f.verifyAllowing(t, f.sign(t, f.claims(), signOpts{}), true); err != nil {
 		t.Fatal(err)
 	}
 	before := f.keyFetch.Load()
-	// The keys were fetched just now: a key id not among them is not the
-	// IdP's, and no second fetch happens within the interval.
+	// The keys were fetched just now: no second fetch within the interval,
+	// and the token is put off (the IdP, if it is the IdP's new key,
+	// retries), not refused.
 	forged := f.sign(t, f.claims(), signOpts{key: newRSAKey(t), kid: "k9"})
 	for i := 0; i < 20; i++ {
-		if err := f.verifyAllowing(t, forged, true); !errors.Is(err, ErrInvalidLogoutToken) {
-			t.Fatalf("unknown key id within the interval: %v, want a refusal", err)
+		if err := f.verifyAllowing(t, forged, true); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("unknown key id within the interval: %v, want ErrUnavailable", err)
 		}
 	}
 	if n := f.keyFetch.Load() - before; n != 0 {
 		t.Errorf("%d JWKS fetches within the interval", n)
 	}
 	// Once the interval is over, one fetch; the forged key is still not the IdP's.
-	f.discovery.logoutKeys.interval = time.Millisecond
+	f.discovery.keys.interval = time.Millisecond
 	time.Sleep(2 * time.Millisecond)
 	if err := f.verifyAllowing(t, forged, true); !errors.Is(err, ErrInvalidLogoutToken) {
 		t.Fatalf("unknown key id after a fetch: %v, want a refusal", err)
@@ -66,7 +67,7 @@ func TestLogoutKeysUnknownKeyFetchesOncePerInterval(t *testing.T) {
 
 func TestLogoutKeysCallerRefusesFetch(t *testing.T) {
 	f := newFakeIdP(t)
-	f.discovery.logoutKeys.interval = time.Millisecond
+	f.discovery.keys.interval = time.Millisecond
 	if err := f.verifyAllowing(t, f.sign(t, f.claims(), signOpts{}), true); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestLogoutKeysCallerRefusesFetch(t *testing.T) {
 
 func TestLogoutKeysRotation(t *testing.T) {
 	f := newFakeIdP(t)
-	f.discovery.logoutKeys.interval = time.Millisecond
+	f.discovery.keys.interval = time.Millisecond
 	if err := f.verifyAllowing(t, f.sign(t, f.claims(), signOpts{}), true); err != nil {
 		t.Fatal(err)
 	}
@@ -109,5 +110,33 @@ func TestLogoutKeysIdPDown(t *testing.T) {
 	f.srv.Close()
 	if err := f.verifyAllowing(t, raw, true); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("keys cannot be fetched: %v, want ErrUnavailable", err)
+	}
+}
+
+// A forged token that made the last fetch, then the IdP with a rotated key:
+// its token is put off, not refused, and its retry is accepted once the
+// interval is over.
+func TestLogoutKeysRetryAfterForgedFetch(t *testing.T) {
+	f := newFakeIdP(t)
+	f.discovery.keys.interval = time.Hour
+	k2 := newRSAKey(t)
+	forged := f.sign(t, f.claims(), signOpts{key: newRSAKey(t), kid: "junk"})
+	tok := f.sign(t, f.claims(), signOpts{key: k2, kid: "k2"})
+	if err := f.verifyAllowing(t, f.sign(t, f.claims(), signOpts{}), true); err != nil {
+		t.Fatal(err)
+	}
+	f.discovery.keys.tried = time.Time{} // the interval is over
+	// A forged token with a made-up key id makes the instance fetch.
+	if err := f.verifyAllowing(t, forged, true); !errors.Is(err, ErrInvalidLogoutToken) {
+		t.Fatalf("forged token after the interval: %v", err)
+	}
+	// Right after, the IdP rotates and signs with k2: put off, not refused.
+	f.rotated.Store(k2)
+	if err := f.verifyAllowing(t, tok, true); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("the IdP's new key within the interval: %v, want ErrUnavailable", err)
+	}
+	f.discovery.keys.tried = time.Time{} // the interval is over
+	if err := f.verifyAllowing(t, tok, true); err != nil {
+		t.Fatalf("the IdP's retry: %v", err)
 	}
 }

@@ -24,37 +24,38 @@ const DefaultKeyRefetchInterval = 5 * time.Second
 // maxJWKSSize bounds a JWKS document read from the IdP.
 const maxJWKSSize = 1 << 20
 
-// logoutKeys holds the IdP's signing keys for verifying logout tokens.
-// Unlike ID tokens, which arrive from the IdP's token endpoint, a logout
-// token can be sent by anyone who reaches the back-channel endpoint, and
-// go-oidc's key set fetches the JWKS again for every token it cannot verify.
-// Here a token is verified with the keys in hand: a known key ID with a bad
-// signature is refused outright, and only a key ID not among the keys may
-// cause a new fetch, at most once per interval and only when the caller's
-// KeyFetch allows it. The IdP's own token signed with a new key then
+// keyCache holds the IdP's signing keys, for ID tokens and logout tokens.
+// A token is verified with the keys in hand: a known key ID with a bad
+// signature is refused outright, and only a key ID not among them makes
+// the keys be fetched again, at most once per interval and, for logout
+// tokens (which anyone can send to the back-channel endpoint), only when
+// the caller's KeyFetch allows it. A token the keys cannot be checked for
+// now (the interval not over, the fetch refused or failed) is put off with
+// ErrUnavailable, never refused: the IdP's retry, or the user's next try,
+// works once the keys are in. The IdP's own token signed with a new key
 // verifies after one fetch; a flood of forged key IDs costs the IdP one
-// request per interval at most.
-type logoutKeys struct {
+// request per interval at most. (go-oidc's key set fetches again for every
+// token it cannot verify, and its errors do not say when a fetch failed.)
+type keyCache struct {
 	url      string
 	client   *http.Client
 	interval time.Duration
 
-	mu      sync.Mutex // held during a fetch, so fetches never overlap
-	set     []jose.JSONWebKey
-	tried   time.Time // last fetch attempt
-	fetched time.Time // last successful fetch
+	mu    sync.Mutex // held during a fetch, so fetches never overlap
+	set   []jose.JSONWebKey
+	tried time.Time // last fetch attempt
 }
 
-func newLogoutKeys(url string, client *http.Client, interval time.Duration) *logoutKeys {
+func newKeyCache(url string, client *http.Client, interval time.Duration) *keyCache {
 	if interval <= 0 {
 		interval = DefaultKeyRefetchInterval
 	}
-	return &logoutKeys{url: url, client: client, interval: interval}
+	return &keyCache{url: url, client: client, interval: interval}
 }
 
 // verify checks the signature of a compact JWS with one of the IdP's keys
 // and returns its payload. algs are the algorithms accepted.
-func (k *logoutKeys) verify(ctx context.Context, raw string, algs []jose.SignatureAlgorithm, mayFetch KeyFetch) ([]byte, error) {
+func (k *keyCache) verify(ctx context.Context, raw string, algs []jose.SignatureAlgorithm, mayFetch KeyFetch) ([]byte, error) {
 	jws, err := jose.ParseSigned(raw, algs)
 	if err != nil {
 		return nil, refuse("not a JWS with an accepted algorithm: %v", err)
@@ -63,7 +64,7 @@ func (k *logoutKeys) verify(ctx context.Context, raw string, algs []jose.Signatu
 		return nil, refuse("not exactly one signature")
 	}
 	kid := jws.Signatures[0].Header.KeyID
-	keys, err := k.keys(ctx, false)
+	keys, fetchedNow, err := k.keys(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -73,17 +74,14 @@ func (k *logoutKeys) verify(ctx context.Context, raw string, algs []jose.Signatu
 		return payload, nil
 	case known:
 		return nil, refuse("signature does not verify with the IdP's key %q", safeAlg(kid))
-	}
-	// A key this instance has not seen. Fetched moments ago, the keys are
-	// the IdP's current ones: the token is not the IdP's. Otherwise the IdP
-	// may have rotated its keys since.
-	if k.fresh() {
+	case fetchedNow:
 		return nil, refuse("signed with a key the IdP does not publish")
 	}
+	// A key this instance has not seen: the IdP may have rotated its keys.
 	if mayFetch != nil && !mayFetch() {
-		return nil, fmt.Errorf("%w: logout token names a key this instance does not have, and this client may not make it fetch the keys again now", ErrUnavailable)
+		return nil, fmt.Errorf("%w: the token names a key this instance does not have, and this client may not make it fetch the keys again now", ErrUnavailable)
 	}
-	if keys, err = k.keys(ctx, true); err != nil {
+	if keys, _, err = k.keys(ctx, true); err != nil {
 		return nil, err
 	}
 	if payload, _ := verifyWith(jws, keys, kid); payload != nil {
@@ -109,37 +107,29 @@ func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) 
 }
 
 // keys returns the key set, fetching it when there is none yet or, with
-// again, anew. A fetch is attempted at most once per interval: within it, a
-// failed attempt is reported as unavailable (the caller retries later).
-func (k *logoutKeys) keys(ctx context.Context, again bool) ([]jose.JSONWebKey, error) {
+// again, anew; fetchedNow says this call fetched it. A fetch is attempted
+// at most once per interval: asked again within it, keys answers
+// unavailable (the caller retries later), for the keys in hand may be the
+// ones the IdP has just replaced.
+func (k *keyCache) keys(ctx context.Context, again bool) (keys []jose.JSONWebKey, fetchedNow bool, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.set != nil && !again {
-		return k.set, nil
+		return k.set, false, nil
 	}
 	if time.Since(k.tried) < k.interval {
-		if k.set != nil {
-			return k.set, nil
-		}
-		return nil, fmt.Errorf("%w: the IdP's keys could not be fetched less than %s ago", ErrUnavailable, k.interval)
+		return nil, false, fmt.Errorf("%w: the IdP's keys were fetched (or tried) less than %s ago; retry", ErrUnavailable, k.interval)
 	}
 	k.tried = time.Now()
 	set, err := k.fetch(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: fetching the IdP's keys: %w", ErrUnavailable, err)
+		return nil, false, fmt.Errorf("%w: fetching the IdP's keys: %w", ErrUnavailable, err)
 	}
-	k.set, k.fetched = set, k.tried
-	return set, nil
+	k.set = set
+	return set, true, nil
 }
 
-// fresh reports whether the keys in hand were fetched within the interval.
-func (k *logoutKeys) fresh() bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.set != nil && time.Since(k.fetched) < k.interval
-}
-
-func (k *logoutKeys) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+func (k *keyCache) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	if k.url == "" {
 		return nil, errors.New("the discovery document has no jwks_uri")
 	}
@@ -171,4 +161,31 @@ func (k *logoutKeys) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 		}
 	}
 	return keys, nil
+}
+
+// idTokenKeys verifies ID token signatures for go-oidc's verifier with the
+// key cache, and notes a failure to fetch the keys in the context (see
+// withKeyFailure): go-oidc keeps only the message of the key set's error.
+type idTokenKeys struct {
+	cache *keyCache
+	algs  []jose.SignatureAlgorithm
+}
+
+func (s idTokenKeys) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	payload, err := s.cache.verify(ctx, jwt, s.algs, nil)
+	if errors.Is(err, ErrUnavailable) {
+		if failure, ok := ctx.Value(keyFailureKey{}).(*error); ok {
+			*failure = err
+		}
+	}
+	return payload, err
+}
+
+type keyFailureKey struct{}
+
+// withKeyFailure returns a context in which idTokenKeys records why the
+// keys could not be had.
+func withKeyFailure(ctx context.Context) (context.Context, *error) {
+	failure := new(error)
+	return context.WithValue(ctx, keyFailureKey{}, failure), failure
 }
