@@ -14,6 +14,7 @@ import (
 	"github.com/oidc-session/oidc_session/internal/bearer"
 	"github.com/oidc-session/oidc_session/internal/cfgargs"
 	"github.com/oidc-session/oidc_session/sessions"
+	"github.com/oidc-session/oidc_session/sessions/redisstore"
 )
 
 func init() {
@@ -48,6 +49,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		store <name> { ... }
 //		bearer { ... }
+//		migrate_oauth2_proxy {
+//			cookie_secret <secret...>
+//			cookie_name   <name...>
+//			cookie_expire <duration>
+//			cookie_domain <domain...>
+//			cookie_path   <path>
+//			redis { url ... | sentinel_master ... | cluster_urls ... }
+//			until         <date>
+//			keep_proxy_sessions
+//		}
 //		...
 //	}
 //
@@ -114,6 +125,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.Cookie.unmarshalCaddyfile(d, at)
 		case "store":
 			err = h.unmarshalStore(d)
+		case "migrate_oauth2_proxy":
+			err = h.unmarshalMigrate(d, at)
 		case "session_lifetime":
 			err = cfgargs.Duration(d, &h.SessionLifetime)
 		case "idle_timeout":
@@ -278,6 +291,72 @@ func (c *CookieConfig) unmarshalCaddyfile(d *caddyfile.Dispenser, at lines) erro
 			return err
 		}
 	}
+	return nil
+}
+
+// unmarshalMigrate reads the migrate_oauth2_proxy block.
+func (h *Handler) unmarshalMigrate(d *caddyfile.Dispenser, at lines) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	m := &MigrateOAuth2Proxy{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		at.fields["migrate_oauth2_proxy."+d.Val()] = d.Line()
+		var err error
+		switch d.Val() {
+		case "cookie_secret":
+			var secrets []string
+			if err = cfgargs.Many(d, &secrets); err == nil {
+				m.CookieSecrets = append(m.CookieSecrets, secrets...)
+			}
+		case "cookie_name":
+			var names []string
+			if err = cfgargs.Many(d, &names); err == nil {
+				m.CookieNames = append(m.CookieNames, names...)
+			}
+		case "cookie_expire":
+			err = cfgargs.Duration(d, &m.CookieExpire)
+		case "cookie_domain":
+			var domains []string
+			if err = cfgargs.Many(d, &domains); err == nil {
+				m.CookieDomains = append(m.CookieDomains, domains...)
+			}
+		case "cookie_path":
+			err = cfgargs.One(d, &m.CookiePath)
+		case "redis":
+			err = unmarshalRedisConnection(d, &m.Redis)
+		case "until":
+			err = cfgargs.One(d, &m.Until)
+		case "keep_proxy_sessions":
+			err = cfgargs.Flag(d, &m.KeepProxySessions)
+		default:
+			return d.Errf("unknown migrate_oauth2_proxy option %q (known: cookie_secret, cookie_name, cookie_expire, cookie_domain, cookie_path, redis, until, keep_proxy_sessions)", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	h.Migrate = m
+	return nil
+}
+
+// unmarshalRedisConnection reads a block of Redis connection options, as
+// store redis takes them.
+func unmarshalRedisConnection(d *caddyfile.Dispenser, dst **redisstore.Connection) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	c := &redisstore.Connection{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		known, err := c.UnmarshalOption(d)
+		if !known {
+			return d.Errf("unknown redis option %q (known: url, sentinel_master, sentinel_urls, sentinel_password, cluster_urls, db, username, password, tls, pool_size, dial_timeout, read_timeout, write_timeout)", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	*dst = c
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/oidc-session/oidc_session/internal/oauth2proxy"
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
 )
@@ -466,6 +468,50 @@ func (h *Handler) validate() error {
 		}
 		if h.Bearer.Introspection && h.ClientSecret == "" {
 			bad("bearer", "bearer: introspection needs client_secret: the IdP authenticates introspection requests with this client's credentials")
+		}
+	}
+	if m := h.Migrate; m != nil {
+		const at = "migrate_oauth2_proxy."
+		if len(m.CookieSecrets) == 0 {
+			bad(at+"cookie_secret", "migrate_oauth2_proxy needs cookie_secret: the --cookie-secret oauth2-proxy runs with")
+		}
+		for i, secret := range m.CookieSecrets {
+			if err := oauth2proxy.CheckCookieSecret(secret); err != nil && !isPlaceholder(secret) {
+				bad(at+"cookie_secret", "migrate_oauth2_proxy: cookie_secret %d is not one oauth2-proxy accepts: %w", i+1, err)
+			}
+		}
+		for _, name := range m.CookieNames {
+			if err := oauth2proxy.CheckCookieName(name); err != nil {
+				bad(at+"cookie_name", "migrate_oauth2_proxy: %w", err)
+			}
+		}
+		if m.CookieExpire < 0 {
+			bad(at+"cookie_expire", "migrate_oauth2_proxy: cookie_expire must be positive (oauth2-proxy's 0, no limit, is the longest lifetime its cookies could have had)")
+		}
+		for _, d := range m.CookieDomains {
+			if d == "" || strings.ContainsAny(d, "/\\@:; ") {
+				bad(at+"cookie_domain", "migrate_oauth2_proxy: cookie_domain %q is not a domain", d)
+			}
+		}
+		if m.CookiePath != "" && !strings.HasPrefix(m.CookiePath, "/") {
+			bad(at+"cookie_path", "migrate_oauth2_proxy: cookie_path %q must start with /", m.CookiePath)
+		}
+		if m.Redis != nil {
+			if err := m.Redis.Check(); err != nil {
+				bad(at+"redis", "migrate_oauth2_proxy: %w", err)
+			}
+		}
+		if m.Until == "" {
+			bad(at+"until", "migrate_oauth2_proxy needs until <date>, the end of the migration window (e.g. until 2026-03-01), so the option cannot linger")
+		} else if _, err := parseUntil(m.Until); err != nil {
+			bad(at+"until", "migrate_oauth2_proxy: %w", err)
+		}
+		if m.KeepProxySessions {
+			for _, name := range m.cookieNames() {
+				if mine := h.Cookie.Name; mine == name || strings.HasPrefix(mine, name+"_") || strings.HasPrefix(name, mine+"_") {
+					bad(at+"keep_proxy_sessions", "migrate_oauth2_proxy: keep_proxy_sessions needs a cookie name of our own: oauth2-proxy's %q and ours %q would overwrite each other (set cookie { name ... })", name, mine)
+				}
+			}
 		}
 	}
 	return errors.Join(errs...)

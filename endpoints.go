@@ -245,6 +245,7 @@ func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		target = h.PostLogoutRedirect
 	}
+	h.migrator.signOut(w, r)
 	var idToken string
 	if value := h.jar.Read(r); value != "" {
 		sess, err := h.sessions.Peek(r.Context(), value)

@@ -62,6 +62,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		repl.Set("http.auth.user.auth_method", method)
 	}
 	h.jar.StripRequest(r)
+	h.migrator.stripRequest(r)
 	if h.CacheControl != "off" {
 		w = &cacheControlWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, value: h.CacheControl}
 	}
@@ -82,6 +83,12 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 	if sess != nil && h.untrustedEmail(sess) {
 		cookie = h.sessions.Discard(r.Context(), value, sess, logoutOther)
 		sess = nil
+	}
+	if sess == nil {
+		// An oauth2-proxy session taken over writes its own cookie.
+		if taken, err := h.migrator.takeOver(w, r, value); taken != nil || err != nil {
+			return taken, err
+		}
 	}
 	if err := h.applyCookie(w, r, cookie); err != nil {
 		// The old cookie still holds a usable session; serve this request.

@@ -50,6 +50,10 @@ type Handler struct {
 	// Cookie sets the session cookie's name, secrets and attributes.
 	Cookie CookieConfig `json:"cookie"`
 
+	// Migrate takes over the sessions of the oauth2-proxy this handler
+	// replaces, until a given date (migrate.go). Default: none.
+	Migrate *MigrateOAuth2Proxy `json:"migrate_oauth2_proxy,omitempty"`
+
 	// StoreRaw is the session store module. Default: cookie (the whole
 	// session, encrypted, in the browser's cookie).
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.handlers.oidc_session.stores inline_key=backend"`
@@ -72,6 +76,7 @@ type Handler struct {
 	caps     sessions.Capabilities
 	// sessions finds, refreshes, saves and ends the request's session.
 	sessions    *lifecycle.Keeper
+	migrator    *migrator // nil without migrate_oauth2_proxy or past its until
 	jar         cookies.Jar
 	flowKeys    *sessions.Keyring
 	binding     []byte
@@ -223,14 +228,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Hooks:         lifecycle.Hooks{Store: h.storeCall, Ended: h.sessionEnded},
 		Logger:        h.logger,
 	})
-	return nil
+	return h.provisionMigrate()
 }
 
 // Cleanup takes the handler's store out of the admin API's view. The store
 // module itself is cleaned up by Caddy.
 func (h *Handler) Cleanup() error {
 	registry.leave(h)
-	return nil
+	return h.migrator.cleanup()
 }
 
 func contains(list []string, v string) bool {

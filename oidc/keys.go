@@ -62,10 +62,10 @@ func newKeyCache(url string, client *http.Client, interval time.Duration) *keyCa
 func (k *keyCache) verify(ctx context.Context, raw string, algs []jose.SignatureAlgorithm, mayFetch KeyFetch, fromIdP bool) ([]byte, error) {
 	jws, err := jose.ParseSigned(raw, algs)
 	if err != nil {
-		return nil, refuse("not a JWS with an accepted algorithm: %v", err)
+		return nil, keyRefusal("not a JWS with an accepted algorithm: %v", err)
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, refuse("not exactly one signature")
+		return nil, keyRefusal("not exactly one signature")
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	keys, fetchedNow, err := k.keys(ctx, false, fromIdP)
@@ -77,9 +77,9 @@ func (k *keyCache) verify(ctx context.Context, raw string, algs []jose.Signature
 	case payload != nil:
 		return payload, nil
 	case known:
-		return nil, refuse("signature does not verify with the IdP's key %q", safeAlg(kid))
+		return nil, keyRefusal("signature does not verify with the IdP's key %q", safeAlg(kid))
 	case fetchedNow:
-		return nil, refuse("signed with a key the IdP does not publish")
+		return nil, keyRefusal("signed with a key the IdP does not publish")
 	}
 	// A key this instance has not seen: the IdP may have rotated its keys.
 	if mayFetch != nil && !mayFetch() {
@@ -91,7 +91,7 @@ func (k *keyCache) verify(ctx context.Context, raw string, algs []jose.Signature
 	if payload, _ := verifyWith(jws, keys, kid); payload != nil {
 		return payload, nil
 	}
-	return nil, refuse("signed with a key the IdP does not publish")
+	return nil, keyRefusal("signed with a key the IdP does not publish")
 }
 
 // verifyWith tries the keys of kid (every signing key when kid is empty).
@@ -173,10 +173,12 @@ func (k *keyCache) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 type idTokenKeys struct {
 	cache *keyCache
 	algs  []jose.SignatureAlgorithm
+	// fromIdP: the tokens come from the IdP's token endpoint (see verify).
+	fromIdP bool
 }
 
 func (s idTokenKeys) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	payload, err := s.cache.verify(ctx, jwt, s.algs, nil, true)
+	payload, err := s.cache.verify(ctx, jwt, s.algs, nil, s.fromIdP)
 	if errors.Is(err, ErrUnavailable) {
 		if failure, ok := ctx.Value(keyFailureKey{}).(*error); ok {
 			*failure = err
@@ -192,4 +194,12 @@ type keyFailureKey struct{}
 func withKeyFailure(ctx context.Context) (context.Context, *error) {
 	failure := new(error)
 	return context.WithValue(ctx, keyFailureKey{}, failure), failure
+}
+
+// errSignature wraps the key cache's refusals: the token's signature is not
+// the IdP's.
+var errSignature = errors.New("signature not the IdP's")
+
+func keyRefusal(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errSignature, fmt.Sprintf(format, args...))
 }

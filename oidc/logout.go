@@ -122,6 +122,9 @@ func (p *Provider) VerifyLogoutTokenMaxAge(ctx context.Context, d *Discovered, r
 		return nil, err
 	}
 	verified, err := d.keys.verify(ctx, raw, d.signingAlgs, mayFetch, false)
+	if errors.Is(err, errSignature) {
+		return nil, refuse("%v", err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -78,6 +78,8 @@ type Provider struct {
 type Discovered struct {
 	provider *gooidc.Provider
 	verifier *gooidc.IDTokenVerifier
+	// storedVerifier is verifier without the expiry check (idtoken.go).
+	storedVerifier *gooidc.IDTokenVerifier
 	// oauth has no RedirectURL: it depends on the request's host.
 	oauth *oauth2.Config
 	// Security is what discovery decided about client authentication,
@@ -163,9 +165,8 @@ func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 	endpoint.AuthStyle = authStyle(extra.AuthMethods)
 	keys := newKeyCache(extra.JWKS, p.cfg.HTTPClient, p.cfg.KeyRefetchInterval)
 	algs := asymmetricOf(extra.SigningAlgs)
-	return &Discovered{
+	d := &Discovered{
 		provider: gp,
-		verifier: p.idTokenVerifier(keys, algs),
 		oauth: &oauth2.Config{
 			ClientID:     p.cfg.ClientID,
 			ClientSecret: p.cfg.ClientSecret,
@@ -176,17 +177,24 @@ func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 		HasUserInfo:        gp.UserInfoEndpoint() != "",
 		signingAlgs:        algs,
 		keys:               keys,
-	}, nil
+	}
+	p.setVerifiers(d, algs)
+	return d, nil
 }
 
-// idTokenVerifier verifies ID tokens (iss, aud, exp and the signature with
-// one of algs) against the key cache.
-func (p *Provider) idTokenVerifier(keys *keyCache, algs []jose.SignatureAlgorithm) *gooidc.IDTokenVerifier {
+// idTokenVerifier verifies ID tokens (iss, aud, exp unless skipExpiry,
+// and the signature with one of algs) against the key cache.
+//
+// stored verifies tokens kept since their login (a session taken over):
+// their expiry is not checked, and, as they do not come from the IdP's
+// token endpoint, an unknown key does not make the keys be fetched before
+// the cache's interval is over.
+func (p *Provider) idTokenVerifier(keys *keyCache, algs []jose.SignatureAlgorithm, stored bool) *gooidc.IDTokenVerifier {
 	names := make([]string, len(algs))
 	for i, a := range algs {
 		names[i] = string(a)
 	}
-	return gooidc.NewVerifier(p.cfg.Issuer, idTokenKeys{keys, algs}, &gooidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: names})
+	return gooidc.NewVerifier(p.cfg.Issuer, idTokenKeys{keys, algs, !stored}, &gooidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: names, SkipExpiryCheck: stored})
 }
 
 // asymmetricOf keeps the asymmetric algorithms of those the IdP advertises;

@@ -118,7 +118,7 @@ func (p *Provider) discoverSecurity(d *Discovered) error {
 	for i, a := range accepted {
 		fapiAlgs[i] = jose.SignatureAlgorithm(a)
 	}
-	d.verifier = p.idTokenVerifier(d.keys, fapiAlgs)
+	p.setVerifiers(d, fapiAlgs)
 	if parErr != nil {
 		errs = append(errs, parErr)
 	}

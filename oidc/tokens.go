@@ -122,8 +122,15 @@ func (p *Provider) Refresh(ctx context.Context, d *Discovered, refreshToken, pre
 }
 
 func (p *Provider) verify(ctx context.Context, d *Discovered, raw string) (*gooidc.IDToken, map[string]any, error) {
+	return p.verifyWith(ctx, d.verifier, raw)
+}
+
+// verifyWith verifies an ID token with v and checks its azp. When the
+// IdP's keys cannot be had, the error wraps ErrUnavailable: the token is
+// not refused.
+func (p *Provider) verifyWith(ctx context.Context, v *gooidc.IDTokenVerifier, raw string) (*gooidc.IDToken, map[string]any, error) {
 	vctx, keyFailure := withKeyFailure(ctx)
-	idt, err := d.verifier.Verify(vctx, raw)
+	idt, err := v.Verify(vctx, raw)
 	if err != nil {
 		if *keyFailure != nil {
 			// The keys could not be had: the token is not refused, and
@@ -136,18 +143,25 @@ func (p *Provider) verify(ctx context.Context, d *Discovered, raw string) (*gooi
 	if err := idt.Claims(&claims); err != nil {
 		return nil, nil, fmt.Errorf("ID token claims: %w", err)
 	}
-	// OIDC Core 3.1.3.7: a token for several audiences must say which
-	// party it was issued to, and an azp must be this client: otherwise a
-	// token issued to another client that lists us among its audiences
-	// would log its holder in here.
+	if err := p.checkAzp(idt.Audience, claims); err != nil {
+		return nil, nil, err
+	}
+	return idt, claims, nil
+}
+
+// checkAzp applies OIDC Core 3.1.3.7: a token for several audiences must
+// say which party it was issued to, and an azp must be this client:
+// otherwise a token issued to another client that lists us among its
+// audiences would log its holder in here.
+func (p *Provider) checkAzp(audience []string, claims map[string]any) error {
 	azp, hasAzp := claims["azp"]
 	switch {
 	case hasAzp && azp != p.cfg.ClientID:
-		return nil, nil, errors.New("ID token rejected: azp is not this client")
-	case !hasAzp && len(idt.Audience) > 1:
-		return nil, nil, errors.New("ID token rejected: several audiences and no azp")
+		return errors.New("ID token rejected: azp is not this client")
+	case !hasAzp && len(audience) > 1:
+		return errors.New("ID token rejected: several audiences and no azp")
 	}
-	return idt, claims, nil
+	return nil
 }
 
 func newTokens(tok *oauth2.Token, idToken string, claims map[string]any) *Tokens {

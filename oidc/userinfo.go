@@ -89,3 +89,9 @@ func (p *Provider) mergeUserInfo(ctx context.Context, d *Discovered, tok *oauth2
 	}
 	return nil
 }
+
+// WantsUserInfo reports whether the claims of an ID token call for the
+// userinfo endpoint's, by the configured UserInfoMode.
+func (p *Provider) WantsUserInfo(d *Discovered, claims map[string]any) bool {
+	return p.wantsUserInfo(d, claims)
+}

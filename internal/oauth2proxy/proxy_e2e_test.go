@@ -43,36 +43,36 @@ const otherClientID, otherClientSecret = "other-app", "other-app-secret-01234567
 type world struct {
 	dex                               *testidp.Dex
 	redis                             *testredis.Server
-	cookieP, plainP, redisP, otherApp *proxy
+	cookieP, plainP, redisP, otherApp *testidp.OAuth2Proxy
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	proxyBinary(t)
+	testidp.OAuth2ProxyBinary(t)
 	redisSrv := testredis.Start(t, testredis.Options{})
 	addrs := []string{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)}
 	var callbacks []string
 	for _, a := range addrs {
-		callbacks = append(callbacks, proxyOptions{addr: a}.callback())
+		callbacks = append(callbacks, testidp.OAuth2ProxyOptions{Addr: a}.CallbackURL())
 	}
 	dex := testidp.StartDex(t, testidp.DexOptions{
 		RedirectURIs: callbacks,
 		ExtraClients: []testidp.DexClient{{ID: otherClientID, Secret: otherClientSecret}},
 	})
-	base := proxyOptions{issuer: dex.Issuer, clientID: dex.ClientID, clientSecret: dex.ClientSecret}
+	base := testidp.OAuth2ProxyOptions{Issuer: dex.Issuer, ClientID: dex.ClientID, ClientSecret: dex.ClientSecret}
 	cookieOpts, plainOpts, redisOpts, otherOpts := base, base, base, base
-	cookieOpts.addr, cookieOpts.cookieSecret = addrs[0], alphabetSecret
-	plainOpts.addr, plainOpts.cookieSecret = addrs[1], plainSecret
-	redisOpts.addr, redisOpts.cookieSecret, redisOpts.redisURL = addrs[2], plainSecret, redisSrv.URL()
-	otherOpts.addr, otherOpts.cookieSecret = addrs[3], alphabetSecret
-	otherOpts.clientID, otherOpts.clientSecret = otherClientID, otherClientSecret
+	cookieOpts.Addr, cookieOpts.CookieSecret = addrs[0], alphabetSecret
+	plainOpts.Addr, plainOpts.CookieSecret = addrs[1], plainSecret
+	redisOpts.Addr, redisOpts.CookieSecret, redisOpts.RedisURL = addrs[2], plainSecret, redisSrv.URL()
+	otherOpts.Addr, otherOpts.CookieSecret = addrs[3], alphabetSecret
+	otherOpts.ClientID, otherOpts.ClientSecret = otherClientID, otherClientSecret
 	return &world{
 		dex:      dex,
 		redis:    redisSrv,
-		cookieP:  startProxy(t, cookieOpts),
-		plainP:   startProxy(t, plainOpts),
-		redisP:   startProxy(t, redisOpts),
-		otherApp: startProxy(t, otherOpts),
+		cookieP:  testidp.StartOAuth2Proxy(t, cookieOpts),
+		plainP:   testidp.StartOAuth2Proxy(t, plainOpts),
+		redisP:   testidp.StartOAuth2Proxy(t, redisOpts),
+		otherApp: testidp.StartOAuth2Proxy(t, otherOpts),
 	}
 }
 
@@ -96,32 +96,32 @@ func TestRealProxySessions(t *testing.T) {
 	}
 	verifier := provider.Verifier(&oidc.Config{ClientID: w.dex.ClientID})
 
-	for what, p := range map[string]*proxy{"decoded": w.cookieP, "as is": w.plainP} {
+	for what, p := range map[string]*testidp.OAuth2Proxy{"decoded": w.cookieP, "as is": w.plainP} {
 		t.Run("cookie store, secret "+what, func(t *testing.T) {
-			l := p.loginDex(t, w.dex)
-			if !p.serves(t, l.cookies) {
+			l := p.LoginDex(t, w.dex)
+			if !p.Serves(t, l.Cookies) {
 				t.Fatal("oauth2-proxy does not serve its own session")
 			}
-			r := newReader(t, Config{CookieSecrets: []string{p.opts.cookieSecret}})
-			s := mustRead(t, r, requestWith(l.cookies...))
+			r := newReader(t, Config{CookieSecrets: []string{p.Options.CookieSecret}})
+			s := mustRead(t, r, requestWith(l.Cookies...))
 			checkDexSession(t, w, provider, verifier, l, s)
 			if s.Store != StoreCookie || s.RedisKey != "" {
 				t.Errorf("store %q key %q, want the cookie store", s.Store, s.RedisKey)
 			}
-			if again := mustRead(t, r, requestWith(l.cookies...)); again.ID != s.ID || s.ID == "" {
+			if again := mustRead(t, r, requestWith(l.Cookies...)); again.ID != s.ID || s.ID == "" {
 				t.Errorf("ID %q then %q: want one stable ID", s.ID, again.ID)
 			}
 		})
 	}
 
 	t.Run("redis store", func(t *testing.T) {
-		l := w.redisP.loginDex(t, w.dex)
-		if !w.redisP.serves(t, l.cookies) {
+		l := w.redisP.LoginDex(t, w.dex)
+		if !w.redisP.Serves(t, l.Cookies) {
 			t.Fatal("oauth2-proxy does not serve its own session")
 		}
 		client := w.redis.Client()
-		r := newReader(t, Config{CookieSecrets: []string{w.redisP.opts.cookieSecret}, Redis: client})
-		s := mustRead(t, r, requestWith(l.cookies...))
+		r := newReader(t, Config{CookieSecrets: []string{w.redisP.Options.CookieSecret}, Redis: client})
+		s := mustRead(t, r, requestWith(l.Cookies...))
 		checkDexSession(t, w, provider, verifier, l, s)
 		if s.Store != StoreRedis || s.ID != s.RedisKey || !validTicketKey(s.RedisKey) || !strings.HasPrefix(s.RedisKey, DefaultCookieName+"-") {
 			t.Fatalf("store %q key %q ID %q, want the Redis store and oauth2-proxy's key", s.Store, s.RedisKey, s.ID)
@@ -135,7 +135,7 @@ func TestRealProxySessions(t *testing.T) {
 
 // checkDexSession checks a session read from a login through the proxy
 // against what Dex issued.
-func checkDexSession(t *testing.T, w *world, provider *oidc.Provider, verifier *oidc.IDTokenVerifier, l login, s *Session) {
+func checkDexSession(t *testing.T, w *world, provider *oidc.Provider, verifier *oidc.IDTokenVerifier, l testidp.ProxyLogin, s *Session) {
 	t.Helper()
 	ctx := context.Background()
 	idt, err := verifier.Verify(ctx, s.IDToken)
@@ -174,8 +174,8 @@ func checkDexSession(t *testing.T, w *world, provider *oidc.Provider, verifier *
 	if tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: s.RefreshToken}).Token(); err != nil || tok.AccessToken == "" {
 		t.Errorf("refresh with the session's refresh token: %v", err)
 	}
-	if s.CreatedAt.Before(l.before.Add(-time.Second)) || s.CreatedAt.After(l.after) {
-		t.Errorf("created %v, login between %v and %v", s.CreatedAt, l.before, l.after)
+	if s.CreatedAt.Before(l.Before.Add(-time.Second)) || s.CreatedAt.After(l.After) {
+		t.Errorf("created %v, login between %v and %v", s.CreatedAt, l.Before, l.After)
 	}
 	if d := s.ExpiresOn.Sub(idt.Expiry); d < -5*time.Second || d > 5*time.Second {
 		t.Errorf("expires on %v, Dex's tokens expire %v", s.ExpiresOn, idt.Expiry)
@@ -183,8 +183,8 @@ func checkDexSession(t *testing.T, w *world, provider *oidc.Provider, verifier *
 	if want := time.Unix(s.CreatedAt.Unix(), 0).Add(DefaultCookieExpire); !s.Expires.Equal(want) {
 		t.Errorf("cookie ends %v, want signing time + 168h = %v", s.Expires, want)
 	}
-	if s.CookieName != DefaultCookieName || !slices.Equal(s.Cookies, cookieNames(l.cookies)) {
-		t.Errorf("cookie %q, cookies %q; want %q", s.CookieName, s.Cookies, cookieNames(l.cookies))
+	if s.CookieName != DefaultCookieName || !slices.Equal(s.Cookies, cookieNames(l.Cookies)) {
+		t.Errorf("cookie %q, cookies %q; want %q", s.CookieName, s.Cookies, cookieNames(l.Cookies))
 	}
 }
 
@@ -193,12 +193,12 @@ func checkDexSession(t *testing.T, w *world, provider *oidc.Provider, verifier *
 // can be asked, it refuses the same cookie too.
 func TestRealProxyRefusals(t *testing.T) {
 	w := newWorld(t)
-	l := w.cookieP.loginDex(t, w.dex)
-	if len(l.cookies) != 1 {
-		t.Fatalf("%d cookies; this test changes a single one", len(l.cookies))
+	l := w.cookieP.LoginDex(t, w.dex)
+	if len(l.Cookies) != 1 {
+		t.Fatalf("%d cookies; this test changes a single one", len(l.Cookies))
 	}
-	good := l.cookies[0]
-	secret := w.cookieP.opts.cookieSecret
+	good := l.Cookies[0]
+	secret := w.cookieP.Options.CookieSecret
 	r := newReader(t, Config{CookieSecrets: []string{secret}})
 	with := func(value string) *http.Request {
 		return requestWith(&http.Cookie{Name: good.Name, Value: value})
@@ -214,7 +214,7 @@ func TestRealProxyRefusals(t *testing.T) {
 	for what, value := range changed {
 		t.Run("tampered "+what, func(t *testing.T) {
 			wantErr(t, r, with(value), ErrSignature)
-			if w.cookieP.serves(t, []*http.Cookie{{Name: good.Name, Value: value}}) {
+			if w.cookieP.Serves(t, []*http.Cookie{{Name: good.Name, Value: value}}) {
 				t.Error("oauth2-proxy itself serves it")
 			}
 		})
@@ -264,8 +264,8 @@ func mustAtoi(t *testing.T, s string) int {
 func TestRealProxyOtherClient(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	l := w.otherApp.loginDex(t, w.dex)
-	s := mustRead(t, newReader(t, Config{CookieSecrets: []string{w.cookieP.opts.cookieSecret}}), requestWith(l.cookies...))
+	l := w.otherApp.LoginDex(t, w.dex)
+	s := mustRead(t, newReader(t, Config{CookieSecrets: []string{w.cookieP.Options.CookieSecret}}), requestWith(l.Cookies...))
 	provider, err := oidc.NewProvider(ctx, w.dex.Issuer)
 	if err != nil {
 		t.Fatal(err)
@@ -296,12 +296,12 @@ func TestRealProxyRedis(t *testing.T) {
 		// real proxy under that key and secret.
 		tk := newTicket(DefaultCookieName)
 		old := &http.Cookie{Name: DefaultCookieName, Value: sign(plainSecret, DefaultCookieName, tk.legacy(), time.Now())}
-		l := w.redisP.loginDex(t, w.dex, old)
+		l := w.redisP.LoginDex(t, w.dex, old)
 		s := mustRead(t, r, requestWith(old))
 		if s.RedisKey != tk.key || s.Email != w.dex.Email {
 			t.Fatalf("key %q email %q; want the proxy's record under %q", s.RedisKey, s.Email, tk.key)
 		}
-		if fresh := mustRead(t, r, requestWith(l.cookies...)); fresh.RedisKey != tk.key {
+		if fresh := mustRead(t, r, requestWith(l.Cookies...)); fresh.RedisKey != tk.key {
 			t.Fatalf("the proxy's new cookie names %q, not the reused %q", fresh.RedisKey, tk.key)
 		}
 		// The same key with another secret does not open the record.
@@ -313,8 +313,8 @@ func TestRealProxyRedis(t *testing.T) {
 		}
 	})
 
-	l := w.redisP.loginDex(t, w.dex)
-	s := mustRead(t, r, requestWith(l.cookies...))
+	l := w.redisP.LoginDex(t, w.dex)
+	s := mustRead(t, r, requestWith(l.Cookies...))
 
 	t.Run("key prefix", func(t *testing.T) {
 		record, err := client.Get(ctx, s.RedisKey).Bytes()
@@ -325,23 +325,23 @@ func TestRealProxyRedis(t *testing.T) {
 			t.Fatal(err)
 		}
 		prefixed := newReader(t, Config{CookieSecrets: []string{plainSecret}, Redis: client, RedisKeyPrefix: "site-a:"})
-		ps := mustRead(t, prefixed, requestWith(l.cookies...))
+		ps := mustRead(t, prefixed, requestWith(l.Cookies...))
 		if ps.RedisKey != "site-a:"+s.RedisKey || ps.ID != ps.RedisKey || ps.Email != s.Email {
 			t.Fatalf("prefixed key %q ID %q", ps.RedisKey, ps.ID)
 		}
-		wantErr(t, newReader(t, Config{CookieSecrets: []string{plainSecret}, Redis: client, RedisKeyPrefix: "site-b:"}), requestWith(l.cookies...), ErrNotFound)
+		wantErr(t, newReader(t, Config{CookieSecrets: []string{plainSecret}, Redis: client, RedisKeyPrefix: "site-b:"}), requestWith(l.Cookies...), ErrNotFound)
 	})
 	t.Run("no Redis configured", func(t *testing.T) {
-		wantErr(t, newReader(t, Config{CookieSecrets: []string{plainSecret}}), requestWith(l.cookies...), ErrDecrypt)
+		wantErr(t, newReader(t, Config{CookieSecrets: []string{plainSecret}}), requestWith(l.Cookies...), ErrDecrypt)
 	})
 	t.Run("record gone", func(t *testing.T) {
-		l2 := w.redisP.loginDex(t, w.dex)
-		s2 := mustRead(t, r, requestWith(l2.cookies...))
+		l2 := w.redisP.LoginDex(t, w.dex)
+		s2 := mustRead(t, r, requestWith(l2.Cookies...))
 		if err := client.Del(ctx, s2.RedisKey).Err(); err != nil {
 			t.Fatal(err)
 		}
-		wantErr(t, r, requestWith(l2.cookies...), ErrNotFound)
-		if w.redisP.serves(t, l2.cookies) {
+		wantErr(t, r, requestWith(l2.Cookies...), ErrNotFound)
+		if w.redisP.Serves(t, l2.Cookies) {
 			t.Error("oauth2-proxy serves a session whose record is gone")
 		}
 	})
@@ -349,14 +349,14 @@ func TestRealProxyRedis(t *testing.T) {
 		w.redis.Stop()
 		shortCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		_, err := r.Read(shortCtx, requestWith(l.cookies...))
+		_, err := r.Read(shortCtx, requestWith(l.Cookies...))
 		if !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("Read with Redis down: %v; want ErrUnavailable", err)
 		}
 		// Unavailable wins over another name's plain refusal, so the
 		// caller answers 503 rather than start a login.
 		two := newReader(t, Config{CookieNames: []string{"_first", DefaultCookieName}, CookieSecrets: []string{plainSecret}, Redis: client})
-		_, err = two.Read(shortCtx, requestWith(append([]*http.Cookie{{Name: "_first", Value: "garbage"}}, l.cookies...)...))
+		_, err = two.Read(shortCtx, requestWith(append([]*http.Cookie{{Name: "_first", Value: "garbage"}}, l.Cookies...)...))
 		if !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("two names, Redis down: %v; want ErrUnavailable", err)
 		}
@@ -367,7 +367,7 @@ func TestRealProxyRedis(t *testing.T) {
 // proxy into chunks (a user in 300 groups, from an IdP that puts them in
 // the ID token), read whole; broken sets are refused.
 func TestRealProxyChunks(t *testing.T) {
-	proxyBinary(t)
+	testidp.OAuth2ProxyBinary(t)
 	m, err := mockoidc.Run()
 	if err != nil {
 		t.Fatal(err)
@@ -382,33 +382,33 @@ func TestRealProxyChunks(t *testing.T) {
 	user := mockoidc.DefaultUser()
 	user.Groups = groups
 	m.QueueUser(user)
-	p := startProxy(t, proxyOptions{
-		addr:         testenv.FreeAddr(t),
-		issuer:       m.Issuer(),
-		clientID:     m.ClientID,
-		clientSecret: m.ClientSecret,
-		cookieSecret: encodedSecret,
-		scopes:       "openid email profile groups",
+	p := testidp.StartOAuth2Proxy(t, testidp.OAuth2ProxyOptions{
+		Addr:         testenv.FreeAddr(t),
+		Issuer:       m.Issuer(),
+		ClientID:     m.ClientID,
+		ClientSecret: m.ClientSecret,
+		CookieSecret: encodedSecret,
+		Scopes:       "openid email profile groups",
 	})
-	l := p.loginAuto(t)
-	if len(l.cookies) < 3 {
-		t.Fatalf("%d cookies; want a session in three chunks or more", len(l.cookies))
+	l := p.LoginAuto(t)
+	if len(l.Cookies) < 3 {
+		t.Fatalf("%d cookies; want a session in three chunks or more", len(l.Cookies))
 	}
-	for i, c := range l.cookies {
+	for i, c := range l.Cookies {
 		if c.Name != chunkName(DefaultCookieName, i) {
 			t.Fatalf("cookie %d is %q", i, c.Name)
 		}
 	}
-	if !p.serves(t, l.cookies) {
+	if !p.Serves(t, l.Cookies) {
 		t.Fatal("oauth2-proxy does not serve its own chunked session")
 	}
 	r := newReader(t, Config{CookieSecrets: []string{encodedSecret}})
-	s := mustRead(t, r, requestWith(l.cookies...))
+	s := mustRead(t, r, requestWith(l.Cookies...))
 	if !slices.Equal(s.Groups, groups) || s.Email != user.Email || s.User != user.Subject || s.PreferredUsername != user.PreferredUsername {
 		t.Fatalf("read %d groups, email %q user %q; want the 300 groups of %q", len(s.Groups), s.Email, s.User, user.Email)
 	}
-	if !slices.Equal(s.Cookies, cookieNames(l.cookies)) {
-		t.Errorf("cookies %q, want %q", s.Cookies, cookieNames(l.cookies))
+	if !slices.Equal(s.Cookies, cookieNames(l.Cookies)) {
+		t.Errorf("cookies %q, want %q", s.Cookies, cookieNames(l.Cookies))
 	}
 	// Made for another issuer than the caller's: its verifier tells.
 	keys := oidc.NewRemoteKeySet(context.Background(), m.JWKSEndpoint())
@@ -420,11 +420,11 @@ func TestRealProxyChunks(t *testing.T) {
 		t.Errorf("the issuer's own verifier: %v", err)
 	}
 
-	n := len(l.cookies)
+	n := len(l.Cookies)
 	broken := map[string][]*http.Cookie{
-		"last chunk missing":   l.cookies[:n-1],
-		"middle chunk missing": append(slices.Clone(l.cookies[:1]), l.cookies[2:]...),
-		"chunks swapped":       swapValues(l.cookies, 0, 1),
+		"last chunk missing":   l.Cookies[:n-1],
+		"middle chunk missing": append(slices.Clone(l.Cookies[:1]), l.Cookies[2:]...),
+		"chunks swapped":       swapValues(l.Cookies, 0, 1),
 	}
 	for what, cookies := range broken {
 		t.Run(what, func(t *testing.T) {
@@ -435,17 +435,17 @@ func TestRealProxyChunks(t *testing.T) {
 		})
 	}
 	t.Run("chunk 0 missing", func(t *testing.T) {
-		wantErr(t, r, requestWith(l.cookies[1:]...), ErrMalformed)
+		wantErr(t, r, requestWith(l.Cookies[1:]...), ErrMalformed)
 	})
 	t.Run("single cookie wins over leftover chunks", func(t *testing.T) {
 		// A smaller session saved later is one cookie; oauth2-proxy does
 		// not expire the chunks of the bigger one before it.
 		small := &http.Cookie{Name: DefaultCookieName, Value: sign(encodedSecret, DefaultCookieName, encodeCookieSession(t, encodedSecret, &state{Email: "later@example.com"}), time.Now())}
-		s := mustRead(t, r, requestWith(append(slices.Clone(l.cookies), small)...))
+		s := mustRead(t, r, requestWith(append(slices.Clone(l.Cookies), small)...))
 		if s.Email != "later@example.com" {
 			t.Fatalf("read %q, want the single cookie's session", s.Email)
 		}
-		want := append(cookieNames(l.cookies), DefaultCookieName)
+		want := append(cookieNames(l.Cookies), DefaultCookieName)
 		if !slices.Equal(s.Cookies, want) {
 			t.Errorf("cookies to clear %q, want %q", s.Cookies, want)
 		}

@@ -133,7 +133,7 @@ func New(cfg Config) (*Reader, error) {
 		r.names = []string{DefaultCookieName}
 	}
 	for _, name := range r.names {
-		if err := checkCookieName(name); err != nil {
+		if err := CheckCookieName(name); err != nil {
 			return nil, err
 		}
 	}
@@ -244,6 +244,23 @@ func (r *Reader) Read(ctx context.Context, req *http.Request) (*Session, error) 
 		return nil, first
 	}
 	return nil, ErrNoCookie
+}
+
+// Cookies names the request's cookies of the configured names (each name
+// and its chunks), whatever they hold: what a sign-out clears, so that no
+// oauth2-proxy session of the browser is taken over after it.
+func (r *Reader) Cookies(req *http.Request) []string {
+	rc := parseCookies(req)
+	var out []string
+	for _, n := range rc.names {
+		for _, name := range r.names {
+			if isOfName(n, name) {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // firstOf returns the first non-nil of a and b.

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +173,19 @@ func BenchmarkReadBadSignature(b *testing.B) {
 		if _, err := r.Read(context.Background(), req); !errors.Is(err, ErrSignature) {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestCookies(t *testing.T) {
+	r := newReader(t, Config{CookieNames: []string{"_a", "_b"}, CookieSecrets: []string{alphabetSecret}})
+	req := requestWith(
+		&http.Cookie{Name: "_a", Value: "junk"}, &http.Cookie{Name: "_b_0", Value: "x"}, &http.Cookie{Name: "_b_1", Value: "y"},
+		&http.Cookie{Name: "_b_x", Value: "not a chunk"}, &http.Cookie{Name: "_c", Value: "another name"}, &http.Cookie{Name: "_a_01", Value: "not canonical"},
+	)
+	if got, want := r.Cookies(req), []string{"_a", "_b_0", "_b_1"}; !slices.Equal(got, want) {
+		t.Fatalf("Cookies = %q, want %q", got, want)
+	}
+	if got := r.Cookies(requestWith(&http.Cookie{Name: "_c", Value: "v"})); got != nil {
+		t.Fatalf("Cookies of a request without any = %q", got)
 	}
 }

@@ -28,8 +28,9 @@ const (
 	maxFutureSkew = 5 * time.Minute
 )
 
-// checkCookieName refuses what oauth2-proxy refuses as --cookie-name.
-func checkCookieName(name string) error {
+// CheckCookieName refuses what oauth2-proxy refuses as --cookie-name, as
+// New does: for configuration checks before New.
+func CheckCookieName(name string) error {
 	if name == "" || len(name) > maxCookieNameLen {
 		return fmt.Errorf("oauth2proxy: cookie name must be 1 to %d bytes, is %d", maxCookieNameLen, len(name))
 	}
@@ -131,6 +132,14 @@ func (rc requestCookies) value(name string) (string, []string, error) {
 type cookieSecret struct {
 	macKey []byte
 	block  cipher.Block
+}
+
+// CheckCookieSecret refuses what oauth2-proxy refuses as --cookie-secret
+// (not 16, 24 or 32 bytes, raw or base64url-decoded), as New does: for
+// configuration checks before New. The error does not contain the secret.
+func CheckCookieSecret(secret string) error {
+	_, err := newCookieSecret(secret)
+	return err
 }
 
 func newCookieSecret(secret string) (cookieSecret, error) {

@@ -1,7 +1,9 @@
 // Package testidp runs real OpenID Connect providers for integration tests:
 // Dex (this file), the zitadel example OP (zitadel.go) and oidc-provider, an
 // OpenID Certified OP with PAR, DPoP and private_key_jwt
-// (oidcprovider.go), with browser-like login drivers for each.
+// (oidcprovider.go), with browser-like login drivers for each; and
+// oauth2-proxy (oauth2proxy.go), the relying party whose real sessions the
+// oauth2-proxy migration takes over.
 //
 // Dex is built from the pinned version in tools/dex by
 // scripts/install-deps.sh into <repo root>/.bin/dex. Tests locate it with

@@ -40,36 +40,16 @@ func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if known, err := s.Connection.UnmarshalOption(d); known {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		var err error
 		switch opt {
-		case "url":
-			err = cfgargs.One(d, &s.URL)
-		case "sentinel_master":
-			err = cfgargs.One(d, &s.SentinelMaster)
-		case "sentinel_urls":
-			err = cfgargs.Many(d, &s.SentinelURLs)
-		case "sentinel_password":
-			err = cfgargs.One(d, &s.SentinelPassword)
-		case "cluster_urls":
-			err = cfgargs.Many(d, &s.ClusterURLs)
-		case "db":
-			err = cfgargs.Int(d, &s.DB, 0)
-		case "username":
-			err = cfgargs.One(d, &s.Username)
-		case "password":
-			err = cfgargs.One(d, &s.Password)
 		case "key_prefix":
 			err = cfgargs.One(d, &s.KeyPrefix)
-		case "tls":
-			err = s.unmarshalTLS(d)
-		case "pool_size":
-			err = cfgargs.Int(d, &s.PoolSize, 0)
-		case "dial_timeout":
-			err = cfgargs.Duration(d, &s.DialTimeout)
-		case "read_timeout":
-			err = cfgargs.Duration(d, &s.ReadTimeout)
-		case "write_timeout":
-			err = cfgargs.Duration(d, &s.WriteTimeout)
 		case "lock_ttl":
 			err = cfgargs.Duration(d, &s.LockTTL)
 		case "lock_wait":
@@ -90,27 +70,66 @@ func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if err := s.validate(); err != nil {
+	if err := s.Check(); err != nil {
 		return d.Err(err.Error())
 	}
 	return nil
 }
 
-func (s *Store) unmarshalTLS(d *caddyfile.Dispenser) error {
-	s.TLS = &TLSConfig{}
+// UnmarshalOption reads the connection option the dispenser is at (url,
+// sentinel_master, sentinel_urls, sentinel_password, cluster_urls, db,
+// username, password, tls { ... }, pool_size, dial_timeout, read_timeout,
+// write_timeout), for any block that takes Redis settings. known is false
+// for any other option, which is left to the caller.
+func (c *Connection) UnmarshalOption(d *caddyfile.Dispenser) (known bool, err error) {
+	switch d.Val() {
+	case "url":
+		err = cfgargs.One(d, &c.URL)
+	case "sentinel_master":
+		err = cfgargs.One(d, &c.SentinelMaster)
+	case "sentinel_urls":
+		err = cfgargs.Many(d, &c.SentinelURLs)
+	case "sentinel_password":
+		err = cfgargs.One(d, &c.SentinelPassword)
+	case "cluster_urls":
+		err = cfgargs.Many(d, &c.ClusterURLs)
+	case "db":
+		err = cfgargs.Int(d, &c.DB, 0)
+	case "username":
+		err = cfgargs.One(d, &c.Username)
+	case "password":
+		err = cfgargs.One(d, &c.Password)
+	case "tls":
+		err = c.unmarshalTLS(d)
+	case "pool_size":
+		err = cfgargs.Int(d, &c.PoolSize, 0)
+	case "dial_timeout":
+		err = cfgargs.Duration(d, &c.DialTimeout)
+	case "read_timeout":
+		err = cfgargs.Duration(d, &c.ReadTimeout)
+	case "write_timeout":
+		err = cfgargs.Duration(d, &c.WriteTimeout)
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+func (c *Connection) unmarshalTLS(d *caddyfile.Dispenser) error {
+	c.TLS = &TLSConfig{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
 		case "ca":
-			err = cfgargs.One(d, &s.TLS.CA)
+			err = cfgargs.One(d, &c.TLS.CA)
 		case "cert":
-			err = cfgargs.One(d, &s.TLS.Cert)
+			err = cfgargs.One(d, &c.TLS.Cert)
 		case "key":
-			err = cfgargs.One(d, &s.TLS.Key)
+			err = cfgargs.One(d, &c.TLS.Key)
 		case "server_name":
-			err = cfgargs.One(d, &s.TLS.ServerName)
+			err = cfgargs.One(d, &c.TLS.ServerName)
 		case "insecure_skip_verify":
-			err = cfgargs.Flag(d, &s.TLS.InsecureSkipVerify)
+			err = cfgargs.Flag(d, &c.TLS.InsecureSkipVerify)
 		default:
 			return d.Errf("unknown redis tls option %q", d.Val())
 		}

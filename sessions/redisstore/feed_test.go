@@ -209,7 +209,7 @@ func checkAnnouncements(t *testing.T, conf Store) {
 
 func TestAnnouncements(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{})
-	checkAnnouncements(t, Store{URL: srv.URL(), KeyPrefix: "pfx:"})
+	checkAnnouncements(t, Store{Connection: Connection{URL: srv.URL()}, KeyPrefix: "pfx:"})
 }
 
 // TestRecheckInterval: a record deleted behind the plugin's back is
@@ -221,7 +221,7 @@ func TestRecheckInterval(t *testing.T) {
 	env := storetest.NewEnv(t)
 	ctx := context.Background()
 
-	in := newInstance(t, Store{URL: srv.URL(), RecheckInterval: caddy.Duration(300 * time.Millisecond)}, 7, env)
+	in := newInstance(t, Store{Connection: Connection{URL: srv.URL()}, RecheckInterval: caddy.Duration(300 * time.Millisecond)}, 7, env)
 	value := in.saveChecked(t)
 	key, _ := in.RecordKey(value)
 	if err := rdb.Del(ctx, key).Err(); err != nil {
@@ -246,7 +246,7 @@ func TestRecheckInterval(t *testing.T) {
 	}
 	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
 
-	always := newInstance(t, Store{URL: srv.URL(), RecheckInterval: -1}, 9, env)
+	always := newInstance(t, Store{Connection: Connection{URL: srv.URL()}, RecheckInterval: -1}, 9, env)
 	value = always.save(t)
 	if n := always.checkN(t, value, 10); n != 10 {
 		t.Errorf("recheck_interval always: 10 checks sent %d EXISTS, want 10", n)
@@ -265,8 +265,8 @@ func TestFeedLost(t *testing.T) {
 	rdb := srv.Client()
 	env := storetest.NewEnv(t)
 	ctx := context.Background()
-	in := newInstance(t, Store{URL: srv.URL(), RecheckInterval: caddy.Duration(time.Hour),
-		DialTimeout: ms(300)}, 7, env)
+	in := newInstance(t, Store{Connection: Connection{URL: srv.URL(), DialTimeout: ms(300)},
+		RecheckInterval: caddy.Duration(time.Hour)}, 7, env)
 	value := in.saveChecked(t)
 	key, _ := in.RecordKey(value)
 	if err := rdb.Del(ctx, key).Err(); err != nil {
@@ -331,7 +331,7 @@ func TestFeedChannelACL(t *testing.T) {
 	if err := rdb.Do(ctx, "ACL", "SETUSER", "app", "on", ">app-pass", "~app:*", "resetchannels", "+@all").Err(); err != nil {
 		t.Fatal(err)
 	}
-	conf := Store{URL: srv.URL(), Username: "app", Password: "app-pass", KeyPrefix: "app:"}
+	conf := Store{Connection: Connection{URL: srv.URL(), Username: "app", Password: "app-pass"}, KeyPrefix: "app:"}
 	conf.PoolSize = 7
 	st := &instance{Store: newStore(t, &conf, storetest.NewEnv(t))}
 	st.client.AddHook(countExists{&st.exists})
@@ -366,7 +366,7 @@ func TestFeedStopsPromptly(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{})
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	s := &Store{URL: srv.URL(), PoolSize: 5}
+	s := &Store{Connection: Connection{URL: srv.URL(), PoolSize: 5}}
 	if err := s.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +393,7 @@ func TestFeedSilent(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{})
 	rdb := srv.Client()
 	ctx := context.Background()
-	in := newInstance(t, Store{URL: srv.URL(), RecheckInterval: caddy.Duration(time.Hour)}, 7, storetest.NewEnv(t))
+	in := newInstance(t, Store{Connection: Connection{URL: srv.URL()}, RecheckInterval: caddy.Duration(time.Hour)}, 7, storetest.NewEnv(t))
 	value := in.saveChecked(t)
 	trusted := func() bool {
 		before := in.exists.Load()

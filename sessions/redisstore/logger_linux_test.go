@@ -21,7 +21,7 @@ import (
 // still reaches go-redis's default logger on stderr after a store has been
 // provisioned.
 func TestGoRedisLoggerNotReplaced(t *testing.T) {
-	newStore(t, &Store{URL: "redis://127.0.0.1:1", DialTimeout: caddy.Duration(100 * time.Millisecond)}, storetest.NewEnv(t))
+	newStore(t, &Store{Connection: Connection{URL: "redis://127.0.0.1:1", DialTimeout: caddy.Duration(100 * time.Millisecond)}}, storetest.NewEnv(t))
 
 	r, w, err := os.Pipe()
 	if err != nil {

@@ -15,13 +15,13 @@ func TestManager(t *testing.T) {
 	t.Run("Standalone", func(t *testing.T) {
 		srv := testredis.Start(t, testredis.Options{})
 		storetest.RunManager(t, func(t *testing.T, env sessions.Env) sessions.Store {
-			return newStore(t, &Store{URL: srv.URL(), KeyPrefix: "mgr:"}, env)
+			return newStore(t, &Store{Connection: Connection{URL: srv.URL()}, KeyPrefix: "mgr:"}, env)
 		})
 	})
 	t.Run("Cluster", func(t *testing.T) {
 		cl := testredis.StartCluster(t, testredis.ClusterOptions{Masters: 3})
 		storetest.RunManager(t, func(t *testing.T, env sessions.Env) sessions.Store {
-			return newStore(t, &Store{ClusterURLs: cl.Addrs}, env)
+			return newStore(t, &Store{Connection: Connection{ClusterURLs: cl.Addrs}}, env)
 		})
 	})
 }

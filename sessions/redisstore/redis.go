@@ -37,47 +37,14 @@ func init() {
 // the ticket's secret, stored with SET EX for the session's remaining
 // lifetime. Without the cookie, nothing in Redis can be read.
 type Store struct {
-	// URL of a standalone Redis: redis://[user:password@]host:port[/db] or
-	// rediss://... for TLS. Exactly one of url, sentinel_master and
-	// cluster_urls is required.
-	URL string `json:"url,omitempty"`
-
-	// SentinelMaster is the master name monitored by the sentinels.
-	SentinelMaster string `json:"sentinel_master,omitempty"`
-	// SentinelURLs are the sentinels, as host:port or redis://host:port[/db];
-	// a db number in them selects the database.
-	SentinelURLs []string `json:"sentinel_urls,omitempty"`
-	// SentinelPassword authenticates to the sentinels themselves.
-	SentinelPassword string `json:"sentinel_password,omitempty"`
-
-	// ClusterURLs are seed nodes of a Redis Cluster, as host:port or
-	// redis://host:port.
-	ClusterURLs []string `json:"cluster_urls,omitempty"`
-
-	// DB selects the database (not for Cluster). Default: from the URL, or 0.
-	DB int `json:"db,omitempty"`
-	// Username and Password authenticate to Redis (ACL user or
-	// requirepass). Placeholders such as {env.REDIS_PASSWORD} work.
-	Username string `json:"username,omitempty"`
-	Password string `json:"password,omitempty"`
+	// Connection says how to reach Redis; its options (url, sentinel_*,
+	// cluster_urls, db, username, password, tls, pool_size and the
+	// timeouts) sit at the top level of the store's config.
+	Connection
 
 	// KeyPrefix is put in front of every key, to share a Redis with other
 	// applications or deployments. Default: none.
 	KeyPrefix string `json:"key_prefix,omitempty"`
-
-	// TLS configures TLS to Redis (also implied by a rediss:// URL).
-	TLS *TLSConfig `json:"tls,omitempty"`
-
-	// PoolSize is the connection pool size per node. Default: go-redis's
-	// (10 per CPU).
-	PoolSize int `json:"pool_size,omitempty"`
-	// DialTimeout, ReadTimeout and WriteTimeout bound each attempt of a
-	// Redis call (go-redis retries a failed call up to 3 times), and so how
-	// long a request waits before answering 503 when Redis is down or hangs.
-	// Defaults: 2s, 1s, 1s.
-	DialTimeout  caddy.Duration `json:"dial_timeout,omitempty"`
-	ReadTimeout  caddy.Duration `json:"read_timeout,omitempty"`
-	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
 
 	// LockTTL is the lifetime of a session's refresh lock; it is renewed
 	// while the refresh runs, so it only matters if an instance dies
@@ -124,6 +91,50 @@ type TLSConfig struct {
 	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
 }
 
+// Connection is how to reach a Redis: standalone, Sentinel or Cluster,
+// with its authentication, TLS, pool and timeouts. The redis store embeds
+// it; the handler's migrate_oauth2_proxy uses it for oauth2-proxy's Redis.
+// Open shares one client between all users of the same settings.
+type Connection struct {
+	// URL of a standalone Redis: redis://[user:password@]host:port[/db] or
+	// rediss://... for TLS. Exactly one of url, sentinel_master and
+	// cluster_urls is required.
+	URL string `json:"url,omitempty"`
+
+	// SentinelMaster is the master name monitored by the sentinels.
+	SentinelMaster string `json:"sentinel_master,omitempty"`
+	// SentinelURLs are the sentinels, as host:port or redis://host:port[/db];
+	// a db number in them selects the database.
+	SentinelURLs []string `json:"sentinel_urls,omitempty"`
+	// SentinelPassword authenticates to the sentinels themselves.
+	SentinelPassword string `json:"sentinel_password,omitempty"`
+
+	// ClusterURLs are seed nodes of a Redis Cluster, as host:port or
+	// redis://host:port.
+	ClusterURLs []string `json:"cluster_urls,omitempty"`
+
+	// DB selects the database (not for Cluster). Default: from the URL, or 0.
+	DB int `json:"db,omitempty"`
+	// Username and Password authenticate to Redis (ACL user or
+	// requirepass). Placeholders such as {env.REDIS_PASSWORD} work.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+
+	// TLS configures TLS to Redis (also implied by a rediss:// URL).
+	TLS *TLSConfig `json:"tls,omitempty"`
+
+	// PoolSize is the connection pool size per node. Default: go-redis's
+	// (10 per CPU).
+	PoolSize int `json:"pool_size,omitempty"`
+	// DialTimeout, ReadTimeout and WriteTimeout bound each attempt of a
+	// Redis call (go-redis retries a failed call up to 3 times), and so how
+	// long a request waits before answering 503 when Redis is down or hangs.
+	// Defaults: 2s, 1s, 1s.
+	DialTimeout  caddy.Duration `json:"dial_timeout,omitempty"`
+	ReadTimeout  caddy.Duration `json:"read_timeout,omitempty"`
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+}
+
 // CaddyModule returns the Caddy module information.
 func (Store) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -145,27 +156,13 @@ func (c pooledClient) Destruct() error { return c.Close() }
 // while Redis is down and recovers on its own when it comes back.
 func (s *Store) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
-	if err := s.validate(); err != nil {
+	key, client, err := s.Connection.open()
+	if err != nil {
 		return err
 	}
 	repl := caddy.NewReplacer()
-	conn := s.connection(repl)
-	key, err := conn.fingerprint()
-	if err != nil {
-		return err
-	}
-	val, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
-		c, err := conn.newClient()
-		if err != nil {
-			return nil, err
-		}
-		return pooledClient{c}, nil
-	})
-	if err != nil {
-		return err
-	}
 	s.poolKey = key
-	s.client = val.(pooledClient).UniversalClient
+	s.client = client
 	s.TicketStore.Name = "redis"
 	s.TicketStore.KeyPrefix = repl.ReplaceKnown(s.KeyPrefix, "")
 	s.feed, err = useFeed(key, s.TicketStore.KeyPrefix, s.client, s.logger)
@@ -234,28 +231,67 @@ func (s *Store) Exists(ctx context.Context, value string) (bool, error) {
 	return exists, err
 }
 
-func (s *Store) validate() error {
+// Check reports what is wrong with the settings: none or several
+// connection modes, sentinel half set, a db with Cluster, a TLS
+// certificate without its key.
+func (c *Connection) Check() error {
 	modes := 0
-	for _, set := range []bool{s.URL != "", s.SentinelMaster != "" || len(s.SentinelURLs) > 0, len(s.ClusterURLs) > 0} {
+	for _, set := range []bool{c.URL != "", c.SentinelMaster != "" || len(c.SentinelURLs) > 0, len(c.ClusterURLs) > 0} {
 		if set {
 			modes++
 		}
 	}
 	switch {
 	case modes == 0:
-		return errors.New("redis store: one of url, sentinel_master (with sentinel_urls) or cluster_urls is required")
-	case s.SentinelMaster != "" && len(s.ClusterURLs) > 0 || len(s.SentinelURLs) > 0 && len(s.ClusterURLs) > 0:
-		return errors.New("redis store: sentinel and cluster are mutually exclusive: use either sentinel_master + sentinel_urls or cluster_urls")
+		return errors.New("redis: one of url, sentinel_master (with sentinel_urls) or cluster_urls is required")
+	case c.SentinelMaster != "" && len(c.ClusterURLs) > 0 || len(c.SentinelURLs) > 0 && len(c.ClusterURLs) > 0:
+		return errors.New("redis: sentinel and cluster are mutually exclusive: use either sentinel_master + sentinel_urls or cluster_urls")
 	case modes > 1:
-		return errors.New("redis store: url cannot be combined with sentinel or cluster settings: use only one connection mode")
-	case (s.SentinelMaster == "") != (len(s.SentinelURLs) == 0):
-		return errors.New("redis store: sentinel needs both sentinel_master and sentinel_urls")
-	case s.DB < 0 || len(s.ClusterURLs) > 0 && s.DB != 0:
-		return errors.New("redis store: db must be >= 0, and Redis Cluster has only db 0")
-	case s.TLS != nil && (s.TLS.Cert == "") != (s.TLS.Key == ""):
-		return errors.New("redis store: tls cert and key go together")
+		return errors.New("redis: url cannot be combined with sentinel or cluster settings: use only one connection mode")
+	case (c.SentinelMaster == "") != (len(c.SentinelURLs) == 0):
+		return errors.New("redis: sentinel needs both sentinel_master and sentinel_urls")
+	case c.DB < 0 || len(c.ClusterURLs) > 0 && c.DB != 0:
+		return errors.New("redis: db must be >= 0, and Redis Cluster has only db 0")
+	case c.TLS != nil && (c.TLS.Cert == "") != (c.TLS.Key == ""):
+		return errors.New("redis: tls cert and key go together")
 	}
 	return nil
+}
+
+// Open checks the settings and returns a client for them (placeholders
+// replaced), shared through a caddy.UsagePool with every store and handler
+// of the same settings, so a reload keeps the connections; release gives
+// this use back (call it in Cleanup). Nothing is dialled yet: go-redis
+// connects on first use, so Caddy starts while Redis is down.
+func (c *Connection) Open() (client redis.UniversalClient, release func() error, err error) {
+	key, client, err := c.open()
+	if err != nil {
+		return nil, nil, err
+	}
+	return client, func() error { _, err := clients.Delete(key); return err }, nil
+}
+
+// open is Open with the client's key in the pool instead of a release.
+func (c *Connection) open() (string, redis.UniversalClient, error) {
+	if err := c.Check(); err != nil {
+		return "", nil, err
+	}
+	conn := c.resolve(caddy.NewReplacer())
+	key, err := conn.fingerprint()
+	if err != nil {
+		return "", nil, err
+	}
+	val, _, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
+		rc, err := conn.newClient()
+		if err != nil {
+			return nil, err
+		}
+		return pooledClient{rc}, nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return key, val.(pooledClient).UniversalClient, nil
 }
 
 // connection is the resolved connection config: what identifies a client.
@@ -275,33 +311,34 @@ type connection struct {
 	Write            time.Duration
 }
 
-func (s *Store) connection(repl *caddy.Replacer) connection {
+// resolve replaces placeholders and applies defaults.
+func (c *Connection) resolve(repl *caddy.Replacer) connection {
 	r := func(v string) string { return repl.ReplaceKnown(v, "") }
-	c := connection{
-		URL:              r(s.URL),
-		SentinelMaster:   r(s.SentinelMaster),
-		SentinelPassword: r(s.SentinelPassword),
-		DB:               s.DB,
-		Username:         r(s.Username),
-		Password:         r(s.Password),
-		TLS:              s.TLS,
-		PoolSize:         s.PoolSize,
-		Dial:             durationOr(s.DialTimeout, 2*time.Second),
-		Read:             durationOr(s.ReadTimeout, time.Second),
-		Write:            durationOr(s.WriteTimeout, time.Second),
+	out := connection{
+		URL:              r(c.URL),
+		SentinelMaster:   r(c.SentinelMaster),
+		SentinelPassword: r(c.SentinelPassword),
+		DB:               c.DB,
+		Username:         r(c.Username),
+		Password:         r(c.Password),
+		TLS:              c.TLS,
+		PoolSize:         c.PoolSize,
+		Dial:             durationOr(c.DialTimeout, 2*time.Second),
+		Read:             durationOr(c.ReadTimeout, time.Second),
+		Write:            durationOr(c.WriteTimeout, time.Second),
 	}
-	for _, u := range s.SentinelURLs {
+	for _, u := range c.SentinelURLs {
 		addr, db := hostPortDB(r(u))
-		c.SentinelAddrs = append(c.SentinelAddrs, addr)
-		if db > 0 && c.DB == 0 {
-			c.DB = db
+		out.SentinelAddrs = append(out.SentinelAddrs, addr)
+		if db > 0 && out.DB == 0 {
+			out.DB = db
 		}
 	}
-	for _, u := range s.ClusterURLs {
+	for _, u := range c.ClusterURLs {
 		addr, _ := hostPortDB(r(u))
-		c.ClusterAddrs = append(c.ClusterAddrs, addr)
+		out.ClusterAddrs = append(out.ClusterAddrs, addr)
 	}
-	return c
+	return out
 }
 
 // fingerprint names the config in the usage pool without keeping the
@@ -335,7 +372,7 @@ func (c connection) newClient() (redis.UniversalClient, error) {
 	case c.URL != "":
 		u, err := redis.ParseURL(c.URL)
 		if err != nil {
-			return nil, fmt.Errorf("redis store: url: %w", err)
+			return nil, fmt.Errorf("redis: url: %w", err)
 		}
 		// Settings given apart take precedence over those in the URL.
 		opts.Addrs = []string{u.Addr}
@@ -366,17 +403,17 @@ func (c connection) tlsConfig() (*tls.Config, error) {
 	if t.CA != "" {
 		pem, err := os.ReadFile(t.CA)
 		if err != nil {
-			return nil, fmt.Errorf("redis store: tls ca: %w", err)
+			return nil, fmt.Errorf("redis: tls ca: %w", err)
 		}
 		conf.RootCAs = x509.NewCertPool()
 		if !conf.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("redis store: tls ca %s holds no PEM certificate", t.CA)
+			return nil, fmt.Errorf("redis: tls ca %s holds no PEM certificate", t.CA)
 		}
 	}
 	if t.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
 		if err != nil {
-			return nil, fmt.Errorf("redis store: tls client certificate: %w", err)
+			return nil, fmt.Errorf("redis: tls client certificate: %w", err)
 		}
 		conf.Certificates = []tls.Certificate{cert}
 	}

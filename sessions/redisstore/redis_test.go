@@ -37,7 +37,7 @@ func newStore(t *testing.T, s *Store, env sessions.Env) *Store {
 func TestConformance(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{})
 	storetest.Run(t, func(t *testing.T) sessions.Store {
-		return newStore(t, &Store{URL: srv.URL()}, storetest.NewEnv(t))
+		return newStore(t, &Store{Connection: Connection{URL: srv.URL()}}, storetest.NewEnv(t))
 	})
 }
 
@@ -48,7 +48,7 @@ func TestFormat(t *testing.T) {
 	env := storetest.NewEnv(t)
 	env.CookieName = "my.app-session" // dots and dashes must still parse
 	env.IdleTimeout = time.Hour
-	st := newStore(t, &Store{URL: "redis://" + srv.Addr, Password: "redis-pass-1", KeyPrefix: "pfx:"}, env)
+	st := newStore(t, &Store{Connection: Connection{URL: "redis://" + srv.Addr, Password: "redis-pass-1"}, KeyPrefix: "pfx:"}, env)
 	rdb := srv.Client()
 	ctx := context.Background()
 
@@ -134,7 +134,7 @@ func TestFormat(t *testing.T) {
 // sessions work again when it is back.
 func TestRedisDownAndBack(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
-	st := newStore(t, &Store{URL: srv.URL(), DialTimeout: caddy.Duration(300 * time.Millisecond)}, storetest.NewEnv(t))
+	st := newStore(t, &Store{Connection: Connection{URL: srv.URL(), DialTimeout: caddy.Duration(300 * time.Millisecond)}}, storetest.NewEnv(t))
 	ctx := context.Background()
 	value, err := st.Save(ctx, "", storetest.FullSession())
 	if err != nil {
@@ -167,8 +167,8 @@ func TestRedisDownAndBack(t *testing.T) {
 func TestLock(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{})
 	env := storetest.NewEnv(t)
-	a := newStore(t, &Store{URL: srv.URL(), LockTTL: caddy.Duration(300 * time.Millisecond), LockWait: caddy.Duration(5 * time.Second)}, env)
-	b := newStore(t, &Store{URL: srv.URL(), LockTTL: caddy.Duration(300 * time.Millisecond), LockWait: caddy.Duration(5 * time.Second)}, env)
+	a := newStore(t, &Store{Connection: Connection{URL: srv.URL()}, LockTTL: caddy.Duration(300 * time.Millisecond), LockWait: caddy.Duration(5 * time.Second)}, env)
+	b := newStore(t, &Store{Connection: Connection{URL: srv.URL()}, LockTTL: caddy.Duration(300 * time.Millisecond), LockWait: caddy.Duration(5 * time.Second)}, env)
 	ctx := context.Background()
 	value, _ := a.Save(ctx, "", storetest.FullSession())
 
@@ -200,7 +200,7 @@ func TestLock(t *testing.T) {
 	}
 
 	// A holder that never releases makes waiters give up after LockWait.
-	short := newStore(t, &Store{URL: srv.URL(), LockWait: caddy.Duration(200 * time.Millisecond)}, env)
+	short := newStore(t, &Store{Connection: Connection{URL: srv.URL()}, LockWait: caddy.Duration(200 * time.Millisecond)}, env)
 	release, _ = a.Lock(ctx, value)
 	defer release()
 	if _, err := short.Lock(ctx, value); !errors.Is(err, errLockTimeout) {
@@ -208,24 +208,24 @@ func TestLock(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
+func TestConnectionCheck(t *testing.T) {
 	for _, c := range []struct {
-		s    Store
+		c    Connection
 		want string
 	}{
-		{Store{}, "one of url"},
-		{Store{SentinelMaster: "m", SentinelURLs: []string{"a:1"}, ClusterURLs: []string{"b:1"}}, "mutually exclusive"},
-		{Store{URL: "redis://x", ClusterURLs: []string{"b:1"}}, "only one connection mode"},
-		{Store{SentinelMaster: "m"}, "both sentinel_master and sentinel_urls"},
-		{Store{ClusterURLs: []string{"b:1"}, DB: 2}, "only db 0"},
-		{Store{URL: "redis://x", TLS: &TLSConfig{Cert: "c"}}, "cert and key"},
+		{Connection{}, "one of url"},
+		{Connection{SentinelMaster: "m", SentinelURLs: []string{"a:1"}, ClusterURLs: []string{"b:1"}}, "mutually exclusive"},
+		{Connection{URL: "redis://x", ClusterURLs: []string{"b:1"}}, "only one connection mode"},
+		{Connection{SentinelMaster: "m"}, "both sentinel_master and sentinel_urls"},
+		{Connection{ClusterURLs: []string{"b:1"}, DB: 2}, "only db 0"},
+		{Connection{URL: "redis://x", TLS: &TLSConfig{Cert: "c"}}, "cert and key"},
 	} {
-		err := c.s.validate()
+		err := c.c.Check()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: %v, want %q", c.s, err, c.want)
+			t.Errorf("%+v: %v, want %q", c.c, err, c.want)
 		}
 	}
-	if err := (&Store{URL: "redis://127.0.0.1:6379/0"}).validate(); err != nil {
+	if err := (&Connection{URL: "redis://127.0.0.1:6379/0"}).Check(); err != nil {
 		t.Errorf("valid url: %v", err)
 	}
 }
@@ -237,7 +237,7 @@ func TestClientSharedAcrossReloads(t *testing.T) {
 	env := storetest.NewEnv(t)
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	old := &Store{URL: srv.URL()}
+	old := &Store{Connection: Connection{URL: srv.URL()}}
 	if err := old.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestClientSharedAcrossReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reloaded := newStore(t, &Store{URL: srv.URL()}, env)
+	reloaded := newStore(t, &Store{Connection: Connection{URL: srv.URL()}}, env)
 	if reloaded.client != old.client || reloaded.feed != old.feed {
 		t.Error("a reload with the same connection config made a new client or feed")
 	}
@@ -267,4 +267,37 @@ func TestBackendConformance(t *testing.T) {
 	t.Run("cluster", func(t *testing.T) {
 		storetest.RunBackend(t, func(*testing.T) sessions.Backend { return backend{client: cl.ClusterClient()} })
 	})
+}
+
+// TestConnectionOpen: Open shares the client of the same settings with the
+// store, and each use is given back on its own: the client lives until
+// the last release.
+func TestConnectionOpen(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	ctx := context.Background()
+	conn := Connection{URL: srv.URL()}
+	st := newStore(t, &Store{Connection: conn}, storetest.NewEnv(t))
+	client, release, err := conn.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client != st.client {
+		t.Error("Open made another client for the store's settings")
+	}
+	second, releaseSecond, err := conn.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Ping(ctx).Err(); err != nil {
+		t.Fatalf("client after another use was released: %v", err)
+	}
+	if err := releaseSecond(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := (&Connection{}).Open(); err == nil || !strings.Contains(err.Error(), "one of url") {
+		t.Fatalf("Open without settings: %v", err)
+	}
 }

@@ -14,7 +14,7 @@ import (
 // the subject index. It logs; the figures go into BENCHMARKS.md.
 func TestBytesPerSession(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{})
-	st := newStore(t, &Store{URL: srv.URL()}, storetest.NewEnv(t))
+	st := newStore(t, &Store{Connection: Connection{URL: srv.URL()}}, storetest.NewEnv(t))
 	rdb := srv.Client()
 	ctx := context.Background()
 	for _, withTokens := range []bool{true, false} {

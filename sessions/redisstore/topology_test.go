@@ -36,16 +36,14 @@ func TestSentinelFailoverInUse(t *testing.T) {
 	sen := testredis.StartSentinel(t, testredis.SentinelOptions{Password: "data-pass", SentinelPassword: "sentinel-pass"})
 	urls := []string{"redis://" + sen.SentinelAddrs[0] + "/3", sen.SentinelAddrs[1], sen.SentinelAddrs[2]}
 	newSentinelStore := func(t *testing.T) sessions.Store {
-		return newStore(t, &Store{
-			SentinelMaster: sen.MasterName, SentinelURLs: urls,
+		return newStore(t, &Store{Connection: Connection{SentinelMaster: sen.MasterName, SentinelURLs: urls,
 			SentinelPassword: "sentinel-pass", Password: "data-pass",
-			DialTimeout: ms(300), ReadTimeout: ms(500), WriteTimeout: ms(500),
-		}, storetest.NewEnv(t))
+			DialTimeout: ms(300), ReadTimeout: ms(500), WriteTimeout: ms(500)}}, storetest.NewEnv(t))
 	}
 	storetest.Run(t, newSentinelStore)
 	t.Run("announcements", func(t *testing.T) {
-		checkAnnouncements(t, Store{SentinelMaster: sen.MasterName, SentinelURLs: urls,
-			SentinelPassword: "sentinel-pass", Password: "data-pass"})
+		checkAnnouncements(t, Store{Connection: Connection{SentinelMaster: sen.MasterName, SentinelURLs: urls,
+			SentinelPassword: "sentinel-pass", Password: "data-pass"}})
 	})
 
 	st := newSentinelStore(t).(*Store)
@@ -122,13 +120,13 @@ func TestSentinelFailoverInUse(t *testing.T) {
 func TestClusterSpreadAndNodeRestart(t *testing.T) {
 	cl := testredis.StartCluster(t, testredis.ClusterOptions{Masters: 3, Password: "cluster-pass"})
 	newClusterStore := func(t *testing.T) sessions.Store {
-		return newStore(t, &Store{ClusterURLs: cl.Addrs, Password: "cluster-pass",
-			DialTimeout: ms(300), ReadTimeout: ms(500), WriteTimeout: ms(500)}, storetest.NewEnv(t))
+		return newStore(t, &Store{Connection: Connection{ClusterURLs: cl.Addrs, Password: "cluster-pass",
+			DialTimeout: ms(300), ReadTimeout: ms(500), WriteTimeout: ms(500)}}, storetest.NewEnv(t))
 	}
 	storetest.Run(t, newClusterStore)
 	t.Run("announcements", func(t *testing.T) {
 		// Published at one node, heard by a subscriber at another.
-		checkAnnouncements(t, Store{ClusterURLs: cl.Addrs, Password: "cluster-pass"})
+		checkAnnouncements(t, Store{Connection: Connection{ClusterURLs: cl.Addrs, Password: "cluster-pass"}})
 	})
 
 	st := newClusterStore(t).(*Store)
