@@ -106,6 +106,11 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	if len(opts.requireACR) > 0 {
 		f.RequireACR = opts.requireACR
 		extra.Set("acr_values", strings.Join(opts.requireACR, " "))
+		if h.Prompt == "" {
+			// acr_values alone is a wish an IdP may meet with the
+			// session it has: a step-up is a new authentication.
+			extra.Set("prompt", "login")
+		}
 	}
 	// The max_age sent is the stricter of the configured one and the
 	// step-up's; the callback then requires auth_time within it.
