@@ -134,7 +134,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err = cfgargs.One(d, &v); err == nil {
 				if v == "off" {
 					h.IdleTimeout = -1
-				} else if err = cfgargs.ParseDuration(d, v, &h.IdleTimeout); err != nil {
+				} else if err = cfgargs.ParseDuration(d, "idle_timeout", v, &h.IdleTimeout); err != nil {
 					return err
 				}
 			}

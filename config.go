@@ -392,13 +392,20 @@ func (h *Handler) validate() error {
 			}
 		}
 	}
-	for _, v := range append(append([]string(nil), h.ACRValues...), h.RequireACR...) {
-		if v == "" || strings.ContainsAny(v, " \t") {
-			bad("acr_values", "acr value %q must be one word", v)
+	checkACR := func(directive string, values []string) {
+		for _, v := range values {
+			if v == "" || strings.ContainsAny(v, " \t") {
+				bad(directive, "%s: acr value %q must be one word", directive, v)
+			}
 		}
 	}
-	if h.MaxAge < 0 || h.MaxAuthAge < 0 {
-		bad("max_age", "max_age and max_auth_age must be positive")
+	checkACR("acr_values", h.ACRValues)
+	checkACR("require_acr", h.RequireACR)
+	if h.MaxAge < 0 {
+		bad("max_age", "max_age must be positive")
+	}
+	if h.MaxAuthAge < 0 {
+		bad("max_auth_age", "max_auth_age must be positive")
 	}
 	for _, r := range h.Resource {
 		if u, err := url.Parse(r); !isPlaceholder(r) && (err != nil || !u.IsAbs() || u.Fragment != "") {

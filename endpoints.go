@@ -365,6 +365,9 @@ func (h *Handler) revoke(d *oidc.Discovered, s *sessions.Session) {
 	refresh, access, sub := s.RefreshToken, s.AccessToken, s.Subject
 	go func() {
 		for _, t := range []struct{ token, hint string }{{refresh, "refresh_token"}, {access, "access_token"}} {
+			if t.token == "" {
+				continue
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(h.ProviderTimeout))
 			err := h.provider.Revoke(ctx, d, t.token, t.hint)
 			cancel()

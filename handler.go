@@ -1,6 +1,7 @@
 package oidcsession
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -27,9 +28,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return err
 		}
 	}
-	sess, err := h.currentSession(w, r)
-	if err != nil {
-		return err
+	sess := h.admittedBefore(r)
+	if sess == nil {
+		var err error
+		if sess, err = h.currentSession(w, r); err != nil {
+			return err
+		}
 	}
 	if sess == nil {
 		return h.unauthenticated(w, r)
@@ -63,10 +67,41 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	h.jar.StripRequest(r)
 	h.migrator.stripRequest(r)
+	if method == authSession {
+		r = r.WithContext(context.WithValue(r.Context(), admittedKey{}, admitted{h.sessionOwner(), sess}))
+	}
 	if h.CacheControl != "off" {
 		w = &cacheControlWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, value: h.CacheControl}
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// admittedKey is the request context key of the session an oidc_session
+// handler admitted. The cookies are gone from the request by then (so that
+// upstreams never see them); a later handler of the same session, such as
+// a step-up block on a matcher beside the site's general one, judges that
+// session by its own rules instead of finding no cookie.
+type admittedKey struct{}
+
+type admitted struct {
+	owner string
+	sess  *sessions.Session
+}
+
+// sessionOwner names what a session belongs to: the IdP, the client and
+// the cookie. Only a handler with all three the same may take over a
+// session another admitted.
+func (h *Handler) sessionOwner() string {
+	return h.Issuer + "\x00" + h.ClientID + "\x00" + h.Cookie.Name
+}
+
+// admittedBefore is the session an earlier handler of the same owner
+// admitted for this request, or nil.
+func (h *Handler) admittedBefore(r *http.Request) *sessions.Session {
+	if a, ok := r.Context().Value(admittedKey{}).(admitted); ok && a.owner == h.sessionOwner() {
+		return a.sess
+	}
+	return nil
 }
 
 // currentSession returns the request's valid session, refreshed and touched

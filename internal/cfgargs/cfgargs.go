@@ -78,19 +78,20 @@ func Int(d *caddyfile.Dispenser, dst *int, min int) error {
 
 // Duration reads a positive duration (Caddy's syntax: 30s, 12h, 7d).
 func Duration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
 	var v string
 	if err := One(d, &v); err != nil {
 		return err
 	}
-	return ParseDuration(d, v, dst)
+	return ParseDuration(d, name, v, dst)
 }
 
-// ParseDuration parses v as a positive duration for the current
-// subdirective.
-func ParseDuration(d *caddyfile.Dispenser, v string, dst *caddy.Duration) error {
+// ParseDuration parses v, the value of subdirective name, as a positive
+// duration.
+func ParseDuration(d *caddyfile.Dispenser, name, v string, dst *caddy.Duration) error {
 	dur, err := caddy.ParseDuration(v)
 	if err != nil || dur <= 0 {
-		return d.Errf("%q is not a positive duration (e.g. 30m, 12h)", v)
+		return d.Errf("%s: %q is not a positive duration (e.g. 30m, 12h)", name, v)
 	}
 	*dst = caddy.Duration(dur)
 	return nil

@@ -60,7 +60,7 @@ func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				if v == "always" {
 					s.RecheckInterval = -1
 				} else {
-					err = cfgargs.ParseDuration(d, v, &s.RecheckInterval)
+					err = cfgargs.ParseDuration(d, "recheck_interval", v, &s.RecheckInterval)
 				}
 			}
 		default:
