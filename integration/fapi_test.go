@@ -201,7 +201,8 @@ func TestFAPIJWKSUnreachable(t *testing.T) {
 	}
 }
 
-// TestFAPIPAREndpointDown: when the PAR endpoint cannot be reached, a
+// TestFAPIPAREndpointDown: par auto pushes to an OP that requires it;
+// when its PAR endpoint cannot be reached, a
 // login answers 503 (the IdP is unavailable, the user can retry) rather
 // than redirect the browser anywhere, every time, and writes no login
 // flow cookie.
@@ -211,11 +212,13 @@ func TestFAPIPAREndpointDown(t *testing.T) {
 		RedirectURIs: []string{"http://" + addr + "/oauth2/callback"},
 		RequirePAR:   true,
 	})
-	site := strings.Replace(fapiSite(op, op.Basic, "par on"), "client_id "+op.Basic.ID, "client_id "+op.Basic.ID+"\n\t\tclient_secret "+op.Basic.Secret, 1)
+	// par left to auto: it follows the OP, which requires PAR.
+	site := strings.Replace(fapiSite(op, op.Basic, ""), "client_id "+op.Basic.ID, "client_id "+op.Basic.ID+"\n\t\tclient_secret "+op.Basic.Secret, 1)
 	base := testcaddy.StartCaddyOn(t, addr, site)
 	b := testcaddy.NewBrowser(t)
-	if resp, _ := b.Navigate(base + "/"); resp.StatusCode != http.StatusFound {
-		t.Fatalf("first login with the OP up: %d", resp.StatusCode)
+	resp, _ := b.Navigate(base + "/")
+	if auth, _ := url.Parse(resp.Header.Get("Location")); resp.StatusCode != http.StatusFound || auth.Query().Get("request_uri") == "" {
+		t.Fatalf("first login with the OP up: %d to %s, want a pushed request", resp.StatusCode, auth)
 	}
 	op.Stop() // discovery is done: the next logins reach for the PAR endpoint
 	for range 2 {
