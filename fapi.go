@@ -48,7 +48,12 @@ func (h *Handler) clientSecurity(cfg *oidc.Config, repl *caddy.Replacer) []error
 	for i, source := range h.ClientKeys {
 		switch {
 		case repl != nil:
-			source = repl.ReplaceKnown(source, "")
+			if replaced := repl.ReplaceKnown(source, ""); replaced != "" {
+				source = replaced
+			} else {
+				bad("client_key", fmt.Errorf("client_key %q is empty once its placeholders are replaced", source))
+				continue
+			}
 		case isPlaceholder(source):
 			pending = true
 			continue

@@ -21,6 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
 	"github.com/oidc-session/oidc_session/internal/testcaddy"
 	"github.com/oidc-session/oidc_session/internal/testenv"
 	"github.com/oidc-session/oidc_session/internal/testidp"
@@ -291,5 +294,38 @@ func TestFAPIRefreshWithAnotherKey(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id="+op.User.Subject) {
 		t.Fatalf("the new login: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestFAPIRefusesToStart: what the Caddyfile adapter cannot see (a key or
+// a secret behind a placeholder) is checked when Caddy loads the config,
+// which it then refuses, with a message naming the setting.
+func TestFAPIRefusesToStart(t *testing.T) {
+	pub := filepath.Join(t.TempDir(), "public.pem")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err := os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FAPI_TEST_SECRET", "a-client-secret")
+	for name, c := range map[string]struct{ lines, want string }{
+		"public key":   {"client_key {file." + pub + "}", `client_key: PEM block "PUBLIC KEY" is not a private key`},
+		"fapi2 secret": {"client_secret {env.FAPI_TEST_SECRET}\n\t\tclient_key " + clientKeyFile(t) + "\n\t\tprofile fapi2", "client_secret is set: FAPI 2.0 allows no shared secrets"},
+		"unset key":    {"client_key {env.FAPI_TEST_UNSET}\n\t\tprofile fapi2", `client_key "{env.FAPI_TEST_UNSET}" is empty`},
+		"unset secret": {"client_auth client_secret_post\n\t\tclient_secret {env.FAPI_TEST_UNSET}", "client_auth client_secret_post needs client_secret"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testcaddy.GlobalOptions(testenv.FreeAddr(t), t.TempDir(), "discard", "ERROR") +
+				fmt.Sprintf("http://%s {\n\toidc_session {\n\t\tissuer http://127.0.0.1:1\n\t\tclient_id app\n\t\t%s\n\t\tcookie {\n\t\t\tsecret %s\n\t\t}\n\t}\n}\n",
+					testenv.FreeAddr(t), c.lines, testcaddy.TestSecret)
+			js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+			if err == nil {
+				err = caddy.Load(js, true)
+				t.Cleanup(func() { _ = caddy.Stop() })
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("load: %v; want an error containing %q", err, c.want)
+			}
+		})
 	}
 }
