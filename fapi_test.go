@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/oidc-session/oidc_session/internal/lifecycle"
 	"github.com/oidc-session/oidc_session/oidc"
 	"github.com/oidc-session/oidc_session/sessions"
 )
@@ -147,4 +148,38 @@ func statusOf(err error) int {
 		return he.StatusCode
 	}
 	return 0
+}
+
+// TestRefreshNeedsDPoPKey: with dpop on, a session without a key (made
+// before dpop was turned on) is not refreshed without one, which would
+// get unbound tokens: its refresh is refused, so it ends and the user
+// logs in again, with a key. The token endpoint is never called.
+func TestRefreshNeedsDPoPKey(t *testing.T) {
+	var tokenCalls int
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]string{
+				"issuer": srv.URL, "authorization_endpoint": srv.URL + "/auth",
+				"token_endpoint": srv.URL + "/token", "jwks_uri": srv.URL + "/jwks",
+			})
+		case "/token":
+			tokenCalls++
+			http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	h := fapiHandler()
+	h.Issuer, h.ClientSecret, h.DPoP = srv.URL, "s", "on"
+	if err := provisioned(t, h); err != nil {
+		t.Fatal(err)
+	}
+	_, err := refresher{h}.Refresh(t.Context(), &sessions.Session{Subject: "u", RefreshToken: "r"})
+	if !errors.Is(err, lifecycle.ErrRefused) || !errors.Is(err, oidc.ErrNoDPoPKey) || tokenCalls != 0 {
+		t.Fatalf("refresh of a session without a DPoP key: %v (%d token calls), want refused with ErrNoDPoPKey and no call", err, tokenCalls)
+	}
 }
