@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -327,5 +328,45 @@ func TestFAPIRefusesToStart(t *testing.T) {
 				t.Fatalf("load: %v; want an error containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestFAPIKeyRotation: of two client_key, the first signs and both are
+// published: with the OP knowing only key A (registered inline), A first
+// logs in and B first is refused (500, no redirect), while jwks.json
+// lists both, the signing key first, under their client_key_id.
+func TestFAPIKeyRotation(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	a, b := clientKeyFile(t), clientKeyFile(t)
+	keyA, err := oidc.LoadClientKey(a, "key-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := oidc.ClientJWKS([]*oidc.ClientKey{keyA})
+	op := testidp.StartOIDCProvider(t, testidp.OIDCProviderOptions{
+		RedirectURIs: []string{"http://" + addr + "/oauth2/callback"},
+		ClientJWKS:   jwks,
+	})
+
+	base := testcaddy.StartCaddyOn(t, addr, fapiSite(op, op.Key, "client_key "+a+"\n\t\tclient_key "+b+"\n\t\tclient_key_id key-a key-b"))
+	br := testcaddy.NewBrowser(t)
+	if resp, body := opLogin(t, op, br, base+"/"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "id="+op.User.Subject) {
+		t.Fatalf("the registered key signing: %d %q", resp.StatusCode, body)
+	}
+	resp, body := br.Do(http.MethodGet, base+"/oauth2/jwks.json")
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+			D   string `json:"d"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(body), &set); err != nil || resp.StatusCode != http.StatusOK || len(set.Keys) != 2 ||
+		set.Keys[0].Kid != "key-a" || set.Keys[1].Kid != "key-b" || set.Keys[0].D != "" {
+		t.Fatalf("jwks.json: %d %s (%v)", resp.StatusCode, body, err)
+	}
+
+	base = testcaddy.StartCaddyOn(t, addr, fapiSite(op, op.Key, "client_key "+b+"\n\t\tclient_key "+a+"\n\t\tclient_key_id key-b key-a"))
+	if resp, body := testcaddy.NewBrowser(t).Navigate(base + "/"); resp.StatusCode != http.StatusInternalServerError || resp.Header.Get("Location") != "" {
+		t.Fatalf("an unregistered key signing: %d %q, Location %q; want 500", resp.StatusCode, body, resp.Header.Get("Location"))
 	}
 }
