@@ -88,10 +88,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "client_auth":
 			err = cfgargs.One(d, &h.ClientAuth)
 		case "client_key":
-			// Repeatable: a second one is published for rotation.
+			// Repeatable: a second one is published for rotation. Each
+			// one's line, for the errors of that key.
 			var key string
 			if err = cfgargs.One(d, &key); err == nil {
 				h.ClientKeys = append(h.ClientKeys, key)
+				at.fields[clientKeyField(len(h.ClientKeys)-1)] = d.Line()
 			}
 		case "client_key_id":
 			var ids []string

@@ -51,7 +51,7 @@ func (h *Handler) clientSecurity(cfg *oidc.Config, repl *caddy.Replacer) []error
 			if replaced := repl.ReplaceKnown(source, ""); replaced != "" {
 				source = replaced
 			} else {
-				bad("client_key", fmt.Errorf("client_key %q is empty once its placeholders are replaced", source))
+				bad(clientKeyField(i), fmt.Errorf("client_key %q is empty once its placeholders are replaced", source))
 				continue
 			}
 		case isPlaceholder(source):
@@ -64,7 +64,7 @@ func (h *Handler) clientSecurity(cfg *oidc.Config, repl *caddy.Replacer) []error
 		}
 		key, err := oidc.LoadClientKey(source, kid)
 		if err != nil {
-			bad("client_key", err)
+			bad(clientKeyField(i), err)
 			continue
 		}
 		cfg.ClientKeys = append(cfg.ClientKeys, key)
@@ -84,6 +84,10 @@ func (h *Handler) clientSecurity(cfg *oidc.Config, repl *caddy.Replacer) []error
 	}
 	return errs
 }
+
+// clientKeyField names the i-th client_key (from 0) in configErrors, so
+// the Caddyfile parser reports a bad key at its own line.
+func clientKeyField(i int) string { return fmt.Sprintf("client_key.%d", i+1) }
 
 // serveJWKS answers <prefix>/jwks.json with the public halves of the
 // client keys, the document to register as the client's jwks_uri at the
