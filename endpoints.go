@@ -195,6 +195,12 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Error("login failed: IdP unavailable", zap.Error(err))
 		return loginFailed(h.UnavailableStatus, loginFailureUnavailable, err)
 	}
+	if errors.Is(err, oidc.ErrNotDPoPBound) {
+		// dpop on, and an IdP (or client registration) without DPoP: no
+		// login can work until one of them changes.
+		h.logger.Error("login failed: configuration and IdP do not fit", zap.Error(err))
+		return loginFailed(http.StatusInternalServerError, loginFailureExchange, err)
+	}
 	if err != nil {
 		h.logger.Warn("login failed", zap.Error(err))
 		return loginFailed(http.StatusBadRequest, loginFailureExchange, err)

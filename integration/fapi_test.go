@@ -370,3 +370,29 @@ func TestFAPIKeyRotation(t *testing.T) {
 		t.Fatalf("an unregistered key signing: %d %q, Location %q; want 500", resp.StatusCode, body, resp.Header.Get("Location"))
 	}
 }
+
+// TestFAPIDPoPNotBound: with dpop on, an OP that ignores DPoP and issues
+// Bearer tokens gets no session out of them: the callback answers 500
+// (the configuration and the OP do not fit) and sets no session cookie.
+func TestFAPIDPoPNotBound(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	op := testidp.StartOIDCProvider(t, testidp.OIDCProviderOptions{
+		RedirectURIs: []string{"http://" + addr + "/oauth2/callback"},
+		DisableDPoP:  true,
+	})
+	base := testcaddy.StartCaddyOn(t, addr, fapiSite(op, op.Public, "dpop on"))
+	b := testcaddy.NewBrowser(t)
+	resp, _ := b.Navigate(base + "/")
+	// The OP's login ends at our callback: its answer is the driver's.
+	cb, err := op.Login(b.Client, resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb.Body.Close()
+	if cb.Request.URL.Path != "/oauth2/callback" || cb.StatusCode != http.StatusInternalServerError || testcaddy.SetCookieNamed(cb, sessionCookie) != nil {
+		t.Fatalf("callback %s with Bearer tokens under dpop on: %d", cb.Request.URL.Path, cb.StatusCode)
+	}
+	if log := testenv.Tail(testcaddy.Running().LogFile, 30); !strings.Contains(log, "not DPoP-bound") {
+		t.Errorf("the log does not say why:\n%s", log)
+	}
+}
