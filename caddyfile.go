@@ -36,6 +36,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		issuer       <url>
 //		client_id    <id>
 //		client_secret <secret>
+//		client_auth  client_secret_basic|client_secret_post|private_key_jwt|none
+//		client_key   <pem file|PEM>
+//		client_key_id <kid...>
+//		par          auto|on|off
+//		dpop         on|off
+//		profile      fapi2
 //		redirect_url <url|path>
 //		scopes       <scope...>
 //		cookie {
@@ -79,6 +85,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfgargs.One(d, &h.ClientID)
 		case "client_secret":
 			err = cfgargs.One(d, &h.ClientSecret)
+		case "client_auth":
+			err = cfgargs.One(d, &h.ClientAuth)
+		case "client_key":
+			// Repeatable: a second one is published for rotation. Each
+			// one's line, for the errors of that key.
+			var key string
+			if err = cfgargs.One(d, &key); err == nil {
+				h.ClientKeys = append(h.ClientKeys, key)
+				at.fields[clientKeyField(len(h.ClientKeys)-1)] = d.Line()
+			}
+		case "client_key_id":
+			var ids []string
+			if err = cfgargs.Many(d, &ids); err == nil {
+				h.ClientKeyIDs = append(h.ClientKeyIDs, ids...)
+			}
+		case "par":
+			err = cfgargs.One(d, &h.PAR)
+		case "dpop":
+			err = cfgargs.One(d, &h.DPoP)
+		case "profile":
+			err = cfgargs.One(d, &h.Profile)
 		case "redirect_url":
 			err = cfgargs.One(d, &h.RedirectURL)
 		case "scopes":

@@ -37,6 +37,67 @@ type ProviderConfig struct {
 	// is never logged.
 	ClientSecret string `json:"client_secret,omitempty"`
 
+	// ClientAuth is how the client authenticates to the IdP at its token,
+	// pushed authorization request, revocation and introspection
+	// endpoints: client_secret_basic, client_secret_post, private_key_jwt
+	// or none. Default: private_key_jwt with client_keys (unless the IdP
+	// lists only secret methods and there is a client_secret), else the
+	// secret method the IdP advertises with client_secret, else none. An
+	// explicit method needs what it uses (a secret, a key, or neither).
+	ClientAuth string `json:"client_auth,omitempty"`
+
+	// ClientKeys are the private keys of private_key_jwt (RFC 7523), each
+	// the PEM text itself or the path of a PEM file: RSA (2048 bits or
+	// more), EC (P-256, P-384, P-521) or Ed25519, PKCS#8, PKCS#1 or SEC 1,
+	// unencrypted. The first signs the client assertions; all are published
+	// at <path_prefix>/jwks.json, so a new key can be announced to the IdP
+	// before it signs (rotation: add it second, then put it first, then
+	// drop the old one). Security: no secret shared with the IdP can leak
+	// from it or be replayed, and each assertion is good for one request
+	// at this IdP only. The keys are as secret as a client secret: give a
+	// path or a {file.*} placeholder, so the PEM is not in Caddy's autosaved
+	// config. Default: none.
+	ClientKeys []string `json:"client_keys,omitempty"`
+
+	// ClientKeyIDs are the key ids (kid) of ClientKeys, in the same order,
+	// as registered at the IdP: the signing key's is sent in each
+	// assertion. A key without one is named by its RFC 7638 thumbprint.
+	// Default: the thumbprints.
+	ClientKeyIDs []string `json:"client_key_ids,omitempty"`
+
+	// PAR says whether logins use pushed authorization requests (RFC
+	// 9126): the authorization request goes to the IdP over the back
+	// channel, authenticated, and the browser carries only a request_uri,
+	// so its parameters can be neither read nor changed on the way. "auto"
+	// pushes when the IdP advertises a PAR endpoint (and so follows an IdP
+	// that requires it), "on" always (a login fails when the IdP has
+	// none), "off" never (a login fails when the IdP requires it). A PAR
+	// endpoint that is down answers logins with unavailable_status.
+	// Default: auto.
+	PAR string `json:"par,omitempty"`
+
+	// DPoP binds the session's tokens to a key pair of its own (RFC 9449):
+	// "on" makes a key for each login, kept in the session with the
+	// tokens, signs a proof with it for every token, refresh, PAR and
+	// userinfo request, and refuses tokens the IdP does not bind to it
+	// (token_type DPoP). An access or refresh token that leaks (from a
+	// log, an upstream, a copy of a session record without its key) is
+	// then of no use without the key. Sessions made without a key end at
+	// their next refresh once it is on. "off" sends no proofs. Default:
+	// off (on with profile fapi2).
+	DPoP string `json:"dpop,omitempty"`
+
+	// Profile is a security profile the client follows: "fapi2" is the
+	// FAPI 2.0 Security Profile, which requires PKCE S256, pushed
+	// authorization requests, private_key_jwt, DPoP, the RFC 9207 iss
+	// check, and ID tokens and client assertions signed only with PS256,
+	// ES256 or EdDSA. It turns on what is left to its default and refuses
+	// to start, naming the setting, when the config cannot meet it (a
+	// client_secret, no client_key, par off, dpop off, disable_pkce); an
+	// IdP that cannot meet it fails discovery (logins answer
+	// unavailable_status and the log says what it lacks). Default: none.
+	Profile string `json:"profile,omitempty"`
+
 	// RedirectURL is where the IdP sends the browser back: an absolute URL,
 	// or a path resolved against the request's scheme and host. Default:
 	// <path_prefix>/callback on the request's host. It must be registered
@@ -375,6 +436,7 @@ func (h *Handler) validate() error {
 	if h.ClientID == "" {
 		bad("client_id", "client_id is required")
 	}
+	errs = append(errs, h.clientSecurity(&oidc.Config{ClientID: h.ClientID, ClientSecret: h.ClientSecret}, nil)...)
 	if h.RedirectURL != "" {
 		if _, err := parseRedirectURL(h.RedirectURL); err != nil {
 			bad("redirect_url", "%w", err)

@@ -27,11 +27,12 @@ type endpoint func(h *Handler, w http.ResponseWriter, r *http.Request) error
 // provisionEndpoints maps the plugin's paths to their handlers.
 func (h *Handler) provisionEndpoints() {
 	h.endpoints = map[string]endpoint{
-		h.PathPrefix + "/start":    (*Handler).serveStart,
-		h.PathPrefix + "/callback": (*Handler).serveCallback,
-		h.PathPrefix + "/sign_out": (*Handler).serveSignOut,
-		h.PathPrefix + "/userinfo": (*Handler).serveUserInfo,
-		h.PathPrefix + "/session":  (*Handler).serveSessionStatus,
+		h.PathPrefix + "/start":     (*Handler).serveStart,
+		h.PathPrefix + "/callback":  (*Handler).serveCallback,
+		h.PathPrefix + "/sign_out":  (*Handler).serveSignOut,
+		h.PathPrefix + "/userinfo":  (*Handler).serveUserInfo,
+		h.PathPrefix + "/session":   (*Handler).serveSessionStatus,
+		h.PathPrefix + "/jwks.json": (*Handler).serveJWKS,
 
 		h.PathPrefix + "/backchannel_logout":  (*Handler).serveBackchannelLogout,
 		h.PathPrefix + "/frontchannel_logout": (*Handler).serveFrontchannelLogout,
@@ -99,6 +100,9 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	}
 	f := oidc.NewFlow(h.loginReturnTo(r, returnTo), !h.DisablePKCE)
 	f.Origin = requestScheme(r) + "://" + r.Host
+	if f.DPoP, err = h.newDPoPKey(); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
 	extra := url.Values{}
 	if opts.loginHint != "" {
 		extra.Set("login_hint", opts.loginHint)
@@ -183,11 +187,19 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		endSpan(sp, nil)
 		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login callback without a code"))
 	}
-	tokens, err := h.provider.Exchange(ctx, d, f, code, h.redirectURL(r))
+	// With dpop on, the code is redeemed with proofs of the flow's key,
+	// which the authorization request named (dpop_jkt).
+	tokens, err := h.provider.Exchange(oidc.WithDPoPKey(ctx, f.DPoP), d, f, code, h.redirectURL(r))
 	endSpan(sp, err)
 	if errors.Is(err, oidc.ErrUnavailable) {
 		h.logger.Error("login failed: IdP unavailable", zap.Error(err))
 		return loginFailed(h.UnavailableStatus, loginFailureUnavailable, err)
+	}
+	if errors.Is(err, oidc.ErrNotDPoPBound) {
+		// dpop on, and an IdP (or client registration) without DPoP: no
+		// login can work until one of them changes.
+		h.logger.Error("login failed: configuration and IdP do not fit", zap.Error(err))
+		return loginFailed(http.StatusInternalServerError, loginFailureExchange, err)
 	}
 	if err != nil {
 		h.logger.Warn("login failed", zap.Error(err))
@@ -198,6 +210,9 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
 	}
 	sess, err := h.newSession(tokens)
+	if err == nil {
+		err = keepDPoPKey(sess, f.DPoP)
+	}
 	if errors.Is(err, errForbidden) {
 		h.logger.Info("login denied", zap.Error(err))
 		return loginFailed(http.StatusForbidden, loginFailureDenied, err)

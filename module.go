@@ -5,6 +5,7 @@ package oidcsession
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -97,6 +98,10 @@ type Handler struct {
 
 	// bearer verifies access tokens; nil without Bearer.
 	bearer *bearer.Verifier
+	// dpop: each login makes a DPoP key its session's tokens are bound to.
+	dpop bool
+	// jwks is the document of <prefix>/jwks.json; nil without client keys.
+	jwks []byte
 }
 
 // CaddyModule returns the Caddy module information.
@@ -195,7 +200,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.jtis = oidc.NewJTICache(oidc.DefaultLogoutMaxAge+oidc.LogoutClockSkew, 100000)
 	h.logoutFetches = newSourceLimiter(rate.Every(time.Minute), 3, 10000)
 
-	h.provider = oidc.NewProvider(oidc.Config{
+	cfg := oidc.Config{
 		Issuer:       issuer,
 		ClientID:     clientID,
 		ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
@@ -204,7 +209,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		GroupsClaim:  h.GroupsClaim,
 		AuthParams:   h.authParams(),
 		HTTPClient:   &http.Client{Timeout: time.Duration(h.ProviderTimeout)},
-	})
+	}
+	if errs := h.clientSecurity(&cfg, repl); len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	h.dpop = cfg.DPoP.Enabled()
+	if len(cfg.ClientKeys) > 0 {
+		if h.jwks, err = oidc.ClientJWKS(cfg.ClientKeys); err != nil {
+			return err
+		}
+	}
+	h.provider = oidc.NewProvider(cfg)
 	if h.Bearer != nil {
 		// Its own client: the same timeout, and the default transport's
 		// connections shared with the provider's.

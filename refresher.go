@@ -21,6 +21,11 @@ type refresher struct{ h *Handler }
 // final (lifecycle.ErrRefused); an IdP that cannot be reached is not.
 func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions.Session, error) {
 	h := rf.h
+	ctx, err := h.withSessionDPoPKey(ctx, s)
+	if err != nil {
+		metricRefreshFailure(refreshFailureOther)
+		return nil, fmt.Errorf("%w: the session's DPoP key: %w", lifecycle.ErrRefused, err)
+	}
 	ctx, sp := idpSpan(ctx, "refresh")
 	t, err := h.refreshTokens(ctx, s.RefreshToken, s.IDToken)
 	endSpan(sp, err)
@@ -58,6 +63,9 @@ func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions
 		}
 	}
 	applyTokens(&out, t)
+	if !h.dpop {
+		out.DPoPKey = nil // the new tokens are not bound to it
+	}
 	metricRefresh()
 	h.emit(eventRefreshed, &out, "")
 	return &out, nil

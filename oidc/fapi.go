@@ -7,6 +7,7 @@ package oidc
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Profile is a security profile the client follows.
@@ -31,7 +32,8 @@ func ParseProfile(s string) (Profile, error) {
 	return "", fmt.Errorf("profile %q: want fapi2", s)
 }
 
-// ApplyFAPI2 puts cfg under profile fapi2: client_auth becomes
+// ApplyFAPI2 puts cfg under profile fapi2 (client assertions signed with
+// PS256, ES256 or EdDSA, as ID tokens must be): client_auth becomes
 // private_key_jwt, par on and dpop on where they were left to their
 // defaults. pkce and issuerCheck say whether the handler sends PKCE S256
 // and checks the authorization response's iss (CheckIssuer). It returns
@@ -46,6 +48,11 @@ func ApplyFAPI2(cfg *Config, pkce, issuerCheck bool) error {
 	}
 	if len(cfg.ClientKeys) == 0 {
 		errs = append(errs, errors.New("no client_key: FAPI 2.0 authenticates the client with a private key (private_key_jwt)"))
+	}
+	if len(cfg.ClientKeys) > 0 && cfg.ClientKeys[0] != nil {
+		if alg := cfg.ClientKeys[0].algorithm(nil, true); !slices.Contains(fapi2IDTokenAlgs, string(alg)) {
+			errs = append(errs, fmt.Errorf("the first client_key signs %s: FAPI 2.0 allows only PS256, ES256 and EdDSA (use an RSA, P-256 or Ed25519 key)", alg))
+		}
 	}
 	if cfg.ClientSecret != "" {
 		errs = append(errs, errors.New("client_secret is set: FAPI 2.0 allows no shared secrets; remove it and use client_key"))

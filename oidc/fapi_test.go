@@ -1,6 +1,9 @@
 package oidc
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -31,6 +34,16 @@ func TestApplyFAPI2(t *testing.T) {
 	}
 	if bad.Profile != ProfileNone || bad.PAR != PAROff {
 		t.Error("a refused config was changed")
+	}
+
+	// A P-384 key would sign ES384, which FAPI 2.0 does not allow.
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strong := Config{ClientID: "c", ClientKeys: clientKeys(t, p384)}
+	if err := ApplyFAPI2(&strong, true, true); err == nil || !strings.Contains(err.Error(), "signs ES384") {
+		t.Errorf("P-384 client key under fapi2: %v", err)
 	}
 }
 

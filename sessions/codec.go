@@ -25,12 +25,16 @@ import (
 // the order of logins made within one second), and for tokens a form byte
 // (raw or JWT) followed by the parts. Version 2 starts the body with the
 // issuer; version 1 records (written before sessions said whose they are)
-// are still read, with an empty Issuer.
+// are still read, with an empty Issuer. A DPoP key, when the session has
+// one, ends the body and is announced by flagDPoPKey, so records without
+// one are byte for byte as before.
 
 const (
 	codecVersion   = 2
 	codecV1        = 1
 	flagCompressed = 1 << 0
+	// flagDPoPKey: the body ends with the session's DPoP key.
+	flagDPoPKey = 1 << 1
 
 	tokenRaw = 0
 	tokenJWT = 1
@@ -48,12 +52,17 @@ var errCorrupt = errors.New("corrupt session record")
 // Encode returns the compact binary form of s.
 func Encode(s *Session) []byte {
 	body := encodeBody(s)
+	var flags byte
+	if len(s.DPoPKey) > 0 {
+		flags |= flagDPoPKey
+		body = putString(body, string(s.DPoPKey))
+	}
 	if len(body) > compressAbove {
 		if z := deflate(body); len(z) < len(body) {
-			return append([]byte{codecVersion, flagCompressed}, z...)
+			return append([]byte{codecVersion, flags | flagCompressed}, z...)
 		}
 	}
-	return append([]byte{codecVersion, 0}, body...)
+	return append([]byte{codecVersion, flags}, body...)
 }
 
 // Decode parses a record made by Encode.
@@ -68,7 +77,7 @@ func Decode(b []byte) (*Session, error) {
 			return nil, errCorrupt
 		}
 	}
-	return decodeBody(body, b[0])
+	return decodeBody(body, b[0], b[1])
 }
 
 func encodeBody(s *Session) []byte {
@@ -99,7 +108,7 @@ func encodeBody(s *Session) []byte {
 	return w
 }
 
-func decodeBody(b []byte, version byte) (*Session, error) {
+func decodeBody(b []byte, version, flags byte) (*Session, error) {
 	r := reader{b: b}
 	s := &Session{}
 	if version >= 2 {
@@ -123,6 +132,13 @@ func decodeBody(b []byte, version byte) (*Session, error) {
 	s.RefreshToken = r.token()
 	for _, t := range [...]*time.Time{&s.TokenIssued, &s.TokenExpiry, &s.CreatedAt, &s.LastSeen, &s.ExpiresAt} {
 		*t = r.time()
+	}
+	if flags&flagDPoPKey != 0 {
+		key := r.bytes()
+		if len(key) == 0 {
+			r.err = errCorrupt // Encode never writes an empty one
+		}
+		s.DPoPKey = bytes.Clone(key)
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return nil, errCorrupt

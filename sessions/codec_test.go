@@ -51,6 +51,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		"far future":    {ExpiresAt: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)},
 		"pre-1970":      {CreatedAt: time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)},
 		"long strings":  {Subject: strings.Repeat("s", 70000), Groups: []string{strings.Repeat("g", 300)}},
+		"dpop key":      {Subject: "s", DPoPKey: dpopKey()},
 	} {
 		t.Run(name, func(t *testing.T) {
 			roundTrip(t, s)
@@ -138,12 +139,49 @@ func validRecords() map[string][]byte {
 		"compressed":   sessions.Encode(storetest.FullSession()),
 		"uncompressed": sessions.Encode(&sessions.Session{Subject: "u", Groups: []string{"g"}, IDToken: "a.b.c", ExpiresAt: time.Unix(1e9, 0)}),
 		"empty":        sessions.Encode(&sessions.Session{}),
+		"dpop key":     sessions.Encode(&sessions.Session{Subject: "u", DPoPKey: dpopKey()}),
+	}
+}
+
+// dpopKey is a DPoP key's binary form as the handler stores it (version
+// byte and P-256 scalar); the codec keeps it as opaque bytes.
+func dpopKey() []byte { return append([]byte{1}, bytes.Repeat([]byte{0x5a}, 32)...) }
+
+// TestCodecDPoPKey: the DPoP key is one optional field announced by a
+// flag: sessions without one encode exactly as before it existed (so the
+// records of older versions, and theirs of ours, are unchanged), and a
+// record whose flag promises a key it lacks is corrupt.
+func TestCodecDPoPKey(t *testing.T) {
+	plain, keyed := storetest.FullSession(), storetest.FullSession()
+	plain.DPoPKey = nil
+	a, b := sessions.Encode(plain), sessions.Encode(keyed)
+	if a[1]&2 != 0 || b[1]&2 == 0 {
+		t.Fatalf("flags %08b without a key, %08b with one; want bit 1 only with", a[1], b[1])
+	}
+	got := roundTrip(t, keyed)
+	if !bytes.Equal(got.DPoPKey, keyed.DPoPKey) {
+		t.Errorf("DPoP key %x after the round trip", got.DPoPKey)
+	}
+	if s, _ := sessions.Decode(a); s.DPoPKey != nil {
+		t.Error("a session without a key came back with one")
+	}
+	small := sessions.Encode(&sessions.Session{Subject: "u"})
+	if small[1] != 0 {
+		t.Fatal("test setup: small record is compressed")
+	}
+	for name, rec := range map[string][]byte{
+		"flag, no key":    append([]byte{small[0], 2}, small[2:]...),
+		"flag, empty key": append(append([]byte{small[0], 2}, small[2:]...), 0),
+	} {
+		if s, err := decodeNoPanic(t, rec); err == nil {
+			t.Errorf("%s: decoded as %+v", name, s)
+		}
 	}
 }
 
 func TestDecodeTruncated(t *testing.T) {
 	recs := validRecords()
-	if recs["compressed"][1] != 1 || recs["uncompressed"][1] != 0 {
+	if recs["compressed"][1]&1 != 1 || recs["uncompressed"][1] != 0 {
 		t.Fatal("test setup: the records are not compressed/uncompressed as named")
 	}
 	for name, rec := range recs {

@@ -23,8 +23,8 @@ func init() {
 // server-side store for those.
 type CookieStore struct {
 	// DropTokens keeps only the identity (subject, email, name, groups,
-	// claims) in the cookie and discards the ID, access and refresh tokens,
-	// making the cookie a few hundred bytes. The price: no refresh (the
+	// claims) in the cookie and discards the ID, access and refresh tokens
+	// (and the DPoP key they are bound to), making the cookie a few hundred bytes. The price: no refresh (the
 	// session lives until its lifetime ends), no access token for upstream
 	// headers, and no id_token_hint at logout. Default: false.
 	DropTokens bool `json:"drop_tokens,omitempty"`
@@ -71,6 +71,7 @@ func (s *CookieStore) Save(_ context.Context, _ string, sess *Session) (string, 
 	if s.DropTokens {
 		trimmed := *sess
 		trimmed.IDToken, trimmed.AccessToken, trimmed.RefreshToken = "", "", ""
+		trimmed.DPoPKey = nil // of no use without the tokens
 		sess = &trimmed
 	}
 	return base64.RawURLEncoding.EncodeToString(s.env.Keys.Seal(Encode(sess), s.env.Binding)), nil

@@ -50,7 +50,7 @@ func TestCookieStoreDropTokens(t *testing.T) {
 			len(got.IDToken), len(got.AccessToken), len(got.RefreshToken))
 	}
 	want := storetest.Clone(orig)
-	want.IDToken, want.AccessToken, want.RefreshToken = "", "", ""
+	want.IDToken, want.AccessToken, want.RefreshToken, want.DPoPKey = "", "", "", nil
 	if d := storetest.Diff(want, got); d != "" {
 		t.Errorf("drop_tokens lost more than the tokens:\n%s", d)
 	}

@@ -36,6 +36,12 @@ type Session struct {
 	// TokenExpiry when it expires (zero if the IdP did not say).
 	TokenIssued time.Time
 	TokenExpiry time.Time
+	// DPoPKey is the private key the tokens are bound to (RFC 9449), in
+	// the binary form of oidc.DPoPKey, when dpop is on; nil otherwise.
+	// Whoever has it and the tokens can use them, so it is kept like the
+	// refresh token: encrypted in the cookie or server-side record, never
+	// logged, and dropped with the tokens (drop_tokens).
+	DPoPKey []byte
 
 	// Lifetime. CreatedAt never changes after login; ExpiresAt is the absolute
 	// end (CreatedAt + session lifetime) and is never extended; LastSeen drives

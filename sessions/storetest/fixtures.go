@@ -49,7 +49,7 @@ func secondsDuration(n int) time.Duration { return time.Duration(n) * time.Secon
 
 // FullSession returns a session with every field set: several groups,
 // multi-valued and non-ASCII claims, JWT-shaped ID and access tokens, an
-// opaque refresh token, and all times (whole seconds).
+// opaque refresh token, all times (whole seconds) and a DPoP key.
 func FullSession() *sessions.Session {
 	g := newGen(1)
 	now := Now()
@@ -83,6 +83,7 @@ func FullSession() *sessions.Session {
 		CreatedAt:    now.Add(-time.Minute),
 		LastSeen:     now,
 		ExpiresAt:    now.Add(24 * time.Hour),
+		DPoPKey:      append([]byte{1}, g.bytes(32)...),
 	}
 }
 
@@ -197,6 +198,7 @@ func jwtWithSignature(header, payload map[string]any, sig []byte) string {
 func Clone(s *sessions.Session) *sessions.Session {
 	c := *s
 	c.Groups = slices.Clone(s.Groups)
+	c.DPoPKey = slices.Clone(s.DPoPKey)
 	if s.Claims != nil {
 		c.Claims = make(map[string][]string, len(s.Claims))
 		for k, v := range s.Claims {
@@ -238,6 +240,8 @@ func equalField(a, b any) bool {
 		return a.Equal(b.(time.Time))
 	case []string:
 		return slices.Equal(a, b.([]string))
+	case []byte:
+		return slices.Equal(a, b.([]byte))
 	case map[string][]string:
 		b := b.(map[string][]string)
 		if len(a) != len(b) {
