@@ -17,10 +17,9 @@ type feature struct {
 // pathPrefix is the plugin's default path_prefix, where its endpoints live.
 const pathPrefix = "/oauth2"
 
-// features lists what the IdP offers that the plugin uses or could use.
-// The Plugin column describes this version of the plugin: token
-// revocation, PAR, DPoP and the RFC 9207 iss check are not built yet, and
-// their rows say so.
+// features lists what the IdP offers that the plugin uses or could use,
+// and (the Plugin column) what the plugin does with it by default or with
+// which subdirective.
 func features(m metadata) []feature {
 	yes := func(b bool, detail string) string {
 		if !b {
@@ -51,9 +50,9 @@ func features(m metadata) []feature {
 			algs = "cannot verify any of them"
 		}
 	}
-	userinfo := "fetch_userinfo cannot be used"
+	userinfo := "no userinfo claims (fetch_userinfo has nothing to ask)"
 	if m.UserinfoEndpoint != "" {
-		userinfo = "fetch_userinfo adds its claims at login"
+		userinfo = "fetch_userinfo auto: its claims when the ID token lacks a scope's"
 	}
 	endSession := "sign_out ends the session here only"
 	if m.EndSessionEndpoint != "" {
@@ -65,13 +64,9 @@ func features(m metadata) []feature {
 		}
 		return pathPrefix + "/" + endpoint + " (store memory or redis)"
 	}
-	par := "-"
-	if m.PAREndpoint != "" || m.RequirePAR {
-		par = "not used by this version"
-	}
-	notYet := func(offered bool) string {
+	used := func(offered bool, how string) string {
 		if offered {
-			return "not used by this version"
+			return how
 		}
 		return "-"
 	}
@@ -83,10 +78,10 @@ func features(m metadata) []feature {
 		{"end_session_endpoint", orNo(m.EndSessionEndpoint), endSession},
 		{"Back-channel logout", yes(m.BackchannelLogout, sessionDetail(m.BackchannelLogoutSession)), channel(m.BackchannelLogout, "backchannel_logout")},
 		{"Front-channel logout", yes(m.FrontchannelLogout, sessionDetail(m.FrontchannelLogoutSession)), channel(m.FrontchannelLogout, "frontchannel_logout")},
-		{"revocation_endpoint", orNo(m.RevocationEndpoint), notYet(m.RevocationEndpoint != "")},
-		{"PAR", parDetail(m), par},
-		{"DPoP", list(m.DPoPAlgs), notYet(len(m.DPoPAlgs) > 0)},
-		{"iss parameter (RFC 9207)", yes(m.IssParameter, ""), notYet(m.IssParameter)},
+		{"revocation_endpoint", orNo(m.RevocationEndpoint), used(m.RevocationEndpoint != "", "sign_out revokes the refresh and access tokens")},
+		{"PAR", parDetail(m), used(m.PAREndpoint != "", "par auto: every login is pushed")},
+		{"DPoP", list(m.DPoPAlgs), used(len(m.DPoPAlgs) > 0, "dpop on binds the session's tokens to its own key")},
+		{"iss parameter (RFC 9207)", yes(m.IssParameter, ""), used(m.IssParameter, "required in every authorization response")},
 	}
 }
 
@@ -160,8 +155,8 @@ func assess(m metadata, keys []jwk) (problems, warnings []string) {
 		problems = append(problems, "ID tokens are signed with "+strings.Join(m.IDTokenAlgs, " ")+
 			", none of which the plugin verifies ("+strings.Join(verifiableAlgs, " ")+")")
 	}
-	if m.RequirePAR {
-		problems = append(problems, "the IdP requires pushed authorization requests, which this version of the plugin does not send")
+	if m.RequirePAR && m.PAREndpoint == "" {
+		problems = append(problems, "the IdP requires pushed authorization requests but advertises no pushed_authorization_request_endpoint")
 	}
 	if m.JWKSURI != "" && keys != nil {
 		usable := 0
