@@ -460,8 +460,12 @@ func TestFaultSlowIdP(t *testing.T) {
 	base := testcaddy.StartCaddy(t, testcaddy.SiteConfig(idp, "provider_timeout 1s"))
 	testcaddy.LoginAs(t, idp, base, "warmup") // discovery, keys, connections
 
+	var browsers []*testcaddy.Browser
 	idle := func() int {
 		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+		for _, b := range browsers {
+			b.Client.CloseIdleConnections()
+		}
 		time.Sleep(300 * time.Millisecond)
 		runtime.GC()
 		return runtime.NumGoroutine()
@@ -476,7 +480,6 @@ func TestFaultSlowIdP(t *testing.T) {
 	}
 	results := make(chan outcome, 5)
 	var cbs []string
-	var browsers []*testcaddy.Browser
 	for i := 0; i < 5; i++ {
 		b := testcaddy.NewBrowser(t)
 		resp, _ := b.Navigate(base + "/")

@@ -412,7 +412,9 @@ type Browser struct {
 }
 
 func NewBrowser(t testing.TB) *Browser {
-	return &Browser{t: t, Client: NewClient()}
+	c := NewClient()
+	t.Cleanup(c.CloseIdleConnections)
+	return &Browser{t: t, Client: c}
 }
 
 // NewClient is a cookie-keeping client that does not follow redirects.
