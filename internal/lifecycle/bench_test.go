@@ -79,7 +79,9 @@ func BenchmarkCurrentN(b *testing.B) {
 			}
 			held := heap() - before
 			serve(b, k, values)
-			b.ReportMetric(float64(held)/float64(n), "heap-B/session")
+			if n > 1 { // one session is lost in the noise of the heap
+				b.ReportMetric(float64(held)/float64(n), "heap-B/session")
+			}
 			runtime.KeepAlive(k)
 		})
 	}
