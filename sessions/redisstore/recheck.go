@@ -9,10 +9,11 @@ import (
 )
 
 // The background recheck takes the existence checks of the sessions in
-// use off the request path. Every half recheck_interval it asks Redis, in
-// pipelines, whether the records that requests took as trusted since the
-// last round (and were checked more than half an interval ago) still
-// exist, and renews them in the verified set: a session in use is then
+// use off the request path. Every quarter recheck_interval it asks Redis,
+// in pipelines, whether the records that requests took as trusted since
+// the last round (and were checked a round or more ago) still exist, and
+// renews them in the verified set, at most about half an interval after
+// their last check, well before their trust runs out: a session in use is then
 // always found trusted, and a request waits for no EXISTS however many
 // sessions there are. Revocation is as prompt as before: an entry is still
 // trusted only for recheck_interval after Redis last said it exists, an
@@ -26,7 +27,7 @@ const recheckBatch = 512
 // startRecheck runs the background recheck until Cleanup; a negative
 // interval (ask on every request) needs none.
 func (s *Store) startRecheck() {
-	every := time.Duration(s.RecheckInterval) / 2
+	every := time.Duration(s.RecheckInterval) / 4
 	if every <= 0 {
 		return
 	}
