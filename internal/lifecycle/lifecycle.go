@@ -128,8 +128,8 @@ type Config struct {
 // DefaultCacheSize is how many decoded sessions a Keeper keeps unless
 // told otherwise: enough for 100 000 active users. An entry is the
 // session's identity and times plus its tokens as the store keeps them
-// (for a Dex session in a cookie about 1.3 KB in all; BenchmarkCurrentN
-// reports it as heap-B/session), so this is about 130 MB at most.
+// (for a Dex session in a cookie about 1.7 KB in all; BenchmarkCurrentN
+// reports it as heap-B/session), so this is about 170 MB at most.
 const DefaultCacheSize = 100_000
 
 // Keeper keeps the sessions of one handler.

@@ -9,11 +9,13 @@ import (
 )
 
 // The background recheck takes the existence checks of the sessions in
-// use off the request path. Every quarter recheck_interval it asks Redis,
-// in pipelines, whether the records that requests took as trusted since
-// the last round (and were checked a round or more ago) still exist, and
-// renews them in the verified set, at most about half an interval after
-// their last check, well before their trust runs out: a session in use is then
+// use off the request path. Every eighth of recheck_interval it asks
+// Redis, in pipelines, whether the records that requests took as trusted
+// since the last round and were last checked 5/8 of an interval ago or
+// more still exist, and renews them in the verified set: each record in
+// use is checked a little more than once per interval (the least that
+// keeps it trusted), at most about 3/4 of an interval after its last
+// check, before its trust runs out: a session in use is then
 // always found trusted, and a request waits for no EXISTS however many
 // sessions there are. Revocation is as prompt as before: an entry is still
 // trusted only for recheck_interval after Redis last said it exists, an
@@ -27,10 +29,11 @@ const recheckBatch = 512
 // startRecheck runs the background recheck until Cleanup; a negative
 // interval (ask on every request) needs none.
 func (s *Store) startRecheck() {
-	every := time.Duration(s.RecheckInterval) / 4
+	every := time.Duration(s.RecheckInterval) / 8
 	if every <= 0 {
 		return
 	}
+	age := 5 * every
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopRecheck = cancel
 	go func() {
@@ -45,7 +48,7 @@ func (s *Store) startRecheck() {
 			case <-t.C:
 			}
 			start := set.now()
-			keys := set.due(since, every)
+			keys := set.due(since, age)
 			since = start
 			for len(keys) > 0 && ctx.Err() == nil {
 				n := min(len(keys), recheckBatch)

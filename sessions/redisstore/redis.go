@@ -66,8 +66,8 @@ type Store struct {
 	// (Redis down, an ACL without channel access to the key prefix), every
 	// request asks Redis. Negative (Caddyfile: always): ask Redis on every
 	// request. Default: 1s. The sessions in use are rechecked in the
-	// background, every quarter interval in pipelines, so requests do not
-	// wait for these checks.
+	// background (pipelined, a little more than once per interval each),
+	// so requests do not wait for these checks.
 	RecheckInterval caddy.Duration `json:"recheck_interval,omitempty"`
 
 	sessions.TicketStore `json:"-"`
