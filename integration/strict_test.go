@@ -71,9 +71,10 @@ func opLogin(t *testing.T, op *testidp.OIDCProvider, b *testcaddy.Browser, targe
 // OP's user has email, name and groups (from userinfo), and a refresh
 // token (prompt=consent sent with offline_access), so the session refreshes.
 func TestStrictIdPDefaults(t *testing.T) {
-	addr := testenv.FreeAddr(t)
+	addr, addrOff := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	op := testidp.StartOIDCProvider(t, testidp.OIDCProviderOptions{
-		RedirectURIs: []string{"http://" + addr + "/oauth2/callback"}, AccessTokenTTL: 4 * time.Second,
+		RedirectURIs:   []string{"http://" + addr + "/oauth2/callback", "http://" + addrOff + "/oauth2/callback"},
+		AccessTokenTTL: 4 * time.Second,
 	})
 	base := testcaddy.StartCaddyOn(t, addr, opSite(op, ""))
 	b := testcaddy.NewBrowser(t)
@@ -93,7 +94,7 @@ func TestStrictIdPDefaults(t *testing.T) {
 	}
 
 	// fetch_userinfo off: the ID token alone has no email.
-	base = testcaddy.StartCaddyOn(t, addr, opSite(op, "fetch_userinfo off"))
+	base = testcaddy.StartCaddyOn(t, addrOff, opSite(op, "fetch_userinfo off"))
 	if _, body := opLogin(t, op, testcaddy.NewBrowser(t), base+"/"); !strings.Contains(body, " email= ") {
 		t.Errorf("fetch_userinfo off: %q, want no email", body)
 	}
@@ -174,11 +175,15 @@ func stepUpSite(op *testidp.OIDCProvider, adminRules string) string {
 // and the same session then carries gold; an OP that answers with less
 // gets a 403, not a loop; max_auth_age asks for a recent authentication.
 func TestStepUp(t *testing.T) {
-	addr := testenv.FreeAddr(t)
-	op := testidp.StartOIDCProvider(t, testidp.OIDCProviderOptions{
-		RedirectURIs: []string{"http://" + addr + "/oauth2/callback"}, ACRValues: []string{"silver", "gold"},
-	})
-	base := testcaddy.StartCaddyOn(t, addr, stepUpSite(op, "require_acr gold"))
+	// One address per site: a server restarted on the same address may
+	// still reset the first connections.
+	addrs := []string{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)}
+	var redirects []string
+	for _, a := range addrs {
+		redirects = append(redirects, "http://"+a+"/oauth2/callback")
+	}
+	op := testidp.StartOIDCProvider(t, testidp.OIDCProviderOptions{RedirectURIs: redirects, ACRValues: []string{"silver", "gold"}})
+	base := testcaddy.StartCaddyOn(t, addrs[0], stepUpSite(op, "require_acr gold"))
 	b := testcaddy.NewBrowser(t)
 	// The OP names the acr only when acr_values asks for one.
 	if _, body := opLogin(t, op, b, base+"/"); strings.Contains(body, "acr=gold") {
@@ -203,7 +208,7 @@ func TestStepUp(t *testing.T) {
 	}
 
 	// An acr the OP does not have: it answers silver, the login is a 403.
-	base = testcaddy.StartCaddyOn(t, addr, stepUpSite(op, "require_acr platinum"))
+	base = testcaddy.StartCaddyOn(t, addrs[1], stepUpSite(op, "require_acr platinum"))
 	b = testcaddy.NewBrowser(t)
 	opLogin(t, op, b, base+"/")
 	resp, _ = b.Navigate(base + "/admin/x")
@@ -215,7 +220,7 @@ func TestStepUp(t *testing.T) {
 	}
 
 	// max_auth_age: an authentication older than 2s is renewed.
-	base = testcaddy.StartCaddyOn(t, addr, stepUpSite(op, "max_auth_age 2s"))
+	base = testcaddy.StartCaddyOn(t, addrs[2], stepUpSite(op, "max_auth_age 2s"))
 	b = testcaddy.NewBrowser(t)
 	opLogin(t, op, b, base+"/")
 	// The OP names auth_time only when max_age asks for it: the first visit
