@@ -24,6 +24,14 @@ import (
 // authTimeSkew is the clock difference tolerated on auth_time.
 const authTimeSkew = 2 * time.Minute
 
+// authTimeRounding is how much older than max_auth_age a session's
+// auth_time may look and still count. auth_time is in whole seconds and
+// OPs judge max_age in whole seconds too, so an OP may answer a login that
+// asked for max_age with an auth_time that, a moment later, looks up to a
+// second too old here: without this margin the step-up would send the user
+// straight back to the OP, in a loop until the OP's own clock turns.
+const authTimeRounding = time.Second
+
 // The session claims that record how the user authenticated, from the ID
 // token (kept with the other claims, whatever `claims` lists).
 const (
@@ -94,7 +102,7 @@ func (h *Handler) stepUp(s *sessions.Session, now time.Time) *loginOptions {
 	needAge := false
 	if h.MaxAuthAge > 0 {
 		at, ok := authTime(map[string]any{claimAuthTime: first(s.Claims[claimAuthTime])})
-		needAge = !ok || at.Add(time.Duration(h.MaxAuthAge)).Before(now)
+		needAge = !ok || at.Add(time.Duration(h.MaxAuthAge)+authTimeRounding).Before(now)
 	}
 	if !needACR && !needAge {
 		return nil

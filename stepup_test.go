@@ -75,6 +75,14 @@ func TestStepUpNeeds(t *testing.T) {
 	if opts == nil || opts.maxAge != 10*time.Minute {
 		t.Errorf("an old authentication: %+v, want max_age 10m", opts)
 	}
+	// An OP that judged max_age in whole seconds an instant ago: its
+	// answer still counts (no loop back to the OP).
+	if opts := h.stepUp(session(map[string]any{"acr": "gold", "auth_time": float64(now.Add(-10*time.Minute - 900*time.Millisecond).Unix())}), now); opts != nil {
+		t.Errorf("auth_time max_auth_age old to the second: %+v, want no step-up", opts)
+	}
+	if opts := h.stepUp(session(map[string]any{"acr": "gold", "auth_time": float64(now.Add(-10*time.Minute - 2*time.Second).Unix())}), now); opts == nil {
+		t.Error("auth_time 2s older than max_auth_age: no step-up")
+	}
 	if opts := h.stepUp(session(map[string]any{"acr": "gold"}), now); opts == nil || opts.maxAge == 0 {
 		t.Errorf("no auth_time: %+v, want max_age", opts)
 	}
