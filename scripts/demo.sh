@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # The demo: Dex (OIDC provider) on http://127.0.0.1:5556/dex and Caddy with
-# the oidc_session plugin on http://localhost:9080/ (scripts/demo/Caddyfile).
-# Sign in as admin@example.com / password. Ctrl-C stops both.
+# the oidc_session plugin on http://localhost:9080/ (scripts/demo/Caddyfile,
+# pages in scripts/demo/site): a public landing page, a protected area, an
+# API for browsers and bearer tokens. Sign in as admin@example.com /
+# password. Ctrl-C stops everything.
+#
+#   scripts/demo.sh [--store cookie|memory|redis]
+#
+# --store picks the session store (default cookie); with memory or redis the
+# protected area lists the live sessions and can end them. redis starts a
+# redis-server on 127.0.0.1:6399.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,6 +21,22 @@ fi
 log() { echo "[demo] $*"; }
 die() { echo "[demo] ERROR: $*" >&2; exit 1; }
 
+usage() { echo "usage: scripts/demo.sh [--store cookie|memory|redis]" >&2; exit 2; }
+STORE=cookie
+while [ $# -gt 0 ]; do
+	case $1 in
+	--store) [ $# -ge 2 ] || usage; STORE=$2; shift 2 ;;
+	--store=*) STORE=${1#--store=}; shift ;;
+	-h | --help) usage ;;
+	*) echo "[demo] unknown argument: $1" >&2; usage ;;
+	esac
+done
+case $STORE in
+cookie | memory | redis) ;;
+*) die "--store must be cookie, memory or redis, not '$STORE'" ;;
+esac
+export OIDC_SESSION_DEMO_STORE=$STORE
+
 scripts/install-deps.sh
 
 log "building Caddy with the oidc_session plugin into .bin/caddy"
@@ -22,7 +46,9 @@ go build -o .bin/caddy ./cmd/caddy
 export OIDC_SESSION_DEMO_SECRET="${OIDC_SESSION_DEMO_SECRET:-demo-only-cookie-secret-0123456789abcdef}"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in 5556 9080 2999; do
+ports="5556 9080 2999"
+[ "$STORE" != redis ] || ports="$ports 6399"
+for port in $ports; do
 	if port_busy "$port"; then
 		die "127.0.0.1:$port is already in use (another demo running?)"
 	fi
@@ -31,15 +57,16 @@ done
 WORK=$(mktemp -d -t oidc-session-demo.XXXXXX)
 DEX_PID=""
 CADDY_PID=""
+REDIS_PID=""
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	for pid in $CADDY_PID $DEX_PID; do
+	for pid in $CADDY_PID $DEX_PID $REDIS_PID; do
 		if kill -0 "$pid" 2>/dev/null; then
 			kill "$pid" 2>/dev/null || true
 		fi
 	done
-	for pid in $CADDY_PID $DEX_PID; do
+	for pid in $CADDY_PID $DEX_PID $REDIS_PID; do
 		wait "$pid" 2>/dev/null || true
 	done
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ] && [ "$rc" -ne 143 ] && [ -s "$WORK/dex.log" ]; then
@@ -66,6 +93,10 @@ web:
 
 oauth2:
   skipApprovalScreen: true
+  # Lets the script get an access token for the API example with the
+  # password grant (a shortcut for the demo; real API clients log in
+  # with the code flow or use client credentials).
+  passwordConnector: local
 
 expiry:
   idTokens: 10m
@@ -106,7 +137,21 @@ for i in $(seq 1 100); do
 done
 log "Dex is up: http://127.0.0.1:5556/dex"
 
-log "starting Caddy"
+if [ "$STORE" = redis ]; then
+	log "starting redis-server on 127.0.0.1:6399 (log: $WORK/redis.log)"
+	redis-server --bind 127.0.0.1 --port 6399 --save "" --appendonly no --dir "$WORK" \
+		--logfile "$WORK/redis.log" &
+	REDIS_PID=$!
+	for i in $(seq 1 50); do
+		if redis-cli -p 6399 ping >/dev/null 2>&1; then
+			break
+		fi
+		[ "$i" -lt 50 ] || die "redis-server did not answer on 127.0.0.1:6399 within 10s"
+		sleep 0.2
+	done
+fi
+
+log "starting Caddy (session store: $STORE)"
 .bin/caddy run --config scripts/demo/Caddyfile --adapter caddyfile &
 CADDY_PID=$!
 
@@ -119,14 +164,25 @@ for i in $(seq 1 100); do
 	sleep 0.2
 done
 
+# An access token for the API example (Dex's password grant; valid 10 min).
+token_json=$(curl -fsS -u demo:demo-secret-demo-secret -d grant_type=password -d scope="openid email profile" \
+	--data-urlencode username=admin@example.com -d password=password http://127.0.0.1:5556/dex/token) ||
+	die "Dex refused the password grant for the API example token"
+ACCESS_TOKEN=$(sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p' <<<"$token_json")
+[ -n "$ACCESS_TOKEN" ] || die "no access_token in Dex's token answer"
+
 cat <<EOF
 
 ==============================================================
-  oidc_session demo is running
+  oidc_session demo is running (session store: $STORE)
 
   Open:      http://localhost:9080/
   Sign in:   admin@example.com  /  password
-  Sign out:  http://localhost:9080/oauth2/sign_out
+
+  The API with a bearer token from Dex (valid 10 minutes):
+    curl -H "Authorization: Bearer $ACCESS_TOKEN" http://localhost:9080/api/whoami
+  and without one (401):
+    curl -i http://localhost:9080/api/whoami
 
   Stop:      press Ctrl-C
 ==============================================================
@@ -135,8 +191,9 @@ EOF
 
 # Run until Ctrl-C or until one of the two exits.
 set +e
-wait -n "$DEX_PID" "$CADDY_PID"
+wait -n "$DEX_PID" "$CADDY_PID" $REDIS_PID
 rc=$?
 set -e
 kill -0 "$DEX_PID" 2>/dev/null || die "Dex exited unexpectedly (exit $rc)"
+[ -z "$REDIS_PID" ] || kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited unexpectedly (exit $rc)"
 die "Caddy exited unexpectedly (exit $rc)"

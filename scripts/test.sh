@@ -19,6 +19,8 @@ echo "== scripts/install-deps.sh"
 scripts/install-deps.sh
 
 export OIDC_SESSION_DEX="$ROOT/.bin/dex"
+# Browser tests keep their screenshots here (the demo's walk-through among them).
+export OIDC_SESSION_SCREENSHOTS="${OIDC_SESSION_SCREENSHOTS:-$ROOT/.bin/screenshots}"
 export CGO_ENABLED=1 # required by -race
 
 echo "== go vet ./..."
@@ -76,6 +78,8 @@ if [ "$fuzztime" != "0" ]; then
 	echo "fuzz ($fuzztime each):  $([ "$fuzz_rc" -eq 0 ] && echo ok || echo FAILED)"
 	printf '%s' "$fuzz_report"
 fi
+shots=$(find "$OIDC_SESSION_SCREENSHOTS" -name '*.png' 2>/dev/null | wc -l)
+echo "screenshots:       $shots in ${OIDC_SESSION_SCREENSHOTS#"$ROOT"/}"
 echo "duration:          ${elapsed}s"
 rc=$test_rc
 if [ "$rc" -eq 0 ] && [ "$fuzz_rc" -ne 0 ]; then
