@@ -55,15 +55,24 @@ func (h *Handler) serveAccessToken(w http.ResponseWriter, r *http.Request, next 
 // token's claims mapped by applyClaims exactly as a login's ID token
 // claims are (email only when verified, groups, user_id_claim, kept
 // claims), so the access rules, placeholders and headers are the
-// session's. It is never stored. Its access token is the one presented,
-// for a configured access_token header.
+// session's. It is never stored, and is made once per cached token
+// (bearer.Principal.Derived): like a cached cookie session, it is shared
+// by the requests presenting that token and read-only. Its access token
+// is the one presented (the same for every request of that verdict,
+// which is keyed by the token's hash), for a configured access_token
+// header.
 func (h *Handler) tokenSession(r *http.Request, p *bearer.Principal) (*sessions.Session, error) {
-	s := &sessions.Session{Issuer: p.Issuer, TokenExpiry: p.Expiry, ExpiresAt: p.Expiry}
-	if err := h.applyClaims(s, p.Claims); err != nil {
-		return nil, fmt.Errorf("access token: %w", err)
+	v, err := p.Derived(func() (any, error) {
+		s := &sessions.Session{Issuer: p.Issuer, TokenExpiry: p.Expiry, ExpiresAt: p.Expiry, AccessToken: presentedToken(r)}
+		if err := h.applyClaims(s, p.Claims); err != nil {
+			return nil, fmt.Errorf("access token: %w", err)
+		}
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	s.AccessToken = presentedToken(r)
-	return s, nil
+	return v.(*sessions.Session), nil
 }
 
 // presentedToken is the token of the request's Authorization header

@@ -2,6 +2,8 @@ package bearer
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -55,5 +57,39 @@ func TestTokenCacheExpiry(t *testing.T) {
 	}
 	if c.get(keyOf("other"), now) != nil {
 		t.Error("unknown token found")
+	}
+}
+
+// TestPrincipalDerived: what a handler derives from a cached token's
+// claims is built once, by one of the concurrent requests, and shared; a
+// principal outside the cache builds each time.
+func TestPrincipalDerived(t *testing.T) {
+	var builds atomic.Int32
+	build := func() (any, error) { builds.Add(1); return new(int), nil }
+	p := Principal{derived: &derivation{}}
+	var wg sync.WaitGroup
+	results := make([]any, 8)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			copied := p // each request gets its own copy of the cached principal
+			results[i], _ = copied.Derived(build)
+		}()
+	}
+	wg.Wait()
+	if n := builds.Load(); n != 1 {
+		t.Errorf("built %d times, want once", n)
+	}
+	for _, r := range results[1:] {
+		if r != results[0] {
+			t.Fatal("the requests got different derivations")
+		}
+	}
+	var uncached Principal
+	uncached.Derived(build)
+	uncached.Derived(build)
+	if n := builds.Load(); n != 3 {
+		t.Errorf("a principal without a verdict: %d builds in all, want 3", n)
 	}
 }

@@ -60,7 +60,7 @@ func (v *Verifier) judge(c map[string]any, aud any, iss string, now time.Time, n
 	if hasExp && (until.IsZero() || exp.Add(Leeway).Before(until)) {
 		until = exp.Add(Leeway)
 	}
-	p := Principal{Issuer: iss, Subject: sub, Claims: c, Scopes: scopes}
+	p := Principal{Issuer: iss, Subject: sub, Claims: c, Scopes: scopes, derived: &derivation{}}
 	if hasExp {
 		p.Expiry = exp
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -62,6 +63,33 @@ type Principal struct {
 	// Introspected reports whether the token was verified by introspection
 	// rather than as a JWT.
 	Introspected bool
+
+	// derived is shared by every request presenting the same token while
+	// its verdict is cached (see Derived).
+	derived *derivation
+}
+
+// derivation is what a handler made of a verified token's claims, made
+// once.
+type derivation struct {
+	once  sync.Once
+	value any
+	err   error
+}
+
+// Derived returns what build makes of this principal, running build once
+// per verified token and keeping the result with the token's cached
+// verdict: a cached token's claims never change, so the handler's claim
+// mapping need not run again on each of an API client's calls (it costs
+// as much as the rest of a cache hit). build must depend only on the
+// principal and the token itself, never on anything else in the request;
+// its result is shared between concurrent requests and is read-only.
+func (p *Principal) Derived(build func() (any, error)) (any, error) {
+	if p.derived == nil {
+		return build()
+	}
+	p.derived.once.Do(func() { p.derived.value, p.derived.err = build() })
+	return p.derived.value, p.derived.err
 }
 
 // Verifier judges requests by their access token. Make it with
