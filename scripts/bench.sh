@@ -555,6 +555,18 @@ done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 stop_all
 
+# --- N distinct sessions -----------------------------------------------------------
+# scripts/bench-scale.sh: N = SCALE_N (default 1, 10000, 100000) distinct
+# sessions per store, each minted through the store and checked served
+# before wrk cycles through them. SCALE_N=0 leaves them out.
+SCALE_TSV="$WORK/scale.tsv"
+if [ "${SCALE_N:-}" != 0 ]; then
+	log "rows with N distinct sessions (scripts/bench-scale.sh)"
+	SCALE_OUT=$SCALE_TSV SCALE_DURATION=$DURATION THREADS=$THREADS CONNECTIONS=$CONNECTIONS scripts/bench-scale.sh ||
+		die "scripts/bench-scale.sh failed"
+	python3 scripts/scale-plot.py "$SCALE_TSV" docs/scale.svg
+fi
+
 # --- Go benchmarks -------------------------------------------------------------------
 GO_OUT="$WORK/gobench.txt"
 if [ "$GO_BENCH" != 0 ]; then
@@ -709,6 +721,20 @@ above stopped):
 EOF
 		grep -E '^(goos|goarch|pkg|cpu|Benchmark|ok|PASS)' "$GO_OUT" || true
 		echo '```'
+	fi
+	if [ -f "$SCALE_TSV" ]; then
+		echo
+		echo '## N distinct sessions'
+		echo
+		echo "scripts/bench-scale.sh, wrk -d$DURATION per run; ratio to a plain Caddy sent the same Cookie headers in"
+		echo 'the same round; RSS of the row'"'"'s Caddy after its run. Plot: [docs/scale.svg](docs/scale.svg).'
+		echo
+		awk -F'\t' 'NR == 1 {print "| store | N | req/s | plain req/s | ratio | p99 ms | plain p99 ms | Caddy RSS MB | non-2xx |"; print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"; next}
+			{printf "| %s | %d | %.0f | %.0f | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$SCALE_TSV"
+		if [ -f scripts/bench/scale.md ]; then
+			echo
+			cat scripts/bench/scale.md
+		fi
 	fi
 	# The analysis of the targets is written by hand; it follows the numbers.
 	if [ -f scripts/bench/targets.md ]; then

@@ -54,3 +54,37 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCookieStoreLoadLazy is the request path's read of a cookie it
+// has not seen (a cache miss): the identity, without the tokens.
+func BenchmarkCookieStoreLoadLazy(b *testing.B) {
+	st := newCookieStore(b, storetest.NewEnv(b))
+	v, err := st.Save(b.Context(), "", storetest.DexSession(true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(v)))
+	for b.Loop() {
+		if _, err := st.LoadLazy(b.Context(), v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeTokens is what a refresh, an access-token header or a
+// logout adds to a lazily read session: inflating and re-encoding the
+// tokens.
+func BenchmarkDecodeTokens(b *testing.B) {
+	rec := sessions.Encode(storetest.DexSession(true))
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := sessions.DecodeLazy(rec)
+		if err == nil {
+			err = s.DecodeTokens()
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -75,16 +75,28 @@ func (t *Ticket) Value() string {
 // deployment's binding are authenticated, so a record cannot be moved to
 // another handle or read by another issuer/client.
 func (t *Ticket) Seal(s *Session, env Env) ([]byte, error) {
-	return env.Keys.SealSession(t.secret, Encode(s), t.aad(env.Binding))
+	return env.Keys.SealSession(t.secret, EncodeRaw(s), t.aad(env.Binding))
 }
 
 // Open decrypts a record sealed by Seal.
 func (t *Ticket) Open(sealed []byte, env Env) (*Session, error) {
+	s, err := t.OpenLazy(sealed, env)
+	if err != nil {
+		return nil, err
+	}
+	if s.DecodeTokens() != nil {
+		return nil, ErrNoSession
+	}
+	return s, nil
+}
+
+// OpenLazy is Open leaving the tokens encoded (see LazyLoader).
+func (t *Ticket) OpenLazy(sealed []byte, env Env) (*Session, error) {
 	plain, err := env.Keys.OpenSession(t.secret, sealed, t.aad(env.Binding))
 	if err != nil {
 		return nil, ErrNoSession
 	}
-	s, err := Decode(plain)
+	s, err := DecodeLazy(plain)
 	if err != nil {
 		return nil, ErrNoSession
 	}

@@ -427,3 +427,51 @@ func TestFeedSilent(t *testing.T) {
 		t.Fatalf("after the pause: %v", err)
 	}
 }
+
+// TestBackgroundRecheck: a session in use is rechecked in the background,
+// so its requests send no EXISTS of their own past the first, and a
+// record deleted behind the plugin's back is still noticed within
+// recheck_interval; a read of the record counts as a check.
+func TestBackgroundRecheck(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	env := storetest.NewEnv(t)
+	ctx := context.Background()
+	interval := 300 * time.Millisecond
+	in := newInstance(t, Store{Connection: Connection{URL: srv.URL()}, RecheckInterval: caddy.Duration(interval)}, 7, env)
+
+	value := in.save(t)
+	if _, err := in.Load(ctx, value); err != nil {
+		t.Fatal(err)
+	}
+	before := in.exists.Load()
+	for deadline := time.Now().Add(5 * interval); time.Now().Before(deadline); {
+		if ok, err := in.Exists(ctx, value); !ok || err != nil {
+			t.Fatalf("a session in use: %v %v", ok, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A round that overlapped some other feed event may not count: allow one.
+	if n := in.exists.Load() - before; n > 1 {
+		t.Errorf("a session in use for 5 recheck intervals sent %d EXISTS on the request path, want at most 1", n)
+	}
+
+	key, _ := in.RecordKey(value)
+	if err := srv.Client().Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	for {
+		ok, err := in.Exists(ctx, value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if time.Since(deleted) > interval+100*time.Millisecond {
+			t.Fatalf("a record deleted with redis-cli is still trusted %v later (recheck_interval %v)", time.Since(deleted), interval)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
+}
