@@ -2,15 +2,17 @@ package sessions
 
 import (
 	"bytes"
+	stdflate "compress/flate"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"github.com/klauspost/compress/flate"
 	"io"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // The codec turns a Session into a compact byte string. Tokens dominate a
@@ -22,9 +24,12 @@ import (
 // Version 3 (written today) keeps what every request needs apart from the
 // tokens, which only a refresh, an access-token header or a logout needs:
 //
-//	version byte, flags byte (flagCompressed: the token section is deflated),
+//	version byte, flags byte (flagCompressed: the token section is deflated,
+//	          with the identity's strings as the preset dictionary, so the
+//	          claims the tokens repeat cost a back-reference),
 //	identity: issuer, subject, email, email_verified, name, groups, claims,
-//	          sid, the five times, a byte saying which tokens are present,
+//	          sid (the strings), then the five times and a byte saying which
+//	          tokens are present,
 //	token section: uvarint length, then (inflated) the ID, access and
 //	          refresh tokens.
 //
@@ -47,15 +52,25 @@ import (
 //
 // The token section ends with the session's DPoP key when it has one.
 //
-// Versions 1 and 2 (a body of the same fields in a different order, deflated
-// as a whole; version 1 without the issuer) are still read, so cookies and
-// server-side records written before an upgrade keep working.
+// Version 2 (the fields in another order, the whole body deflated as one
+// stream, the DPoP key at its end announced by flagDPoPKey; version 1
+// without the issuer) is still read, so cookies and server-side records
+// written before an upgrade keep working, and Encode still writes it for
+// large sessions (compact): a large identity (many groups or claims),
+// uncompressed in version 3, would cost more than the tokens, and a large
+// record spans cookies whatever the request path saves. Version 2 is
+// written byte for byte as before version 3, with the same compressor,
+// so a session that fitted in the cookies then fits now.
 
 const (
-	codecVersion   = 3
-	codecV2        = 2
-	codecV1        = 1
+	codecVersion = 3
+	codecV2      = 2
+	codecV1      = 1
+	// flagCompressed: version 3, the token section is deflated (against
+	// the identity's strings); versions 1 and 2, the body is.
 	flagCompressed = 1 << 0
+	// flagDPoPKey: version 2, the body ends with the session's DPoP key.
+	flagDPoPKey = 1 << 1
 
 	tokenRaw = 0
 	tokenJWT = 1
@@ -70,6 +85,16 @@ const (
 	maxDecoded = 1 << 20
 	// compressAbove is the size under which deflate rarely pays for itself.
 	compressAbove = 256
+	// Encode writes version 2 (compact) for a session whose identity's
+	// strings take more than identityRawMax bytes (about ten groups):
+	// version 3 leaves them uncompressed, which would cost more bytes in
+	// every request than the faster decoding saves; and for one whose
+	// version 3 record would exceed compactAbove, which takes two cookies
+	// or more either way. A version 3 record is thus always far below
+	// the cookies' limit (three of about 2.8 KB of record each), and a
+	// version 2 one as large as before.
+	identityRawMax = 512
+	compactAbove   = 4096
 )
 
 var errCorrupt = errors.New("corrupt session record")
@@ -80,15 +105,17 @@ type lazyTokens struct {
 	pending    bool
 	compressed bool
 	present    byte   // hasIDToken | hasAccessToken | hasRefreshToken
+	dict       string // the identity's strings, the section's dictionary
 	section    string // as stored: deflated if compressed
 }
 
-// Encode returns the compact binary form of s, with its tokens deflated
-// when that makes it smaller: for cookies, where every byte travels with
-// every request.
+// Encode returns the compact binary form of s, for cookies, where every
+// byte travels with every request: version 3 with its tokens deflated
+// when that makes it smaller, or version 2 for a large session (see
+// identityRawMax).
 func Encode(s *Session) []byte { return encode(s, true) }
 
-// EncodeRaw is Encode without compression: for records kept on the
+// EncodeRaw is version 3 without compression: for records kept on the
 // server, where a few hundred bytes more cost less than deflating at every
 // save and inflating at every refresh.
 func EncodeRaw(s *Session) []byte { return encode(s, false) }
@@ -96,60 +123,99 @@ func EncodeRaw(s *Session) []byte { return encode(s, false) }
 func encode(s *Session, compress bool) []byte {
 	w := make([]byte, 2, 256+len(s.IDToken)+len(s.AccessToken)+len(s.RefreshToken)+len(s.lazy.section))
 	w[0] = codecVersion
-	w = putString(w, s.Issuer)
-	w = putString(w, s.Subject)
-	w = putString(w, s.Email)
-	w = putBool(w, s.EmailVerified)
-	w = putString(w, s.Name)
-	w = putStrings(w, s.Groups)
-	keys := make([]string, 0, len(s.Claims))
-	for k := range s.Claims {
-		keys = append(keys, k)
+	w = putIdentity(w, s)
+	dict := w[2:]
+	if compress && len(dict) > identityRawMax {
+		if rec, ok := encodeV2(s); ok {
+			return rec
+		}
 	}
-	sort.Strings(keys)
-	w = binary.AppendUvarint(w, uint64(len(keys)))
-	for _, k := range keys {
-		w = putString(w, k)
-		w = putStrings(w, s.Claims[k])
-	}
-	w = putString(w, s.SID)
 	for _, t := range [...]time.Time{s.TokenIssued, s.TokenExpiry, s.CreatedAt, s.LastSeen, s.ExpiresAt} {
 		w = putTime(w, t)
 	}
-	if s.lazy.pending {
+	if s.lazy.pending && s.lazy.compressed == compress && (!compress || s.lazy.dict == string(dict)) {
 		// The tokens have not changed since the record was read (they
-		// cannot be set without decoding them first): keep them as they
-		// were stored, without inflating and deflating them again.
+		// cannot be set without decoding them first), nor has the
+		// dictionary they were deflated against: keep them as they were
+		// stored, without inflating and deflating them again.
 		w = append(w, s.lazy.present)
 		if s.lazy.compressed {
 			w[1] |= flagCompressed
 		}
 		return putString(w, s.lazy.section)
 	}
-	var present byte
-	for i, tok := range [...]string{s.IDToken, s.AccessToken, s.RefreshToken} {
-		if tok != "" {
-			present |= 1 << i
-		}
+	id, access, refresh, dpopKey, ok := s.tokens()
+	if !ok {
+		// A token section that does not decode, read from a record
+		// that did (it came from an authenticated value): keep it as it
+		// was; it ends the session when its tokens are needed.
+		w = append(w, s.lazy.present)
+		return putString(w, s.lazy.section)
 	}
-	w = append(w, present)
-	section := make([]byte, 0, 16+len(s.IDToken)+len(s.AccessToken)+len(s.RefreshToken))
-	section = putToken(section, s.IDToken)
-	section = putToken(section, s.AccessToken)
-	section = putToken(section, s.RefreshToken)
-	if len(s.DPoPKey) > 0 {
+	w = append(w, presence(id, access, refresh))
+	section := make([]byte, 0, 16+len(id)+len(access)+len(refresh)+len(dpopKey))
+	section = putToken(section, id)
+	section = putToken(section, access)
+	section = putToken(section, refresh)
+	if len(dpopKey) > 0 {
 		// Optional: a session without a DPoP key encodes as before the
 		// field existed.
-		section = putString(section, string(s.DPoPKey))
+		section = putString(section, string(dpopKey))
 	}
 	if compress && len(section) > compressAbove {
-		if z := deflate(section); len(z) < len(section) {
+		if z := deflate(section, dict); len(z) < len(section) {
 			w[1] |= flagCompressed
 			section = z
 		}
 	}
 	w = binary.AppendUvarint(w, uint64(len(section)))
-	return append(w, section...)
+	w = append(w, section...)
+	if compress && len(w) > compactAbove {
+		if rec, ok := encodeV2(s); ok {
+			return rec
+		}
+	}
+	return w
+}
+
+// tokens returns the session's tokens and DPoP key, decoding them (in a
+// copy) if they are still encoded; ok is false if they do not decode.
+func (s *Session) tokens() (id, access, refresh string, dpopKey []byte, ok bool) {
+	if s.lazy.pending {
+		cp := *s
+		if cp.DecodeTokens() != nil {
+			return "", "", "", nil, false
+		}
+		s = &cp
+	}
+	return s.IDToken, s.AccessToken, s.RefreshToken, s.DPoPKey, true
+}
+
+// encodeV2 writes s as version 2 did: the compact form of large sessions.
+func encodeV2(s *Session) ([]byte, bool) {
+	id, access, refresh, dpopKey, ok := s.tokens()
+	if !ok {
+		return nil, false
+	}
+	w := make([]byte, 2, 256+len(id)+len(access)+len(refresh)+len(dpopKey))
+	w[0] = codecV2
+	w = putIdentity(w, s)
+	w = putToken(w, id)
+	w = putToken(w, access)
+	w = putToken(w, refresh)
+	for _, t := range [...]time.Time{s.TokenIssued, s.TokenExpiry, s.CreatedAt, s.LastSeen, s.ExpiresAt} {
+		w = putTime(w, t)
+	}
+	if len(dpopKey) > 0 {
+		w[1] |= flagDPoPKey
+		w = putString(w, string(dpopKey))
+	}
+	if body := w[2:]; len(body) > compressAbove {
+		if z := deflateV2(body); len(z) < len(body) {
+			return append([]byte{codecV2, w[1] | flagCompressed}, z...), true
+		}
+	}
+	return w, true
 }
 
 // Decode parses a record made by Encode (or an earlier version), tokens
@@ -174,16 +240,19 @@ func DecodeLazy(b []byte) (*Session, error) {
 	}
 	switch b[0] {
 	case codecVersion:
+		if b[1]&^flagCompressed != 0 {
+			return nil, errCorrupt
+		}
 		return decodeIdentity(string(b[2:]), b[1]&flagCompressed != 0)
 	case codecV1, codecV2:
 		body := b[2:]
 		if b[1]&flagCompressed != 0 {
 			var err error
-			if body, err = inflate(body); err != nil {
+			if body, err = inflate(body, nil); err != nil {
 				return nil, errCorrupt
 			}
 		}
-		return decodeV2(body, b[0])
+		return decodeV2(body, b[0], b[1])
 	}
 	return nil, errCorrupt
 }
@@ -191,14 +260,8 @@ func DecodeLazy(b []byte) (*Session, error) {
 func decodeIdentity(b string, compressed bool) (*Session, error) {
 	r := reader[string]{b: b}
 	s := &Session{}
-	s.Issuer = r.string()
-	s.Subject = r.string()
-	s.Email = r.string()
-	s.EmailVerified = r.bool()
-	s.Name = r.string()
-	s.Groups = r.strings()
-	s.Claims = r.claims()
-	s.SID = r.string()
+	readIdentity(&r, s, true)
+	s.lazy.dict = b[:len(b)-len(r.b)]
 	for _, t := range [...]*time.Time{&s.TokenIssued, &s.TokenExpiry, &s.CreatedAt, &s.LastSeen, &s.ExpiresAt} {
 		*t = r.time()
 	}
@@ -214,6 +277,21 @@ func decodeIdentity(b string, compressed bool) (*Session, error) {
 	return s, nil
 }
 
+// readIdentity reads what putIdentity wrote (without the issuer for
+// version 1).
+func readIdentity[T ~string | ~[]byte](r *reader[T], s *Session, issuer bool) {
+	if issuer {
+		s.Issuer = r.string()
+	}
+	s.Subject = r.string()
+	s.Email = r.string()
+	s.EmailVerified = r.bool()
+	s.Name = r.string()
+	s.Groups = r.strings()
+	s.Claims = r.claims()
+	s.SID = r.string()
+}
+
 // DecodeTokens decodes the tokens of a session read by DecodeLazy into its
 // IDToken, AccessToken and RefreshToken; it does nothing for any other
 // session. A session's tokens must be decoded before they are read or set.
@@ -224,7 +302,7 @@ func (s *Session) DecodeTokens() error {
 	var section []byte
 	if s.lazy.compressed {
 		var err error
-		if section, err = inflate([]byte(s.lazy.section)); err != nil {
+		if section, err = inflate([]byte(s.lazy.section), []byte(s.lazy.dict)); err != nil {
 			return errCorrupt
 		}
 	} else {
@@ -277,29 +355,47 @@ func presence(id, access, refresh string) byte {
 }
 
 // decodeV2 reads the body of a version 1 or 2 record.
-func decodeV2(b []byte, version byte) (*Session, error) {
+func decodeV2(b []byte, version, flags byte) (*Session, error) {
 	r := reader[[]byte]{b: b}
 	s := &Session{}
-	if version >= codecV2 {
-		s.Issuer = r.string()
-	}
-	s.Subject = r.string()
-	s.Email = r.string()
-	s.EmailVerified = r.bool()
-	s.Name = r.string()
-	s.Groups = r.strings()
-	s.Claims = r.claims()
-	s.SID = r.string()
+	readIdentity(&r, s, version >= codecV2)
 	s.IDToken = r.token()
 	s.AccessToken = r.token()
 	s.RefreshToken = r.token()
 	for _, t := range [...]*time.Time{&s.TokenIssued, &s.TokenExpiry, &s.CreatedAt, &s.LastSeen, &s.ExpiresAt} {
 		*t = r.time()
 	}
+	if flags&flagDPoPKey != 0 {
+		if s.DPoPKey = []byte(r.string()); len(s.DPoPKey) == 0 {
+			return nil, errCorrupt // Encode never writes an empty one
+		}
+	}
 	if r.err != nil || len(r.b) != 0 {
 		return nil, errCorrupt
 	}
 	return s, nil
+}
+
+// putIdentity writes the identity's strings, in the order of versions 2
+// and 3.
+func putIdentity(w []byte, s *Session) []byte {
+	w = putString(w, s.Issuer)
+	w = putString(w, s.Subject)
+	w = putString(w, s.Email)
+	w = putBool(w, s.EmailVerified)
+	w = putString(w, s.Name)
+	w = putStrings(w, s.Groups)
+	keys := make([]string, 0, len(s.Claims))
+	for k := range s.Claims {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	w = binary.AppendUvarint(w, uint64(len(keys)))
+	for _, k := range keys {
+		w = putString(w, k)
+		w = putStrings(w, s.Claims[k])
+	}
+	return putString(w, s.SID)
 }
 
 func putString(w []byte, s string) []byte {
@@ -486,10 +582,13 @@ func (r *reader[T]) token() string {
 	}
 }
 
-// github.com/klauspost/compress/flate rather than compress/flate: it reads
-// the same DEFLATE streams (records written with either keep working) and
-// inflates a Dex session's tokens in 16 µs with 17 allocations against
-// 20-25 µs and 44 (BenchmarkDecodeTokens).
+// Inflating uses github.com/klauspost/compress/flate rather than
+// compress/flate: it reads the same DEFLATE streams (records written with
+// either keep working) and inflates a Dex session's tokens in 16 µs with
+// 17 allocations against 20-25 µs and 44 (BenchmarkDecodeTokens). Version 3
+// token sections are deflated with it too (its writers take a new preset
+// dictionary on reset, so they can be pooled); version 2 records with
+// compress/flate, as before version 3, so they come out the same size.
 //
 // Deflate writers are large; pool them. Readers are pooled too since they
 // are reset per record.
@@ -498,24 +597,39 @@ var (
 		w, _ := flate.NewWriter(nil, flate.BestCompression)
 		return w
 	}}
+	v2Writers = sync.Pool{New: func() any {
+		w, _ := stdflate.NewWriter(nil, stdflate.BestCompression)
+		return w
+	}}
 	readers = sync.Pool{New: func() any { return flate.NewReader(nil) }}
 )
 
-func deflate(b []byte) []byte {
+// deflate compresses a version 3 token section against dict.
+func deflate(b, dict []byte) []byte {
+	return compress(&writers, b, func(w *flate.Writer, dst io.Writer) { w.ResetDict(dst, dict) })
+}
+
+// deflateV2 compresses a version 2 body.
+func deflateV2(b []byte) []byte {
+	return compress(&v2Writers, b, (*stdflate.Writer).Reset)
+}
+
+func compress[W io.WriteCloser](pool *sync.Pool, b []byte, reset func(W, io.Writer)) []byte {
 	var buf bytes.Buffer
 	buf.Grow(len(b))
-	w := writers.Get().(*flate.Writer)
-	w.Reset(&buf)
+	w := pool.Get().(W)
+	reset(w, &buf)
 	_, _ = w.Write(b)
 	_ = w.Close()
-	writers.Put(w)
+	pool.Put(w)
 	return buf.Bytes()
 }
 
-func inflate(b []byte) ([]byte, error) {
+// inflate decompresses b, a stream deflated against dict (nil: none).
+func inflate(b, dict []byte) ([]byte, error) {
 	fr := readers.Get().(io.ReadCloser)
 	defer readers.Put(fr)
-	if err := fr.(flate.Resetter).Reset(bytes.NewReader(b), nil); err != nil {
+	if err := fr.(flate.Resetter).Reset(bytes.NewReader(b), dict); err != nil {
 		return nil, err
 	}
 	out := bytes.NewBuffer(make([]byte, 0, 4*len(b)))

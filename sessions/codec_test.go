@@ -67,7 +67,8 @@ func TestCodecRoundTrip(t *testing.T) {
 }
 
 // lazyRoundTrip checks that a record read by DecodeLazy has the identity
-// and times of s, no tokens until DecodeTokens and then those of s, and
+// and times of s, no tokens until DecodeTokens (a version 3 record) and
+// then those of s, and
 // that encoding it before its tokens are decoded keeps them.
 func lazyRoundTrip(t *testing.T, s *sessions.Session, rec []byte) {
 	t.Helper()
@@ -75,8 +76,8 @@ func lazyRoundTrip(t *testing.T, s *sessions.Session, rec []byte) {
 	if err != nil {
 		t.Fatalf("DecodeLazy: %v", err)
 	}
-	if lazy.IDToken != "" || lazy.AccessToken != "" || lazy.RefreshToken != "" {
-		t.Error("DecodeLazy decoded the tokens")
+	if rec[0] == 3 && lazy.IDToken+lazy.AccessToken+lazy.RefreshToken != "" {
+		t.Error("DecodeLazy decoded the tokens of a version 3 record")
 	}
 	if lazy.HasRefreshToken() != (s.RefreshToken != "") {
 		t.Errorf("HasRefreshToken() = %v before DecodeTokens", lazy.HasRefreshToken())
@@ -511,4 +512,105 @@ func TestV2ValuesStillRead(t *testing.T) {
 	}
 	s, err = tk.Open(sealed, env)
 	check("v2 server-side record", s, err)
+	// Written by the code before version 3 too: a session with a DPoP key
+	// (flagDPoPKey) and one with 260 groups (what version 3 writes as
+	// version 2).
+	for _, name := range []string{"dpop", "big"} {
+		want = v2Session(t, name)
+		rec, err := hex.DecodeString(fixture(t, "v2", name))
+		if err != nil || rec[0] != 2 {
+			t.Fatalf("fixture %s: %v", name, err)
+		}
+		s, err := sessions.Decode(rec)
+		check("v2 record "+name, s, err)
+		s, err = sessions.DecodeLazy(rec)
+		check("v2 record "+name+" read lazily", s, err)
+	}
+}
+
+// v2Session reads testdata/v2/<name>.json, the session of the record in
+// testdata/v2/<name>.txt.
+func v2Session(t *testing.T, name string) *sessions.Session {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/v2/" + name + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sessions.Session{}
+	if err := json.Unmarshal(raw, s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestCodecLargeSessions: version 3 leaves the identity uncompressed, so a
+// session with many groups (which the tokens repeat) is written as version
+// 2, no larger than the code before version 3 wrote it: a session that
+// fitted in the cookies then fits now. Every version 3 record is small
+// (4 KiB at most), far below the cookies' limit.
+func TestCodecLargeSessions(t *testing.T) {
+	big := v2Session(t, "big")
+	old, err := hex.DecodeString(fixture(t, "v2", "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := sessions.Encode(big)
+	if rec[0] != 2 || len(rec) > len(old) {
+		t.Errorf("a session with %d groups: version %d, %d bytes; version 2 wrote %d", len(big.Groups), rec[0], len(rec), len(old))
+	}
+	roundTrip(t, big)
+
+	for n := 0; n <= 120; n += 4 {
+		s := storetest.DexSession(true)
+		s.Groups = big.Groups[:n]
+		claims := map[string]any{"sub": s.Subject, "email": s.Email, "name": s.Name, "groups": s.Groups}
+		s.IDToken = storetest.FakeJWT(map[string]any{"alg": "RS256"}, claims)
+		s.AccessToken = storetest.FakeJWT(map[string]any{"alg": "RS256", "typ": "at+jwt"}, claims)
+		rec := sessions.Encode(s)
+		switch {
+		case rec[0] == 3 && len(rec) > 4096:
+			t.Errorf("%d groups: a version 3 record of %d bytes", n, len(rec))
+		case rec[0] == 3 && n > 16:
+			t.Errorf("%d groups (%d bytes of identity) left uncompressed", n, 33*n)
+		case rec[0] == 2 && n < 8:
+			t.Errorf("%d groups: written as version 2 (%d bytes), slow to read", n, len(rec))
+		}
+		roundTrip(t, s)
+		lazyRoundTrip(t, s, rec)
+	}
+}
+
+// A session read lazily and saved again (a touch) keeps its deflated
+// tokens as they were while the identity's strings, their dictionary, are
+// the same; when those change (or the session grows past version 3's
+// bounds) the tokens are decoded and written anew.
+func TestCodecReencodeLazy(t *testing.T) {
+	s := storetest.DexSession(true)
+	rec := sessions.Encode(s)
+	for name, change := range map[string]func(*sessions.Session){
+		"touched":     func(l *sessions.Session) { l.LastSeen = l.LastSeen.Add(time.Minute) },
+		"new groups":  func(l *sessions.Session) { l.Groups = []string{"other"} },
+		"many groups": func(l *sessions.Session) { l.Groups = v2Session(t, "big").Groups[:60] },
+	} {
+		t.Run(name, func(t *testing.T) {
+			lazy, err := sessions.DecodeLazy(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			change(lazy)
+			want := *s
+			change(&want)
+			again := sessions.Encode(lazy)
+			got, err := sessions.Decode(again)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if d := storetest.Diff(&want, got); d != "" {
+				t.Errorf("re-encoded lazy session differs:\n%s", d)
+			}
+			if name == "touched" && !bytes.Contains(again, rec[len(rec)-200:]) {
+				t.Error("a touch re-deflated the tokens")
+			}
+		})
+	}
 }
