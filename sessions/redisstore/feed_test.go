@@ -475,3 +475,50 @@ func TestBackgroundRecheck(t *testing.T) {
 	}
 	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
 }
+
+// TestPerUserLimitEndsEverywhere: on a Cluster (the record, its metadata
+// and the indexes in different slots), a session that instance a serves
+// from memory, renewed by the background recheck and by its own reads,
+// ends at a as soon as a login at instance b pushes it past max_per_user,
+// and stays ended: neither the recheck nor a read brings its trust back.
+func TestPerUserLimitEndsEverywhere(t *testing.T) {
+	cl := testredis.StartCluster(t, testredis.ClusterOptions{Masters: 3})
+	env := storetest.NewEnv(t)
+	env.MaxPerUser = 1
+	interval := 300 * time.Millisecond
+	conf := Store{Connection: Connection{ClusterURLs: cl.Addrs}, RecheckInterval: caddy.Duration(interval)}
+	a := newInstance(t, conf, 7, env)
+	b := newInstance(t, conf, 9, env)
+	ctx := context.Background()
+
+	first := a.save(t)
+	if _, err := a.Load(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.checkN(t, first, 1); n != 0 {
+		t.Errorf("a session just read sent %d EXISTS on its first check, want 0 (the read counts)", n)
+	}
+	for deadline := time.Now().Add(3 * interval); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		a.checkN(t, first, 1)
+	}
+
+	gen := a.feed.set.generation()
+	second := b.save(t) // the same subject: max_per_user 1 ends first
+	for a.feed.set.generation() == gen {
+		if ok, _ := a.Exists(ctx, first); !ok {
+			break // noticed on its own: fine too
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	for deadline := time.Now().Add(3 * interval); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if ok, err := a.Exists(ctx, first); ok || err != nil {
+			t.Fatalf("a still finds the session ended by the limit at b: %v %v", ok, err)
+		}
+		if _, err := a.Load(ctx, first); !errors.Is(err, sessions.ErrNoSession) {
+			t.Fatalf("a loads the session ended by the limit at b: %v", err)
+		}
+	}
+	if ok, err := a.Exists(ctx, second); !ok || err != nil {
+		t.Errorf("the new session at a: %v %v", ok, err)
+	}
+}
