@@ -109,23 +109,19 @@ type lazyTokens struct {
 	section    string // as stored: deflated if compressed
 }
 
-// Encode returns the compact binary form of s, for cookies, where every
-// byte travels with every request: version 3 with its tokens deflated
-// when that makes it smaller, or version 2 for a large session (see
-// identityRawMax).
-func Encode(s *Session) []byte { return encode(s, true) }
-
-// EncodeRaw is version 3 without compression: for records kept on the
-// server, where a few hundred bytes more cost less than deflating at every
-// save and inflating at every refresh.
-func EncodeRaw(s *Session) []byte { return encode(s, false) }
-
-func encode(s *Session, compress bool) []byte {
+// Encode returns the compact binary form of s: version 3 with its tokens
+// deflated when that makes it smaller, or version 2 for a large session
+// (see identityRawMax). For cookies, where every byte travels with every
+// request, and for server-side records too, which memory holds: the
+// request path never inflates the tokens (DecodeLazy), so compressing
+// them costs only at a save (a login, a refresh; a touch keeps them as
+// they were) and when they are needed.
+func Encode(s *Session) []byte {
 	w := make([]byte, 2, 256+len(s.IDToken)+len(s.AccessToken)+len(s.RefreshToken)+len(s.lazy.section))
 	w[0] = codecVersion
 	w = putIdentity(w, s)
 	dict := w[2:]
-	if compress && len(dict) > identityRawMax {
+	if len(dict) > identityRawMax {
 		if rec, ok := encodeV2(s); ok {
 			return rec
 		}
@@ -133,7 +129,7 @@ func encode(s *Session, compress bool) []byte {
 	for _, t := range [...]time.Time{s.TokenIssued, s.TokenExpiry, s.CreatedAt, s.LastSeen, s.ExpiresAt} {
 		w = putTime(w, t)
 	}
-	if s.lazy.pending && s.lazy.compressed == compress && (!compress || s.lazy.dict == string(dict)) {
+	if s.lazy.pending && (!s.lazy.compressed || s.lazy.dict == string(dict)) {
 		// The tokens have not changed since the record was read (they
 		// cannot be set without decoding them first), nor has the
 		// dictionary they were deflated against: keep them as they were
@@ -162,7 +158,7 @@ func encode(s *Session, compress bool) []byte {
 		// field existed.
 		section = putString(section, string(dpopKey))
 	}
-	if compress && len(section) > compressAbove {
+	if len(section) > compressAbove {
 		if z := deflate(section, dict); len(z) < len(section) {
 			w[1] |= flagCompressed
 			section = z
@@ -170,7 +166,7 @@ func encode(s *Session, compress bool) []byte {
 	}
 	w = binary.AppendUvarint(w, uint64(len(section)))
 	w = append(w, section...)
-	if compress && len(w) > compactAbove {
+	if len(w) > compactAbove {
 		if rec, ok := encodeV2(s); ok {
 			return rec
 		}

@@ -75,7 +75,7 @@ func (t *Ticket) Value() string {
 // deployment's binding are authenticated, so a record cannot be moved to
 // another handle or read by another issuer/client.
 func (t *Ticket) Seal(s *Session, env Env) ([]byte, error) {
-	return env.Keys.SealSession(t.secret, EncodeRaw(s), t.aad(env.Binding))
+	return env.Keys.SealSession(t.secret, Encode(s), t.aad(env.Binding))
 }
 
 // Open decrypts a record sealed by Seal.
