@@ -6,10 +6,15 @@
 # logins would), every one is checked to be served (200) by the row's
 # Caddy (TestCheckScaleSessions), then wrk cycles through them
 # (-t$THREADS -c$CONNECTIONS -d$SCALE_DURATION, each thread from its own
-# offset), interleaved with a plain Caddy (`respond "ok" 200`) sent the same
-# Cookie headers. Reported per row: requests/s, the ratio to the plain
-# Caddy of the same round, p99 latency, and the RSS of the row's Caddy
-# after its run. Written as a tab-separated table to SCALE_OUT
+# offset), alternating with a plain Caddy (`respond "ok" 200`) sent the same
+# Cookie headers, SCALE_ROUNDS times (default 3). Reported per row, as the
+# median of the rounds: requests/s, the ratio to the plain Caddy of the same
+# round (and the lowest and highest of the rounds' ratios), p99 latency;
+# the RSS of the row's Caddy after its last run, and the non-2xx answers
+# of all its runs. Also the CPU time per request of the row's Caddy, of
+# Redis (redis row), and of the plain Caddy, and the ratio of the plain
+# Caddy's to the row's (its Caddy's and Redis's): on a machine shared
+# with other work, a steadier measure than throughput. Written as a tab-separated table to SCALE_OUT
 # (default scale.tsv); scripts/scale-plot.py makes the SVG from it.
 #
 # No IdP is needed: the sessions need no refresh. Every run is bounded
@@ -24,6 +29,7 @@ fi
 SCALE_N=${SCALE_N:-"1 10000 100000"}
 STORES=${STORES:-"cookie memory redis"}
 SCALE_DURATION=${SCALE_DURATION:-10s}
+SCALE_ROUNDS=${SCALE_ROUNDS:-3}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 SCALE_OUT=${SCALE_OUT:-scale.tsv}
@@ -56,6 +62,7 @@ go test -c -o "$WORK/helpers.test" . >/dev/null
 
 REDIS_PORT=16390
 redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
 PIDS+=($!)
 for _ in $(seq 50); do redis-cli -p $REDIS_PORT ping >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -137,19 +144,34 @@ function request()
 end
 LUA
 
-# run ROW COOKIES: wrk against the row's Caddy; prints "rps p99_ms rss_mb non2xx".
+# cputicks PID: the CPU time (user + system, clock ticks) the process has used.
+cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# run ROW COOKIES: wrk against the row's Caddy; prints "rps p99_ms rss_mb
+# non2xx cpu_us redis_cpu_us": the CPU time the row's Caddy and Redis spent
+# per request, which the other processes on the machine disturb far less
+# than throughput.
 run() {
-	local row=$1 cookies=$2 out
+	local row=$1 cookies=$2 out c0 r0
+	c0=$(cputicks "${CADDY_PID[$row]}")
+	r0=$(cputicks "$REDIS_PID")
 	out=$(COOKIES=$cookies timeout $((secs + 30)) wrk --latency -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" -s "$WORK/cycle.lua" "http://127.0.0.1:${PORT[$row]}/" 2>&1) || die "wrk $row: $out"
-	local rps p99 rss non2xx
+	local rps p99 rss non2xx reqs cpu rcpu
 	rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
 	p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}' <<<"$out")
 	non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+	cpu=$(awk -v d=$(($(cputicks "${CADDY_PID[$row]}") - c0)) -v n="$reqs" -v t=$TICK_US 'BEGIN {printf "%.1f", d * t / n}')
+	rcpu=$(awk -v d=$(($(cputicks "$REDIS_PID") - r0)) -v n="$reqs" -v t=$TICK_US 'BEGIN {printf "%.1f", d * t / n}')
 	rss=$(($(ps -o rss= -p "${CADDY_PID[$row]}") / 1024))
-	echo "$rps ${p99:-?} $rss ${non2xx:-0}"
+	echo "$rps ${p99:-?} $rss ${non2xx:-0} $cpu $rcpu"
 }
 
-printf 'store\tN\trps\tplain_rps\tratio\tp99_ms\tplain_p99_ms\trss_mb\tnon2xx\n' >"$SCALE_OUT"
+# median of the numbers on stdin
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+printf 'store\tN\trps\tplain_rps\tratio\tp99_ms\tplain_p99_ms\trss_mb\tnon2xx\tratio_lo\tratio_hi\tcpu_us\tredis_cpu_us\tplain_cpu_us\tcpu_ratio\n' >"$SCALE_OUT"
 start_caddy plain
 for n in $SCALE_N; do
 	for store in $STORES; do
@@ -165,14 +187,26 @@ for n in $SCALE_N; do
 		OIDC_SESSION_CHECK_URL=http://127.0.0.1:${PORT[$store]}/ OIDC_SESSION_CHECK_COOKIES=$WORK/cookies \
 			timeout 900 "$WORK/helpers.test" -test.run '^TestCheckScaleSessions$' -test.count=1 -test.v >"$WORK/check.log" 2>&1 ||
 			die "not every session is served: $(tail -5 "$WORK/check.log")"
-		log "$store, N=$n: wrk ${secs}s against plain, then $store"
-		read -r prps pp99 _ _ < <(run plain "$WORK/cookies")
-		[ "$store" != redis ] || redis-cli -p $REDIS_PORT config resetstat >/dev/null
-		read -r rps p99 rss non2xx < <(run "$store" "$WORK/cookies")
-		[ "$store" != redis ] || log "redis commands during the run: $(redis-cli -p $REDIS_PORT info commandstats | awk -F'[:,=]' '/^cmdstat_(exists|get|publish|ping)/ {printf "%s=%s ", substr($1, 9), $3}')"
+		rounds=()
+		total_non2xx=0
+		for round in $(seq "$SCALE_ROUNDS"); do
+			log "$store, N=$n, round $round: wrk ${secs}s against plain, then $store"
+			read -r prps pp99 _ _ pcpu _ < <(run plain "$WORK/cookies")
+			[ "$store" != redis ] || redis-cli -p $REDIS_PORT config resetstat >/dev/null
+			read -r rps p99 rss non2xx cpu rcpu < <(run "$store" "$WORK/cookies")
+			[ "$store" != redis ] || log "redis commands during the run: $(redis-cli -p $REDIS_PORT info commandstats | awk -F'[:,=]' '/^cmdstat_(exists|get|publish|ping)/ {printf "%s=%s ", substr($1, 9), $3}')"
+			total_non2xx=$((total_non2xx + non2xx))
+			[ "$store" = redis ] || rcpu=0 # Redis's own background work is no cost of this row
+			rounds+=("$rps $prps $(awk -v a="$rps" -v b="$prps" 'BEGIN {printf "%.3f", a / b}') $p99 $pp99 $cpu $rcpu $pcpu")
+		done
 		stop_caddy "$store"
-		ratio=$(awk -v a="$rps" -v b="$prps" 'BEGIN {printf "%.2f", a / b}')
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$store" "$n" "$rps" "$prps" "$ratio" "$p99" "$pp99" "$rss" "$non2xx" | tee -a "$SCALE_OUT" >&2
+		col() { printf '%s\n' "${rounds[@]}" | awk -v c="$1" '{print $c}'; }
+		ratios=$(col 3 | sort -g)
+		cpu=$(col 6 | median) rcpu=$(col 7 | median) pcpu=$(col 8 | median)
+		printf '%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%.2f\n' "$store" "$n" "$(col 1 | median)" "$(col 2 | median)" \
+			"$(median <<<"$ratios")" "$(col 4 | median)" "$(col 5 | median)" "$rss" "$total_non2xx" \
+			"$(head -1 <<<"$ratios")" "$(tail -1 <<<"$ratios")" "$cpu" "$rcpu" "$pcpu" \
+			"$(awk -v p="$pcpu" -v c="$cpu" -v r="$rcpu" 'BEGIN {print p / (c + r)}')" | tee -a "$SCALE_OUT" >&2
 	done
 done
 log "written $SCALE_OUT"

@@ -564,7 +564,9 @@ if [ "${SCALE_N:-}" != 0 ]; then
 	log "rows with N distinct sessions (scripts/bench-scale.sh)"
 	SCALE_OUT=$SCALE_TSV SCALE_DURATION=$DURATION THREADS=$THREADS CONNECTIONS=$CONNECTIONS scripts/bench-scale.sh ||
 		die "scripts/bench-scale.sh failed"
-	python3 scripts/scale-plot.py "$SCALE_TSV" docs/scale.svg
+	# The plot goes next to BENCHMARKS.md, which links it.
+	SCALE_SVG="$(dirname "$OUT")/BENCHMARKS-scale.svg"
+	python3 scripts/scale-plot.py "$SCALE_TSV" "$SCALE_SVG"
 fi
 
 # --- Go benchmarks -------------------------------------------------------------------
@@ -726,11 +728,13 @@ EOF
 		echo
 		echo '## N distinct sessions'
 		echo
-		echo "scripts/bench-scale.sh, wrk -d$DURATION per run; ratio to a plain Caddy sent the same Cookie headers in"
-		echo 'the same round; RSS of the row'"'"'s Caddy after its run. Plot: [docs/scale.svg](docs/scale.svg).'
+		echo "scripts/bench-scale.sh, wrk -d$DURATION per run, ${SCALE_ROUNDS:-3} rounds of plain then store; median ratio to a plain Caddy"
+		echo 'sent the same Cookie headers in the same round (lowest-highest of the rounds); CPU time per request of the row'"'"'s'
+		echo 'Caddy and (redis row) Redis, of the plain Caddy in brackets, and their ratio (plain over row: the steadier measure on a'
+		echo 'shared machine, which leaves out what wrk costs); RSS of the row'"'"'s Caddy after its runs. Plot: [BENCHMARKS-scale.svg](BENCHMARKS-scale.svg).'
 		echo
-		awk -F'\t' 'NR == 1 {print "| store | N | req/s | plain req/s | ratio | p99 ms | plain p99 ms | Caddy RSS MB | non-2xx |"; print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"; next}
-			{printf "| %s | %d | %.0f | %.0f | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$SCALE_TSV"
+		awk -F'\t' 'NR == 1 {print "| store | N | req/s | plain req/s | ratio (rounds) | p99 ms | plain p99 ms | CPU µs/req: Caddy + Redis (plain) | CPU ratio | Caddy RSS MB | non-2xx |"; print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"; next}
+			{printf "| %s | %d | %.0f | %.0f | %s (%s-%s) | %s | %s | %s + %s (%s) | %.2f | %s | %s |\n", $1, $2, $3, $4, $5, $10, $11, $6, $7, $12, $13, $14, $15, $8, $9}' "$SCALE_TSV"
 		if [ -f scripts/bench/scale.md ]; then
 			echo
 			cat scripts/bench/scale.md

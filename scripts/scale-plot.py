@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Plot scripts/bench-scale.sh's table as a small SVG: the ratio to plain
-Caddy against N (distinct sessions), one line per store.
+Caddy against N (distinct sessions), one line per store: throughput (solid)
+and, when the table has it, CPU per request (dotted).
 
 usage: scale-plot.py SCALE_TSV OUT_SVG [BEFORE_TSV]
 BEFORE_TSV, if given, is drawn dashed (the same rows measured on earlier code).
@@ -12,19 +13,21 @@ COLORS = {"cookie": "#1f77b4", "memory": "#2ca02c", "redis": "#d62728"}
 W, H, L, R, T, B = 480, 300, 50, 110, 20, 40
 
 
-def rows(path):
+def rows(path, column="ratio"):
     with open(path) as f:
         out = {}
         for r in csv.DictReader(f, delimiter="\t"):
-            out.setdefault(r["store"], []).append((int(r["N"]), float(r["ratio"])))
+            if r.get(column):
+                out.setdefault(r["store"], []).append((int(r["N"]), float(r[column])))
         return out
 
 
 def main():
     now = rows(sys.argv[1])
+    cpu = rows(sys.argv[1], "cpu_ratio")
     before = rows(sys.argv[3]) if len(sys.argv) > 3 else {}
-    ns = sorted({n for d in (now, before) for pts in d.values() for n, _ in pts})
-    ymax = max([1.2] + [y for d in (now, before) for pts in d.values() for _, y in pts])
+    ns = sorted({n for d in (now, cpu, before) for pts in d.values() for n, _ in pts})
+    ymax = max([1.2] + [y for d in (now, cpu, before) for pts in d.values() for _, y in pts])
 
     def x(n):
         return L + (W - L - R) * (ns.index(n) / max(1, len(ns) - 1))
@@ -42,7 +45,8 @@ def main():
     s.append(f'<text x="{(L + W - R) / 2}" y="{H - 6}" text-anchor="middle">N distinct sessions</text>')
     s.append(f'<text x="12" y="{(T + H - B) / 2}" transform="rotate(-90 12 {(T + H - B) / 2})" text-anchor="middle">req/s ÷ plain Caddy</text>')
     legend = 0
-    for data, dash, label in ((before, ' stroke-dasharray="4 3"', " (before)"), (now, "", "")):
+    for data, dash, label in ((before, ' stroke-dasharray="4 3"', " (before)"),
+                              (cpu, ' stroke-dasharray="1 3"', " CPU"), (now, "", "")):
         for store, pts in sorted(data.items()):
             pts.sort()
             c = COLORS.get(store, "black")

@@ -93,10 +93,11 @@ func TestVerifiedSet(t *testing.T) {
 
 // instance is one Caddy instance's view of a shared Redis: its own store
 // (own client, feed and verified set) and a count of the EXISTS commands
-// it sends.
+// it sends, alone (a request's) and in pipelines (the background
+// recheck's).
 type instance struct {
 	*Store
-	exists atomic.Int64
+	exists, piped atomic.Int64
 }
 
 // newInstance provisions a store with conf; poolSize keeps instances on
@@ -105,7 +106,7 @@ func newInstance(t *testing.T, conf Store, poolSize int, env sessions.Env) *inst
 	t.Helper()
 	conf.PoolSize = poolSize
 	in := &instance{Store: newStore(t, &conf, env)}
-	in.client.AddHook(countExists{&in.exists})
+	in.client.AddHook(countExists{&in.exists, &in.piped})
 	waitSubscribed(t, in.Store, "a new store")
 	return in
 }
@@ -158,7 +159,7 @@ func (in *instance) checkN(t *testing.T, value string, n int) int64 {
 	return in.exists.Load() - before
 }
 
-type countExists struct{ n *atomic.Int64 }
+type countExists struct{ n, piped *atomic.Int64 }
 
 func (countExists) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (c countExists) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
@@ -169,8 +170,15 @@ func (c countExists) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		return next(ctx, cmd)
 	}
 }
-func (countExists) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+func (c countExists) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			if cmd.Name() == "exists" {
+				c.piped.Add(1)
+			}
+		}
+		return next(ctx, cmds)
+	}
 }
 
 // checkAnnouncements: instance b verifies a session once and then answers
@@ -334,7 +342,7 @@ func TestFeedChannelACL(t *testing.T) {
 	conf := Store{Connection: Connection{URL: srv.URL(), Username: "app", Password: "app-pass"}, KeyPrefix: "app:"}
 	conf.PoolSize = 7
 	st := &instance{Store: newStore(t, &conf, storetest.NewEnv(t))}
-	st.client.AddHook(countExists{&st.exists})
+	st.client.AddHook(countExists{&st.exists, &st.piped})
 	value := st.save(t)
 	time.Sleep(300 * time.Millisecond) // time for a subscription to fail
 	if n := st.checkN(t, value, 5); n != 5 {
@@ -474,6 +482,32 @@ func TestBackgroundRecheck(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
+}
+
+// TestBackgroundRecheckSparseUse: a session requested less often than the
+// recheck's rounds (but within renewFor intervals) is kept trusted, so its
+// requests send no EXISTS; once it is no longer requested, the background
+// stops checking it.
+func TestBackgroundRecheckSparseUse(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	interval := 300 * time.Millisecond
+	in := newInstance(t, Store{Connection: Connection{URL: srv.URL()}, RecheckInterval: caddy.Duration(interval)}, 7, storetest.NewEnv(t))
+	value := in.saveChecked(t)
+	before := in.exists.Load()
+	for range 8 { // every 1.3 intervals: sparser than the rounds, within renewFor
+		time.Sleep(interval * 4 / 3)
+		in.checkN(t, value, 1)
+	}
+	// A round that overlapped some other feed event may not count: allow one.
+	if n := in.exists.Load() - before; n > 1 {
+		t.Errorf("a session requested every 1.3 recheck intervals sent %d EXISTS on the request path, want at most 1", n)
+	}
+	time.Sleep((renewFor + 1) * interval)
+	piped := in.piped.Load()
+	time.Sleep(2 * interval)
+	if n := in.piped.Load() - piped; n != 0 {
+		t.Errorf("a session not requested for %d intervals is still rechecked: %d EXISTS", renewFor+1, n)
+	}
 }
 
 // TestPerUserLimitEndsEverywhere: on a Cluster (the record, its metadata

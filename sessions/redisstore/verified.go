@@ -63,10 +63,10 @@ func (v *verifiedSet) trusted(key string, maxAge time.Duration) bool {
 	return now-e.at.Load() < int64(maxAge)
 }
 
-// due returns the keys taken as trusted since since (a time of the set's
-// clock) whose last check is older than age: what the background recheck
-// asks Redis about, so that sessions in use are checked off the request
-// path.
+// due returns the keys taken as trusted (or found) since since, a time of
+// the set's clock, whose last check is older than age: what the background
+// recheck asks Redis about, so that sessions in use are checked off the
+// request path.
 func (v *verifiedSet) due(since int64, age time.Duration) []string {
 	now := v.now()
 	v.mu.RLock()
