@@ -107,7 +107,41 @@ type lazyTokens struct {
 	present    byte   // hasIDToken | hasAccessToken | hasRefreshToken
 	dict       string // the identity's strings, the section's dictionary
 	section    string // as stored: deflated if compressed
+	body       string // the whole record after its version and flags
 }
+
+// Compact is a session in the form its record holds it, tokens encoded:
+// a string (and a flag), which the garbage collector need not look into,
+// unlike a Session's dozen pointers. For caches of many sessions.
+type Compact struct {
+	body       string
+	compressed bool
+}
+
+// Compact returns the form s was read in by DecodeLazy (or a
+// LazyLoader), without copying it; call it before changing s, whose
+// changes it does not see. ok is false for a session read otherwise (a
+// version 2 record) or whose tokens were decoded.
+func (s *Session) Compact() (c Compact, ok bool) {
+	if !s.lazy.pending {
+		return Compact{}, false
+	}
+	return Compact{s.lazy.body, s.lazy.compressed}, true
+}
+
+// CompactOf encodes s into its compact form; ok is false for a session
+// too large for version 3 (see identityRawMax).
+func CompactOf(s *Session) (c Compact, ok bool) {
+	rec := Encode(s)
+	if rec[0] != codecVersion {
+		return Compact{}, false
+	}
+	return Compact{string(rec[2:]), rec[1]&flagCompressed != 0}, true
+}
+
+// Session decodes c as DecodeLazy does, into a new session whose strings
+// share c's.
+func (c Compact) Session() (*Session, error) { return decodeIdentity(c.body, c.compressed) }
 
 // Encode returns the compact binary form of s: version 3 with its tokens
 // deflated when that makes it smaller, or version 2 for a large session
@@ -264,6 +298,7 @@ func decodeIdentity(b string, compressed bool) (*Session, error) {
 	s.lazy.present = r.byte()
 	s.lazy.section = r.bytes()
 	s.lazy.compressed = compressed
+	s.lazy.body = b
 	s.lazy.pending = true
 	// Optional fields the request path needs go here, each read only
 	// if len(r.b) > 0.

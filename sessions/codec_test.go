@@ -611,3 +611,42 @@ func TestCodecReencodeLazy(t *testing.T) {
 		})
 	}
 }
+
+// A session read lazily has a compact form (its record, not copied) until
+// its tokens are decoded; CompactOf encodes one for any session that fits
+// version 3; either decodes back to the session.
+func TestCompact(t *testing.T) {
+	s := storetest.DexSession(true)
+	lazy, err := sessions.DecodeLazy(sessions.Encode(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := lazy.Compact()
+	if !ok {
+		t.Fatal("a lazily read session has no compact form")
+	}
+	fromCompact := func(what string, c sessions.Compact) {
+		t.Helper()
+		got, err := c.Session()
+		if err != nil || got.DecodeTokens() != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if d := storetest.Diff(s, got); d != "" {
+			t.Errorf("%s differs:\n%s", what, d)
+		}
+	}
+	fromCompact("Compact", c)
+	if c, ok = sessions.CompactOf(s); !ok {
+		t.Fatal("CompactOf of a Dex session")
+	}
+	fromCompact("CompactOf", c)
+	if lazy.DecodeTokens() != nil {
+		t.Fatal("DecodeTokens")
+	}
+	if _, ok := lazy.Compact(); ok {
+		t.Error("a session with decoded tokens (which may change) still has the form it was read in")
+	}
+	if _, ok := sessions.CompactOf(v2Session(t, "big")); ok {
+		t.Error("a session written as version 2 has a compact form")
+	}
+}

@@ -25,6 +25,9 @@ func (k *Keeper) load(ctx context.Context, value string) (*sessions.Session, err
 	if s == nil {
 		return k.loadStored(ctx, value, key)
 	}
+	if s.Issuer == "" {
+		s.Issuer = k.cfg.Issuer // a compact entry is the record as stored
+	}
 	checker := k.cfg.Capabilities.Checker
 	if checker == nil {
 		return s, nil
@@ -68,16 +71,16 @@ func (k *Keeper) loadStored(ctx context.Context, value string, key cacheKey) (*s
 	if err != nil {
 		return nil, err
 	}
-	if s.Issuer == "" {
-		s.Issuer = k.cfg.Issuer
-	}
 	if k.cfg.Tokens {
 		// Every request reads them: decode them once, not per request.
 		if s, err = withTokens(s); err != nil {
 			return nil, err
 		}
 	}
-	k.cache.put(key, s)
+	k.cache.put(key, s, true, k.cfg.Tokens)
+	if s.Issuer == "" {
+		s.Issuer = k.cfg.Issuer
+	}
 	return s, nil
 }
 
@@ -102,7 +105,7 @@ func (k *Keeper) save(ctx context.Context, prev string, s *sessions.Session) (Co
 	if prev != "" && prev != v {
 		k.cache.drop(keyOf(prev))
 	}
-	k.cache.put(keyOf(v), s)
+	k.cache.put(keyOf(v), s, false, k.cfg.Tokens)
 	return Cookie{Action: Write, Value: v, Expires: s.Deadline(k.cfg.IdleTimeout)}, nil
 }
 
