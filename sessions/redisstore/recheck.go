@@ -9,13 +9,14 @@ import (
 )
 
 // The background recheck takes the existence checks of the sessions in
-// use off the request path. Every eighth of recheck_interval it asks
+// use off the request path. Every quarter of recheck_interval it asks
 // Redis, in pipelines, whether the records that requests took as trusted
-// within the last renewFor intervals and were last checked 5/8 of an
+// within the last renewFor intervals and were last checked half an
 // interval ago or more still exist, and renews them in the verified set:
 // each record in use is checked a little more than once per interval (the
-// least that keeps it trusted), at most about 3/4 of an interval after its
-// last check, before its trust runs out. A session requested at least once
+// least that keeps it trusted), at most 3/4 of an interval after its last
+// check, before its trust runs out. (Each round looks at every entry:
+// rounds more frequent would cost more than they save.) A session requested at least once
 // every renewFor intervals is then always found trusted, and its requests
 // wait for no EXISTS however many sessions there are; one requested more
 // rarely costs its request one EXISTS, as before, and at most renewFor+1
@@ -39,11 +40,11 @@ const recheckBatch = 512
 // startRecheck runs the background recheck until Cleanup; a negative
 // interval (ask on every request) needs none.
 func (s *Store) startRecheck() {
-	every := time.Duration(s.RecheckInterval) / 8
+	every := time.Duration(s.RecheckInterval) / 4
 	if every <= 0 {
 		return
 	}
-	age := 5 * every
+	age := 2 * every
 	active := renewFor * time.Duration(s.RecheckInterval)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopRecheck = cancel
