@@ -10,7 +10,7 @@
 # Cookie headers, SCALE_ROUNDS times (default 3). Reported per row, as the
 # median of the rounds: requests/s, the ratio to the plain Caddy of the same
 # round (and the lowest and highest of the rounds' ratios), p99 latency;
-# the RSS of the row's Caddy after its last run, and the non-2xx answers
+# the RSS and live heap of the row's Caddy after its last run, the non-2xx answers
 # of all its runs. Also the CPU time per request of the row's Caddy, of
 # Redis (redis row), and of the plain Caddy, and the ratio of the plain
 # Caddy's to the row's (its Caddy's and Redis's): on a machine shared
@@ -30,6 +30,7 @@ SCALE_N=${SCALE_N:-"1 10000 100000"}
 STORES=${STORES:-"cookie memory redis"}
 SCALE_DURATION=${SCALE_DURATION:-10s}
 SCALE_ROUNDS=${SCALE_ROUNDS:-3}
+# REDIS_RECHECK, if set, is the redis rows' recheck_interval (default 1s).
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 SCALE_OUT=${SCALE_OUT:-scale.tsv}
@@ -79,6 +80,7 @@ caddyfile() {
 		}" ;;
 	redis) store="store redis {
 			url redis://127.0.0.1:$REDIS_PORT/0
+			${REDIS_RECHECK:+recheck_interval $REDIS_RECHECK}
 		}" ;;
 	esac
 	cat <<CADDY
@@ -149,9 +151,9 @@ cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 # run ROW COOKIES: wrk against the row's Caddy; prints "rps p99_ms rss_mb
-# non2xx cpu_us redis_cpu_us": the CPU time the row's Caddy and Redis spent
+# non2xx cpu_us redis_cpu_us heap_mb": the CPU time the row's Caddy and Redis spent
 # per request, which the other processes on the machine disturb far less
-# than throughput.
+# than throughput; and its live heap after the run.
 run() {
 	local row=$1 cookies=$2 out c0 r0
 	c0=$(cputicks "${CADDY_PID[$row]}")
@@ -165,13 +167,15 @@ run() {
 	cpu=$(awk -v d=$(($(cputicks "${CADDY_PID[$row]}") - c0)) -v n="$reqs" -v t=$TICK_US 'BEGIN {printf "%.1f", d * t / n}')
 	rcpu=$(awk -v d=$(($(cputicks "$REDIS_PID") - r0)) -v n="$reqs" -v t=$TICK_US 'BEGIN {printf "%.1f", d * t / n}')
 	rss=$(($(ps -o rss= -p "${CADDY_PID[$row]}") / 1024))
-	echo "$rps ${p99:-?} $rss ${non2xx:-0} $cpu $rcpu"
+	# the live heap: HeapAlloc right after a collection (gc=1)
+	heap=$(curl -s "http://127.0.0.1:${ADMIN[$row]}/debug/pprof/heap?gc=1&debug=1" | awk '/^# HeapAlloc = / {printf "%d", $4 / 1048576}')
+	echo "$rps ${p99:-?} $rss ${non2xx:-0} $cpu $rcpu ${heap:-?}"
 }
 
 # median of the numbers on stdin
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-printf 'store\tN\trps\tplain_rps\tratio\tp99_ms\tplain_p99_ms\trss_mb\tnon2xx\tratio_lo\tratio_hi\tcpu_us\tredis_cpu_us\tplain_cpu_us\tcpu_ratio\n' >"$SCALE_OUT"
+printf 'store\tN\trps\tplain_rps\tratio\tp99_ms\tplain_p99_ms\trss_mb\tnon2xx\tratio_lo\tratio_hi\tcpu_us\tredis_cpu_us\tplain_cpu_us\tcpu_ratio\theap_mb\n' >"$SCALE_OUT"
 start_caddy plain
 for n in $SCALE_N; do
 	for store in $STORES; do
@@ -193,7 +197,7 @@ for n in $SCALE_N; do
 			log "$store, N=$n, round $round: wrk ${secs}s against plain, then $store"
 			read -r prps pp99 _ _ pcpu _ < <(run plain "$WORK/cookies")
 			[ "$store" != redis ] || redis-cli -p $REDIS_PORT config resetstat >/dev/null
-			read -r rps p99 rss non2xx cpu rcpu < <(run "$store" "$WORK/cookies")
+			read -r rps p99 rss non2xx cpu rcpu heap < <(run "$store" "$WORK/cookies")
 			[ "$store" != redis ] || log "redis commands during the run: $(redis-cli -p $REDIS_PORT info commandstats | awk -F'[:,=]' '/^cmdstat_(exists|get|publish|ping)/ {printf "%s=%s ", substr($1, 9), $3}')"
 			total_non2xx=$((total_non2xx + non2xx))
 			[ "$store" = redis ] || rcpu=0 # Redis's own background work is no cost of this row
@@ -203,10 +207,10 @@ for n in $SCALE_N; do
 		col() { printf '%s\n' "${rounds[@]}" | awk -v c="$1" '{print $c}'; }
 		ratios=$(col 3 | sort -g)
 		cpu=$(col 6 | median) rcpu=$(col 7 | median) pcpu=$(col 8 | median)
-		printf '%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%.2f\n' "$store" "$n" "$(col 1 | median)" "$(col 2 | median)" \
+		printf '%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%.2f\t%s\n' "$store" "$n" "$(col 1 | median)" "$(col 2 | median)" \
 			"$(median <<<"$ratios")" "$(col 4 | median)" "$(col 5 | median)" "$rss" "$total_non2xx" \
 			"$(head -1 <<<"$ratios")" "$(tail -1 <<<"$ratios")" "$cpu" "$rcpu" "$pcpu" \
-			"$(awk -v p="$pcpu" -v c="$cpu" -v r="$rcpu" 'BEGIN {print p / (c + r)}')" | tee -a "$SCALE_OUT" >&2
+			"$(awk -v p="$pcpu" -v c="$cpu" -v r="$rcpu" 'BEGIN {print p / (c + r)}')" "$heap" | tee -a "$SCALE_OUT" >&2
 	done
 done
 log "written $SCALE_OUT"

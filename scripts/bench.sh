@@ -731,10 +731,10 @@ EOF
 		echo "scripts/bench-scale.sh, wrk -d$DURATION per run, ${SCALE_ROUNDS:-3} rounds of plain then store; median ratio to a plain Caddy"
 		echo 'sent the same Cookie headers in the same round (lowest-highest of the rounds); CPU time per request of the row'"'"'s'
 		echo 'Caddy and (redis row) Redis, of the plain Caddy in brackets, and their ratio (plain over row: the steadier measure on a'
-		echo 'shared machine, which leaves out what wrk costs); RSS of the row'"'"'s Caddy after its runs. Plot: [BENCHMARKS-scale.svg](BENCHMARKS-scale.svg).'
+		echo 'shared machine, which leaves out what wrk costs); RSS and live heap (after a collection) of the row'"'"'s Caddy after its runs. Plot: [BENCHMARKS-scale.svg](BENCHMARKS-scale.svg).'
 		echo
-		awk -F'\t' 'NR == 1 {print "| store | N | req/s | plain req/s | ratio (rounds) | p99 ms | plain p99 ms | CPU µs/req: Caddy + Redis (plain) | CPU ratio | Caddy RSS MB | non-2xx |"; print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"; next}
-			{printf "| %s | %d | %.0f | %.0f | %s (%s-%s) | %s | %s | %s + %s (%s) | %.2f | %s | %s |\n", $1, $2, $3, $4, $5, $10, $11, $6, $7, $12, $13, $14, $15, $8, $9}' "$SCALE_TSV"
+		awk -F'\t' 'NR == 1 {print "| store | N | req/s | plain req/s | ratio (rounds) | p99 ms | plain p99 ms | CPU µs/req: Caddy + Redis (plain) | CPU ratio | Caddy RSS MB | live heap MB | non-2xx |"; print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"; next}
+			{printf "| %s | %d | %.0f | %.0f | %s (%s-%s) | %s | %s | %s + %s (%s) | %.2f | %s | %s | %s |\n", $1, $2, $3, $4, $5, $10, $11, $6, $7, $12, $13, $14, $15, $8, $16, $9}' "$SCALE_TSV"
 		if [ -f scripts/bench/scale.md ]; then
 			echo
 			cat scripts/bench/scale.md

@@ -127,9 +127,9 @@ type Config struct {
 
 // DefaultCacheSize is how many decoded sessions a Keeper keeps unless
 // told otherwise: enough for 100 000 active users. An entry is the
-// session's identity and times plus its tokens as the store keeps them
-// (for a Dex session in a cookie about 1.7 KB in all; BenchmarkCurrentN
-// reports it as heap-B/session), so this is about 170 MB at most.
+// session's record as the store read it (for a Dex session about 1.3 KB;
+// BenchmarkCurrentN reports it as heap-B/session), so this is about
+// 130 MB at most; with Config.Tokens the session decoded, about 3.5 KB.
 const DefaultCacheSize = 100_000
 
 // Keeper keeps the sessions of one handler.
