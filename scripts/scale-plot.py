@@ -43,7 +43,7 @@ def main():
     for n in ns:
         s.append(f'<text x="{x(n):.1f}" y="{H - B + 16}" text-anchor="middle">{n:,}</text>')
     s.append(f'<text x="{(L + W - R) / 2}" y="{H - 6}" text-anchor="middle">N distinct sessions</text>')
-    s.append(f'<text x="12" y="{(T + H - B) / 2}" transform="rotate(-90 12 {(T + H - B) / 2})" text-anchor="middle">req/s ÷ plain Caddy</text>')
+    s.append(f'<text x="12" y="{(T + H - B) / 2}" transform="rotate(-90 12 {(T + H - B) / 2})" text-anchor="middle">÷ plain Caddy: req/s (solid), CPU/req (dotted)</text>')
     legend = 0
     for data, dash, label in ((before, ' stroke-dasharray="4 3"', " (before)"),
                               (cpu, ' stroke-dasharray="1 3"', " CPU"), (now, "", "")):
