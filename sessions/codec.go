@@ -357,6 +357,18 @@ func (s *Session) DecodeTokens() error {
 	return nil
 }
 
+// withTokens completes a lazy read (s, err) for a Load: the tokens
+// decoded, or no session for a record whose tokens do not decode.
+func withTokens(s *Session, err error) (*Session, error) {
+	if err != nil {
+		return nil, err
+	}
+	if s.DecodeTokens() != nil {
+		return nil, ErrNoSession
+	}
+	return s, nil
+}
+
 // HasRefreshToken reports whether the session has a refresh token, without
 // decoding its tokens.
 func (s *Session) HasRefreshToken() bool {

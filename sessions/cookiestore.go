@@ -48,14 +48,7 @@ func (s *CookieStore) Bind(env Env) error {
 
 // Load implements Store.
 func (s *CookieStore) Load(ctx context.Context, value string) (*Session, error) {
-	sess, err := s.LoadLazy(ctx, value)
-	if err != nil {
-		return nil, err
-	}
-	if sess.DecodeTokens() != nil {
-		return nil, ErrNoSession
-	}
-	return sess, nil
+	return withTokens(s.LoadLazy(ctx, value))
 }
 
 // LoadLazy implements LazyLoader.

@@ -80,14 +80,7 @@ func (t *Ticket) Seal(s *Session, env Env) ([]byte, error) {
 
 // Open decrypts a record sealed by Seal.
 func (t *Ticket) Open(sealed []byte, env Env) (*Session, error) {
-	s, err := t.OpenLazy(sealed, env)
-	if err != nil {
-		return nil, err
-	}
-	if s.DecodeTokens() != nil {
-		return nil, ErrNoSession
-	}
-	return s, nil
+	return withTokens(t.OpenLazy(sealed, env))
 }
 
 // OpenLazy is Open leaving the tokens encoded (see LazyLoader).

@@ -159,6 +159,27 @@ func (in *instance) checkN(t *testing.T, value string, n int) int64 {
 	return in.exists.Load() - before
 }
 
+// awaitGone checks value until it is found missing (deleted behind the
+// store's back at deleted), failing if that takes longer than within.
+func (in *instance) awaitGone(t *testing.T, value string, deleted time.Time, within time.Duration) {
+	t.Helper()
+	for {
+		ok, err := in.Exists(context.Background(), value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if time.Since(deleted) > within {
+			t.Fatalf("a record deleted with redis-cli is still trusted %v later (recheck_interval %v)",
+				time.Since(deleted), time.Duration(in.RecheckInterval))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
+}
+
 type countExists struct{ n, piped *atomic.Int64 }
 
 func (countExists) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -239,20 +260,7 @@ func TestRecheckInterval(t *testing.T) {
 	if ok, _ := in.Exists(ctx, value); !ok {
 		t.Fatal("control: the deletion was noticed at once (is the session trusted at all?)")
 	}
-	for {
-		ok, err := in.Exists(ctx, value)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			break
-		}
-		if time.Since(deleted) > 2*time.Second {
-			t.Fatal("a record deleted with redis-cli is still trusted 2s later (recheck_interval 300ms)")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
+	in.awaitGone(t, value, deleted, 2*time.Second)
 
 	always := newInstance(t, Store{Connection: Connection{URL: srv.URL()}, RecheckInterval: -1}, 9, env)
 	value = always.save(t)
@@ -467,21 +475,7 @@ func TestBackgroundRecheck(t *testing.T) {
 	if err := srv.Client().Del(ctx, key).Err(); err != nil {
 		t.Fatal(err)
 	}
-	deleted := time.Now()
-	for {
-		ok, err := in.Exists(ctx, value)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			break
-		}
-		if time.Since(deleted) > interval+100*time.Millisecond {
-			t.Fatalf("a record deleted with redis-cli is still trusted %v later (recheck_interval %v)", time.Since(deleted), interval)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
+	in.awaitGone(t, value, time.Now(), interval+100*time.Millisecond)
 }
 
 // TestBackgroundRecheckSparseUse: a session requested less often than the
