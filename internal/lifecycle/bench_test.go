@@ -34,13 +34,13 @@ func cookies(b *testing.B, st *sessions.CookieStore, n int) []string {
 	return out
 }
 
-func cookieKeeper(b *testing.B, cacheSize int) (*lifecycle.Keeper, *sessions.CookieStore) {
+func cookieKeeper(b *testing.B, cacheSize int, tokens bool) (*lifecycle.Keeper, *sessions.CookieStore) {
 	b.Helper()
 	st := &sessions.CookieStore{}
 	if err := st.Bind(storetest.NewEnv(b)); err != nil {
 		b.Fatal(err)
 	}
-	return lifecycle.New(lifecycle.Config{Store: st, CacheSize: cacheSize}), st
+	return lifecycle.New(lifecycle.Config{Store: st, CacheSize: cacheSize, Tokens: tokens}), st
 }
 
 func serve(b *testing.B, k *lifecycle.Keeper, values []string) {
@@ -59,18 +59,26 @@ func serve(b *testing.B, k *lifecycle.Keeper, values []string) {
 // BenchmarkCurrentMiss: every request misses the decoded-session cache
 // (a cache of one, cycled through 64 sessions).
 func BenchmarkCurrentMiss(b *testing.B) {
-	k, st := cookieKeeper(b, 1)
+	k, st := cookieKeeper(b, 1, false)
 	serve(b, k, cookies(b, st, 64))
 }
 
 // BenchmarkCurrentN cycles through N distinct sessions with the default
 // cache, as N active users do; heap-B/session is the heap the Keeper holds
-// per session once all of them have been served.
+// per session once all of them have been served. "tokens": with
+// Config.Tokens (an access-token header), which keeps them decoded.
 func BenchmarkCurrentN(b *testing.B) {
-	for _, n := range []int{1, 10_000, 100_000} {
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			k, st := cookieKeeper(b, 0)
-			values := cookies(b, st, n)
+	for _, tc := range []struct {
+		n      int
+		tokens bool
+	}{{1, false}, {10_000, false}, {100_000, false}, {100_000, true}} {
+		name := fmt.Sprintf("N=%d", tc.n)
+		if tc.tokens {
+			name += ",tokens"
+		}
+		b.Run(name, func(b *testing.B) {
+			k, st := cookieKeeper(b, 0, tc.tokens)
+			values := cookies(b, st, tc.n)
 			before := heap()
 			for _, v := range values {
 				if _, _, err := k.Current(b.Context(), v); err != nil {
@@ -79,8 +87,8 @@ func BenchmarkCurrentN(b *testing.B) {
 			}
 			held := heap() - before
 			serve(b, k, values)
-			if n > 1 { // one session is lost in the noise of the heap
-				b.ReportMetric(float64(held)/float64(n), "heap-B/session")
+			if tc.n > 1 { // one session is lost in the noise of the heap
+				b.ReportMetric(float64(held)/float64(tc.n), "heap-B/session")
 			}
 			runtime.KeepAlive(k)
 		})
