@@ -43,7 +43,7 @@ import (
 //
 // Adding a field: append it at the end of the section that needs it and
 // read it only when bytes are left there (see the "optional fields" notes
-// in decodeIdentity and decodeTokens), so records written before it keep
+// in decodeIdentity and DecodeTokens), so records written before it keep
 // reading, with the field at its zero value. A field the request path
 // needs goes after the token section (the identity's optional tail); one
 // needed only with the tokens (a refresh, a logout) goes at the end of the
