@@ -24,12 +24,16 @@
 # an authenticated GET must answer 200, then wrk replays that session cookie
 # or token: `wrk -t2 -c50 -d$DURATION`, the
 # configurations interleaved round after round (ROUNDS rounds), the median
-# per configuration reported. Then the Go benchmarks
+# per configuration reported. Then the rows with N distinct sessions
+# (scripts/bench-scale.sh: SCALE_N, default "1 10000 100000", 0 to leave
+# them out; SCALE_ROUNDS, default 3: about 15 minutes more with the default
+# DURATION), then the Go benchmarks
 # (go test -run XXX -bench . -benchmem ./sessions/ . ./integration/).
 #
 # Environment: ROUNDS (default 3), DURATION (wrk -d, default 10s: about 6
-# minutes in all), THREADS (2), CONNECTIONS (50), OUT (BENCHMARKS.md),
-# GO_BENCH=0 to leave out the Go benchmarks.
+# minutes in all without the rows with N distinct sessions), THREADS (2),
+# CONNECTIONS (50), OUT (BENCHMARKS.md), GO_BENCH=0 to leave out the Go
+# benchmarks.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
