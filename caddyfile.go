@@ -209,6 +209,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "cache_control":
 			err = cfgargs.One(d, &h.CacheControl)
+		case "session_cache_size":
+			var v string
+			if err = cfgargs.One(d, &v); err == nil {
+				if h.SessionCacheSize, err = strconv.Atoi(v); err != nil || h.SessionCacheSize < 1 {
+					return d.Errf("session_cache_size must be a positive number, not %q", v)
+				}
+			}
 		case "max_sessions_per_user":
 			var v string
 			if err = cfgargs.One(d, &v); err == nil {

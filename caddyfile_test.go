@@ -170,6 +170,7 @@ func TestCaddyfileAllOptions(t *testing.T) {
 			IdleTimeout:       caddy.Duration(30 * time.Minute),
 			RefreshMargin:     caddy.Duration(2 * time.Minute),
 			MaxLoginFlows:     3,
+			SessionCacheSize:  50000,
 			UnavailableStatus: 502,
 			LoginTimeout:      caddy.Duration(5 * time.Minute),
 		},

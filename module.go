@@ -240,6 +240,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		IdleTimeout:   h.idleTimeout(),
 		RefreshMargin: time.Duration(h.RefreshMargin),
 		Refresher:     refresher{h},
+		CacheSize:     h.SessionCacheSize,
+		Tokens:        h.Headers != nil && h.Headers.AccessToken != "",
 		Hooks:         lifecycle.Hooks{Store: h.storeCall, Ended: h.sessionEnded},
 		Logger:        h.logger,
 	})

@@ -24,12 +24,16 @@
 # an authenticated GET must answer 200, then wrk replays that session cookie
 # or token: `wrk -t2 -c50 -d$DURATION`, the
 # configurations interleaved round after round (ROUNDS rounds), the median
-# per configuration reported. Then the Go benchmarks
+# per configuration reported. Then the rows with N distinct sessions
+# (scripts/bench-scale.sh: SCALE_N, default "1 10000 100000", 0 to leave
+# them out; SCALE_ROUNDS, default 3: about 15 minutes more with the default
+# DURATION), then the Go benchmarks
 # (go test -run XXX -bench . -benchmem ./sessions/ . ./integration/).
 #
 # Environment: ROUNDS (default 3), DURATION (wrk -d, default 10s: about 6
-# minutes in all), THREADS (2), CONNECTIONS (50), OUT (BENCHMARKS.md),
-# GO_BENCH=0 to leave out the Go benchmarks.
+# minutes in all without the rows with N distinct sessions), THREADS (2),
+# CONNECTIONS (50), OUT (BENCHMARKS.md), GO_BENCH=0 to leave out the Go
+# benchmarks.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -555,6 +559,20 @@ done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 stop_all
 
+# --- N distinct sessions -----------------------------------------------------------
+# scripts/bench-scale.sh: N = SCALE_N (default 1, 10000, 100000) distinct
+# sessions per store, each minted through the store and checked served
+# before wrk cycles through them. SCALE_N=0 leaves them out.
+SCALE_TSV="$WORK/scale.tsv"
+if [ "${SCALE_N:-}" != 0 ]; then
+	log "rows with N distinct sessions (scripts/bench-scale.sh)"
+	SCALE_OUT=$SCALE_TSV SCALE_DURATION=$DURATION THREADS=$THREADS CONNECTIONS=$CONNECTIONS scripts/bench-scale.sh ||
+		die "scripts/bench-scale.sh failed"
+	# The plot goes next to BENCHMARKS.md, which links it.
+	SCALE_SVG="$(dirname "$OUT")/BENCHMARKS-scale.svg"
+	python3 scripts/scale-plot.py "$SCALE_TSV" "$SCALE_SVG"
+fi
+
 # --- Go benchmarks -------------------------------------------------------------------
 GO_OUT="$WORK/gobench.txt"
 if [ "$GO_BENCH" != 0 ]; then
@@ -709,6 +727,22 @@ above stopped):
 EOF
 		grep -E '^(goos|goarch|pkg|cpu|Benchmark|ok|PASS)' "$GO_OUT" || true
 		echo '```'
+	fi
+	if [ -f "$SCALE_TSV" ]; then
+		echo
+		echo '## N distinct sessions'
+		echo
+		echo "scripts/bench-scale.sh, wrk -d$DURATION per run, ${SCALE_ROUNDS:-3} rounds of plain then store; median ratio to a plain Caddy"
+		echo 'sent the same Cookie headers in the same round (lowest-highest of the rounds); CPU time per request of the row'"'"'s'
+		echo 'Caddy and (redis row) Redis, of the plain Caddy in brackets, and their ratio (plain over row: the steadier measure on a'
+		echo 'shared machine, which leaves out what wrk costs); RSS and live heap (after a collection) of the row'"'"'s Caddy after its runs. Plot: [BENCHMARKS-scale.svg](BENCHMARKS-scale.svg).'
+		echo
+		awk -F'\t' 'NR == 1 {print "| store | N | req/s | plain req/s | ratio (rounds) | p99 ms | plain p99 ms | CPU µs/req: Caddy + Redis (plain) | CPU ratio | Caddy RSS MB | live heap MB | non-2xx |"; print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"; next}
+			{printf "| %s | %d | %.0f | %.0f | %s (%s-%s) | %s | %s | %s + %s (%s) | %.2f | %s | %s | %s |\n", $1, $2, $3, $4, $5, $10, $11, $6, $7, $12, $13, $14, $15, $8, $16, $9}' "$SCALE_TSV"
+		if [ -f scripts/bench/scale.md ]; then
+			echo
+			cat scripts/bench/scale.md
+		fi
 	fi
 	# The analysis of the targets is written by hand; it follows the numbers.
 	if [ -f scripts/bench/targets.md ]; then

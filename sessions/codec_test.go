@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -58,15 +60,66 @@ func TestCodecRoundTrip(t *testing.T) {
 			if a, b := sessions.Encode(s), sessions.Encode(s); !bytes.Equal(a, b) {
 				t.Error("Encode is not deterministic")
 			}
+			lazyRoundTrip(t, s, sessions.Encode(s))
 		})
+	}
+}
+
+// lazyRoundTrip checks that a record read by DecodeLazy has the identity
+// and times of s, no tokens until DecodeTokens (a version 3 record) and
+// then those of s, and
+// that encoding it before its tokens are decoded keeps them.
+func lazyRoundTrip(t *testing.T, s *sessions.Session, rec []byte) {
+	t.Helper()
+	lazy, err := sessions.DecodeLazy(rec)
+	if err != nil {
+		t.Fatalf("DecodeLazy: %v", err)
+	}
+	if rec[0] == 3 && lazy.IDToken+lazy.AccessToken+lazy.RefreshToken != "" {
+		t.Error("DecodeLazy decoded the tokens of a version 3 record")
+	}
+	if lazy.HasRefreshToken() != (s.RefreshToken != "") {
+		t.Errorf("HasRefreshToken() = %v before DecodeTokens", lazy.HasRefreshToken())
+	}
+	again, err := sessions.Decode(sessions.Encode(lazy))
+	if err != nil {
+		t.Fatalf("Decode(Encode(lazy)): %v", err)
+	}
+	if d := storetest.Diff(s, again); d != "" {
+		t.Errorf("a session encoded before its tokens were decoded lost them:\n%s", d)
+	}
+	if d := storetest.Diff(s, lazy.WithoutTokens()); d != "" && !strings.Contains(d, "Token") && !strings.Contains(d, "DPoPKey") {
+		t.Errorf("DecodeLazy's identity differs:\n%s", d)
+	}
+	if err := lazy.DecodeTokens(); err != nil {
+		t.Fatalf("DecodeTokens: %v", err)
+	}
+	if d := storetest.Diff(s, lazy); d != "" {
+		t.Errorf("DecodeLazy + DecodeTokens differs:\n%s", d)
+	}
+}
+
+// A lazy session without its tokens has none left to encode.
+func TestWithoutTokensOfLazySession(t *testing.T) {
+	s := storetest.DexSession(true)
+	lazy, err := sessions.DecodeLazy(sessions.Encode(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := sessions.Decode(sessions.Encode(lazy.WithoutTokens()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := storetest.Diff(s.WithoutTokens(), got); d != "" {
+		t.Errorf("WithoutTokens of a lazy session: %+v", got)
 	}
 }
 
 func TestCodecCompressesFullSession(t *testing.T) {
 	s := storetest.DexSession(true)
 	rec := sessions.Encode(s)
-	if rec[0] != 2 {
-		t.Errorf("version byte %d, want 2", rec[0])
+	if rec[0] != 3 {
+		t.Errorf("version byte %d, want 3", rec[0])
 	}
 	if rec[1]&1 == 0 {
 		t.Error("a Dex session with tokens was not compressed")
@@ -147,35 +200,18 @@ func validRecords() map[string][]byte {
 // byte and P-256 scalar); the codec keeps it as opaque bytes.
 func dpopKey() []byte { return append([]byte{1}, bytes.Repeat([]byte{0x5a}, 32)...) }
 
-// TestCodecDPoPKey: the DPoP key is one optional field announced by a
-// flag: sessions without one encode exactly as before it existed (so the
-// records of older versions, and theirs of ours, are unchanged), and a
-// record whose flag promises a key it lacks is corrupt.
+// TestCodecDPoPKey: the DPoP key is an optional field at the end of the
+// token section, decoded with the tokens: sessions without one encode as
+// before it existed.
 func TestCodecDPoPKey(t *testing.T) {
 	plain, keyed := storetest.FullSession(), storetest.FullSession()
 	plain.DPoPKey = nil
-	a, b := sessions.Encode(plain), sessions.Encode(keyed)
-	if a[1]&2 != 0 || b[1]&2 == 0 {
-		t.Fatalf("flags %08b without a key, %08b with one; want bit 1 only with", a[1], b[1])
-	}
 	got := roundTrip(t, keyed)
 	if !bytes.Equal(got.DPoPKey, keyed.DPoPKey) {
 		t.Errorf("DPoP key %x after the round trip", got.DPoPKey)
 	}
-	if s, _ := sessions.Decode(a); s.DPoPKey != nil {
+	if s, _ := sessions.Decode(sessions.Encode(plain)); s.DPoPKey != nil {
 		t.Error("a session without a key came back with one")
-	}
-	small := sessions.Encode(&sessions.Session{Subject: "u"})
-	if small[1] != 0 {
-		t.Fatal("test setup: small record is compressed")
-	}
-	for name, rec := range map[string][]byte{
-		"flag, no key":    append([]byte{small[0], 2}, small[2:]...),
-		"flag, empty key": append(append([]byte{small[0], 2}, small[2:]...), 0),
-	} {
-		if s, err := decodeNoPanic(t, rec); err == nil {
-			t.Errorf("%s: decoded as %+v", name, s)
-		}
 	}
 }
 
@@ -213,7 +249,7 @@ func TestDecodeRandom(t *testing.T) {
 		}
 		// Mostly a valid header, so the body parser gets exercised.
 		if len(b) >= 2 && i%10 != 0 {
-			b[0], b[1] = 1, byte(i%2)
+			b[0], b[1] = byte(1+2*(i/2%2)), byte(i%2) // versions 1 and 3
 		}
 		if s, err := decodeNoPanic(t, b); err == nil || s != nil {
 			t.Errorf("Decode of %d random bytes (%x…) succeeded", len(b), b[:min(len(b), 16)])
@@ -252,30 +288,51 @@ func deflateRaw(t *testing.T, b []byte) []byte {
 }
 
 func TestDecodeRefusesInflationBomb(t *testing.T) {
-	// Positive control: a hand-made compressed record is understood, so
-	// the refusal below is about size, not format.
-	plain := sessions.Encode(&sessions.Session{Subject: "hand-made", Email: "x@example.com"})
-	if plain[1] != 0 {
-		t.Fatal("test setup: small record is compressed")
+	// A version 3 record of an identity, with a hand-made token section:
+	// it ends with the token presence byte (none), the section's length
+	// and the section (three empty raw tokens).
+	ident := sessions.Encode(&sessions.Session{Subject: "hand-made", Email: "x@example.com"})
+	tail := []byte{0, 6, 0, 0, 0, 0, 0, 0}
+	if ident[1] != 0 || !bytes.HasSuffix(ident, tail) {
+		t.Fatalf("test setup: small record is compressed or has tokens: %x", ident)
 	}
-	handMade := append([]byte{plain[0], 1}, deflateRaw(t, plain[2:])...)
-	s, err := sessions.Decode(handMade)
-	if err != nil || s.Subject != "hand-made" {
-		t.Fatalf("hand-made compressed record: (%v, %v)", s, err)
+	withSection := func(present byte, z []byte) []byte {
+		b := append([]byte{ident[0], 1}, ident[2:len(ident)-len(tail)]...)
+		b = append(b, present)
+		b = binary.AppendUvarint(b, uint64(len(z)))
+		return append(b, z...)
+	}
+	bombs := map[string][]byte{
+		"v3 token section": withSection(1, deflateRaw(t, make([]byte, 2<<20))),
+		"v2 body":          append([]byte{2, 1}, deflateRaw(t, make([]byte, 2<<20))...),
+	}
+	// Positive controls: hand-made compressed records are understood, so
+	// the refusals below are about size, not format.
+	s, err := sessions.Decode(withSection(1, deflateRaw(t, []byte{0, 3, 'a', 'b', 'c', 0, 0, 0, 0})))
+	if err != nil || s.Subject != "hand-made" || s.IDToken != "abc" {
+		t.Fatalf("hand-made compressed v3 record: (%v, %v)", s, err)
+	}
+	v2, err := hex.DecodeString(fixture(t, "v2", "codec"))
+	if err != nil || v2[0] != 2 || v2[1] != 1 {
+		t.Fatalf("fixture: not a compressed v2 record (%v)", err)
+	}
+	if _, err := sessions.Decode(v2); err != nil {
+		t.Fatalf("compressed v2 record: %v", err)
 	}
 
-	bomb := append([]byte{plain[0], 1}, deflateRaw(t, make([]byte, 2<<20))...)
-	t.Logf("bomb: %d bytes inflating to 2 MB", len(bomb))
-	if s, err := decodeNoPanic(t, bomb); err == nil || s != nil {
-		t.Errorf("Decode of a record inflating to 2 MB = (%v, %v), want an error", s, err)
+	for name, bomb := range bombs {
+		t.Logf("%s bomb: %d bytes inflating to 2 MB", name, len(bomb))
+		if s, err := decodeNoPanic(t, bomb); err == nil || s != nil {
+			t.Errorf("Decode of a %s inflating to 2 MB = (%v, %v), want an error", name, s, err)
+		}
 	}
 
 	// Just under the bound decodes; just over does not.
-	under := &sessions.Session{Subject: strings.Repeat("a", sessions.MaxDecoded-100)}
+	under := &sessions.Session{IDToken: strings.Repeat("a", sessions.MaxDecoded-100)}
 	roundTrip(t, under)
-	over := &sessions.Session{Subject: strings.Repeat("a", sessions.MaxDecoded+1)}
+	over := &sessions.Session{IDToken: strings.Repeat("a", sessions.MaxDecoded+1)}
 	if _, err := sessions.Decode(sessions.Encode(over)); err == nil {
-		t.Error("a record whose body inflates past the bound was decoded")
+		t.Error("a record whose token section inflates past the bound was decoded")
 	}
 }
 
@@ -334,16 +391,19 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// v1Fixture reads a value written by the code before codec version 2 (and
-// before the per-purpose keys), committed in testdata/v1.
-func v1Fixture(t *testing.T, name string) string {
+// fixture reads a value committed in testdata/<version>: v1 written by
+// the code before codec version 2 (and before the per-purpose keys), v2
+// by the code before codec version 3.
+func fixture(t *testing.T, version, name string) string {
 	t.Helper()
-	b, err := os.ReadFile("testdata/v1/" + name + ".txt")
+	b, err := os.ReadFile("testdata/" + version + "/" + name + ".txt")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
 }
+
+func v1Fixture(t *testing.T, name string) string { return fixture(t, "v1", name) }
 
 // v1Env is the environment the testdata/v1 values were made in.
 func v1Env(t *testing.T) sessions.Env {
@@ -402,5 +462,191 @@ func TestV1ValuesStillRead(t *testing.T) {
 	checkV1Session(t, s)
 	if macs := env.Keys.MACs("sub\x00" + s.Subject); !slices.Contains(macs, v1Fixture(t, "submac")) {
 		t.Errorf("the v1 subject index name %s is not looked up (%v)", v1Fixture(t, "submac"), macs)
+	}
+}
+
+// Cookies and server-side records written by codec version 2 (the
+// session of testdata/v2/session.json) keep working after version 3.
+func TestV2ValuesStillRead(t *testing.T) {
+	raw, err := os.ReadFile("testdata/v2/session.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &sessions.Session{}
+	if err := json.Unmarshal(raw, want); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, s *sessions.Session, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if d := storetest.Diff(want, s); d != "" {
+			t.Errorf("%s differs:\n%s", what, d)
+		}
+	}
+	rec, err := hex.DecodeString(fixture(t, "v2", "codec"))
+	if err != nil || rec[0] != 2 {
+		t.Fatalf("fixture: %v", err)
+	}
+	s, err := sessions.Decode(rec)
+	check("v2 record", s, err)
+	lazy, err := sessions.DecodeLazy(rec)
+	check("v2 record read lazily", lazy, err)
+	again, err := sessions.Decode(sessions.Encode(s))
+	check("v2 session re-encoded as v3", again, err)
+
+	env := v1Env(t)
+	s, err = newCookieStore(t, env).Load(t.Context(), fixture(t, "v2", "cookie"))
+	check("v2 cookie", s, err)
+	s, err = newCookieStore(t, env).LoadLazy(t.Context(), fixture(t, "v2", "cookie"))
+	check("v2 cookie read lazily", s, err)
+
+	tk, ok := sessions.ParseTicket(env.CookieName, fixture(t, "v2", "ticket"))
+	sealed, err := hex.DecodeString(fixture(t, "v2", "record"))
+	if !ok || err != nil {
+		t.Fatal("fixture: bad ticket or record")
+	}
+	s, err = tk.Open(sealed, env)
+	check("v2 server-side record", s, err)
+	// Written by the code before version 3 too: a session with a DPoP key
+	// (flagDPoPKey) and one with 260 groups (what version 3 writes as
+	// version 2).
+	for _, name := range []string{"dpop", "big"} {
+		want = v2Session(t, name)
+		rec, err := hex.DecodeString(fixture(t, "v2", name))
+		if err != nil || rec[0] != 2 {
+			t.Fatalf("fixture %s: %v", name, err)
+		}
+		s, err := sessions.Decode(rec)
+		check("v2 record "+name, s, err)
+		s, err = sessions.DecodeLazy(rec)
+		check("v2 record "+name+" read lazily", s, err)
+	}
+}
+
+// v2Session reads testdata/v2/<name>.json, the session of the record in
+// testdata/v2/<name>.txt.
+func v2Session(t *testing.T, name string) *sessions.Session {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/v2/" + name + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sessions.Session{}
+	if err := json.Unmarshal(raw, s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestCodecLargeSessions: version 3 leaves the identity uncompressed, so a
+// session with many groups (which the tokens repeat) is written as version
+// 2, no larger than the code before version 3 wrote it: a session that
+// fitted in the cookies then fits now. Every version 3 record is small
+// (4 KiB at most), far below the cookies' limit.
+func TestCodecLargeSessions(t *testing.T) {
+	big := v2Session(t, "big")
+	old, err := hex.DecodeString(fixture(t, "v2", "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := sessions.Encode(big)
+	if rec[0] != 2 || len(rec) > len(old) {
+		t.Errorf("a session with %d groups: version %d, %d bytes; version 2 wrote %d", len(big.Groups), rec[0], len(rec), len(old))
+	}
+	roundTrip(t, big)
+
+	for n := 0; n <= 120; n += 4 {
+		s := storetest.DexSession(true)
+		s.Groups = big.Groups[:n]
+		claims := map[string]any{"sub": s.Subject, "email": s.Email, "name": s.Name, "groups": s.Groups}
+		s.IDToken = storetest.FakeJWT(map[string]any{"alg": "RS256"}, claims)
+		s.AccessToken = storetest.FakeJWT(map[string]any{"alg": "RS256", "typ": "at+jwt"}, claims)
+		rec := sessions.Encode(s)
+		switch {
+		case rec[0] == 3 && len(rec) > 4096:
+			t.Errorf("%d groups: a version 3 record of %d bytes", n, len(rec))
+		case rec[0] == 3 && n > 16:
+			t.Errorf("%d groups (%d bytes of identity) left uncompressed", n, 33*n)
+		case rec[0] == 2 && n < 8:
+			t.Errorf("%d groups: written as version 2 (%d bytes), slow to read", n, len(rec))
+		}
+		roundTrip(t, s)
+		lazyRoundTrip(t, s, rec)
+	}
+}
+
+// A session read lazily and saved again (a touch) keeps its deflated
+// tokens as they were while the identity's strings, their dictionary, are
+// the same; when those change (or the session grows past version 3's
+// bounds) the tokens are decoded and written anew.
+func TestCodecReencodeLazy(t *testing.T) {
+	s := storetest.DexSession(true)
+	rec := sessions.Encode(s)
+	for name, change := range map[string]func(*sessions.Session){
+		"touched":     func(l *sessions.Session) { l.LastSeen = l.LastSeen.Add(time.Minute) },
+		"new groups":  func(l *sessions.Session) { l.Groups = []string{"other"} },
+		"many groups": func(l *sessions.Session) { l.Groups = v2Session(t, "big").Groups[:60] },
+	} {
+		t.Run(name, func(t *testing.T) {
+			lazy, err := sessions.DecodeLazy(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			change(lazy)
+			want := *s
+			change(&want)
+			again := sessions.Encode(lazy)
+			got, err := sessions.Decode(again)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if d := storetest.Diff(&want, got); d != "" {
+				t.Errorf("re-encoded lazy session differs:\n%s", d)
+			}
+			if name == "touched" && !bytes.Contains(again, rec[len(rec)-200:]) {
+				t.Error("a touch re-deflated the tokens")
+			}
+		})
+	}
+}
+
+// A session read lazily has a compact form (its record, not copied) until
+// its tokens are decoded; CompactOf encodes one for any session that fits
+// version 3; either decodes back to the session.
+func TestCompact(t *testing.T) {
+	s := storetest.DexSession(true)
+	lazy, err := sessions.DecodeLazy(sessions.Encode(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := lazy.Compact()
+	if !ok {
+		t.Fatal("a lazily read session has no compact form")
+	}
+	fromCompact := func(what string, c sessions.Compact) {
+		t.Helper()
+		got, err := c.Session()
+		if err != nil || got.DecodeTokens() != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if d := storetest.Diff(s, got); d != "" {
+			t.Errorf("%s differs:\n%s", what, d)
+		}
+	}
+	fromCompact("Compact", c)
+	if c, ok = sessions.CompactOf(s); !ok {
+		t.Fatal("CompactOf of a Dex session")
+	}
+	fromCompact("CompactOf", c)
+	if lazy.DecodeTokens() != nil {
+		t.Fatal("DecodeTokens")
+	}
+	if _, ok := lazy.Compact(); ok {
+		t.Error("a session with decoded tokens (which may change) still has the form it was read in")
+	}
+	if _, ok := sessions.CompactOf(v2Session(t, "big")); ok {
+		t.Error("a session written as version 2 has a compact form")
 	}
 }

@@ -23,8 +23,8 @@ func init() {
 // server-side store for those.
 type CookieStore struct {
 	// DropTokens keeps only the identity (subject, email, name, groups,
-	// claims) in the cookie and discards the ID, access and refresh tokens
-	// (and the DPoP key they are bound to), making the cookie a few hundred bytes. The price: no refresh (the
+	// claims) in the cookie and discards the ID, access and refresh tokens,
+	// making the cookie a few hundred bytes. The price: no refresh (the
 	// session lives until its lifetime ends), no access token for upstream
 	// headers, and no id_token_hint at logout. Default: false.
 	DropTokens bool `json:"drop_tokens,omitempty"`
@@ -47,7 +47,12 @@ func (s *CookieStore) Bind(env Env) error {
 }
 
 // Load implements Store.
-func (s *CookieStore) Load(_ context.Context, value string) (*Session, error) {
+func (s *CookieStore) Load(ctx context.Context, value string) (*Session, error) {
+	return withTokens(s.LoadLazy(ctx, value))
+}
+
+// LoadLazy implements LazyLoader.
+func (s *CookieStore) LoadLazy(_ context.Context, value string) (*Session, error) {
 	// Strict: a value whose last character differs only in padding bits
 	// must not be accepted as another spelling of the same session.
 	sealed, err := base64.RawURLEncoding.Strict().DecodeString(value)
@@ -58,7 +63,7 @@ func (s *CookieStore) Load(_ context.Context, value string) (*Session, error) {
 	if err != nil {
 		return nil, ErrNoSession
 	}
-	sess, err := Decode(plain)
+	sess, err := DecodeLazy(plain)
 	if err != nil {
 		return nil, ErrNoSession
 	}
@@ -69,10 +74,7 @@ func (s *CookieStore) Load(_ context.Context, value string) (*Session, error) {
 // a new login never reuses an earlier cookie value.
 func (s *CookieStore) Save(_ context.Context, _ string, sess *Session) (string, error) {
 	if s.DropTokens {
-		trimmed := *sess
-		trimmed.IDToken, trimmed.AccessToken, trimmed.RefreshToken = "", "", ""
-		trimmed.DPoPKey = nil // of no use without the tokens
-		sess = &trimmed
+		sess = sess.WithoutTokens()
 	}
 	return base64.RawURLEncoding.EncodeToString(s.env.Keys.Seal(Encode(sess), s.env.Binding)), nil
 }
@@ -108,5 +110,6 @@ func (s *CookieStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ Store                 = (*CookieStore)(nil)
+	_ LazyLoader            = (*CookieStore)(nil)
 	_ caddyfile.Unmarshaler = (*CookieStore)(nil)
 )

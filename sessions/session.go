@@ -49,6 +49,10 @@ type Session struct {
 	CreatedAt time.Time
 	LastSeen  time.Time
 	ExpiresAt time.Time
+
+	// lazy holds the tokens of a session read by DecodeLazy (or a
+	// LazyLoader) until DecodeTokens.
+	lazy lazyTokens
 }
 
 // Expired reports whether the session is past its absolute lifetime, or idle
@@ -106,6 +110,14 @@ type Env struct {
 // keeps in memory is used only while Exists says it is still stored.
 type Checker interface {
 	Exists(ctx context.Context, value string) (bool, error)
+}
+
+// LazyLoader is implemented by stores that can load a session without
+// decoding its tokens, which only a refresh, an access-token header or a
+// logout needs: the caller decodes them with Session.DecodeTokens before
+// reading or setting them. Load is LoadLazy followed by DecodeTokens.
+type LazyLoader interface {
+	LoadLazy(ctx context.Context, value string) (*Session, error)
 }
 
 // Pinger is implemented by stores that depend on a server, for readiness

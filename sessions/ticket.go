@@ -80,11 +80,16 @@ func (t *Ticket) Seal(s *Session, env Env) ([]byte, error) {
 
 // Open decrypts a record sealed by Seal.
 func (t *Ticket) Open(sealed []byte, env Env) (*Session, error) {
+	return withTokens(t.OpenLazy(sealed, env))
+}
+
+// OpenLazy is Open leaving the tokens encoded (see LazyLoader).
+func (t *Ticket) OpenLazy(sealed []byte, env Env) (*Session, error) {
 	plain, err := env.Keys.OpenSession(t.secret, sealed, t.aad(env.Binding))
 	if err != nil {
 		return nil, ErrNoSession
 	}
-	s, err := Decode(plain)
+	s, err := DecodeLazy(plain)
 	if err != nil {
 		return nil, ErrNoSession
 	}

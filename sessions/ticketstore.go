@@ -104,6 +104,15 @@ func (s *TicketStore) indexKeys(kind, value string) []string {
 
 // Load implements Store.
 func (s *TicketStore) Load(ctx context.Context, value string) (*Session, error) {
+	return s.load(ctx, value, (*Ticket).Open)
+}
+
+// LoadLazy implements LazyLoader.
+func (s *TicketStore) LoadLazy(ctx context.Context, value string) (*Session, error) {
+	return s.load(ctx, value, (*Ticket).OpenLazy)
+}
+
+func (s *TicketStore) load(ctx context.Context, value string, open func(*Ticket, []byte, Env) (*Session, error)) (*Session, error) {
 	t, ok := ParseTicket(s.env.CookieName, value)
 	if !ok {
 		return nil, ErrNoSession
@@ -112,7 +121,7 @@ func (s *TicketStore) Load(ctx context.Context, value string) (*Session, error) 
 	if err != nil {
 		return nil, err
 	}
-	return t.Open(sealed, s.env)
+	return open(t, sealed, s.env)
 }
 
 // Save implements Store. A new session (prev == "") always gets a new

@@ -1,16 +1,30 @@
 package lifecycle
 
 import (
-	"strings"
+	"crypto/sha256"
 	"sync"
 
 	"github.com/oidc-session/oidc_session/sessions"
 )
 
 // cache keeps decoded sessions by cookie value, so a request with a
-// session seen before skips decryption and decompression, which otherwise
+// session seen before skips decryption and decoding, which otherwise
 // dominate the cost of an authenticated request. It holds nothing the
 // cookie does not: the same value always decodes to the same session.
+//
+// Entries are keyed by the SHA-256 of the value, not the value (a cookie
+// value is 1-2 KB): 32 bytes per entry. The hash must resist collisions:
+// with a non-cryptographic one an attacker could make a value of their own
+// that lands on someone else's entry and be served that session.
+//
+// Sessions are kept compact (sessions.Compact): the record as the store
+// read it, tokens encoded (and deflated) until a refresh or a logout needs
+// them, identity decoded again at each hit (well under a microsecond).
+// One string per entry rather than a Session's dozen pointers: with a
+// hundred thousand entries, the garbage collector's marking of a
+// pointer-rich cache cost more than the decoding saves. Sessions whose
+// tokens every request reads (Config.Tokens), and those too large for a
+// compact form, are kept decoded.
 //
 // A server-side session may be ended elsewhere (another instance, an
 // operator, the IdP): for such stores a cached session is used only after
@@ -19,49 +33,86 @@ import (
 type cache struct {
 	mu      sync.RWMutex
 	max     int
-	entries map[string]*sessions.Session
+	entries map[cacheKey]entry
+}
+
+// entry is one cached session: compact, or else decoded.
+type entry struct {
+	compact sessions.Compact
+	decoded *sessions.Session
+}
+
+type cacheKey [sha256.Size]byte
+
+// keyOf hashes value through a small buffer: sha256.Sum256([]byte(value))
+// would copy the whole value to the heap first.
+func keyOf(value string) (key cacheKey) {
+	h := sha256.New()
+	var buf [512]byte
+	for len(value) > 0 {
+		n := copy(buf[:], value)
+		h.Write(buf[:n])
+		value = value[n:]
+	}
+	h.Sum(key[:0])
+	return key
 }
 
 func newCache(max int) *cache {
-	return &cache{max: max, entries: make(map[string]*sessions.Session)}
+	return &cache{max: max, entries: make(map[cacheKey]entry)}
 }
 
-// get returns a copy of the cached session the caller may change (the
+// get returns the cached session, a copy the caller may change (the
 // handler only replaces fields, never edits slices or maps in place).
-func (c *cache) get(value string) *sessions.Session {
+func (c *cache) get(key cacheKey) *sessions.Session {
 	c.mu.RLock()
-	s := c.entries[value]
+	e, ok := c.entries[key]
 	c.mu.RUnlock()
-	if s == nil {
+	switch {
+	case !ok:
 		return nil
+	case e.decoded != nil:
+		cp := *e.decoded
+		return &cp
 	}
-	cp := *s
-	return &cp
+	s, err := e.compact.Session()
+	if err != nil {
+		return nil // cannot happen: it was decoded before; read the store again
+	}
+	return s
 }
 
-// put remembers a copy of s under value. When full, an arbitrary entry
-// makes room (map iteration order is random): hot sessions come back at
-// once, cold ones cost one decode.
-func (c *cache) put(value string, s *sessions.Session) {
-	cp := *s
+// put remembers s under key: compact when it can be, as read (a session
+// just loaded, unchanged: no re-encoding) or encoded anew. When full, an
+// arbitrary entry makes room (map iteration order is random): hot
+// sessions come back at once, cold ones cost one decode.
+func (c *cache) put(key cacheKey, s *sessions.Session, asRead, decoded bool) {
+	var e entry
+	var ok bool
+	switch {
+	case decoded:
+	case asRead:
+		e.compact, ok = s.Compact()
+	default:
+		e.compact, ok = sessions.CompactOf(s)
+	}
+	if !ok {
+		cp := *s
+		e.decoded = &cp
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.entries[value]; !ok {
-		if len(c.entries) >= c.max {
-			for k := range c.entries {
-				delete(c.entries, k)
-				break
-			}
+	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.max {
+		for k := range c.entries {
+			delete(c.entries, k)
+			break
 		}
-		// Its own copy: value may be part of a much larger Cookie header,
-		// which would otherwise stay in memory with it.
-		value = strings.Clone(value)
 	}
-	c.entries[value] = &cp
+	c.entries[key] = e
 }
 
-func (c *cache) drop(value string) {
+func (c *cache) drop(key cacheKey) {
 	c.mu.Lock()
-	delete(c.entries, value)
+	delete(c.entries, key)
 	c.mu.Unlock()
 }

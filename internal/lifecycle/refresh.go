@@ -97,6 +97,9 @@ func (k *Keeper) refreshUnderLock(ctx context.Context, value string, s *sessions
 	if !k.needsRefresh(fresh, k.cfg.Now()) {
 		return lockedRefresh{session: fresh, stored: true} // refreshed by someone else while we waited
 	}
+	if fresh, err = withTokens(fresh); err != nil {
+		return lockedRefresh{cookie: Cookie{Action: Clear}}
+	}
 	refreshed, err := k.refresh(ctx, fresh)
 	switch {
 	case errors.Is(err, ErrRefused):

@@ -20,9 +20,13 @@ func (k *Keeper) call(ctx context.Context, op StoreOp) (context.Context, func(er
 }
 
 func (k *Keeper) load(ctx context.Context, value string) (*sessions.Session, error) {
-	s := k.cache.get(value)
+	key := keyOf(value)
+	s := k.cache.get(key)
 	if s == nil {
-		return k.loadFresh(ctx, value)
+		return k.loadStored(ctx, value, key)
+	}
+	if s.Issuer == "" {
+		s.Issuer = k.cfg.Issuer // a compact entry is the record as stored
 	}
 	checker := k.cfg.Capabilities.Checker
 	if checker == nil {
@@ -35,7 +39,7 @@ func (k *Keeper) load(ctx context.Context, value string) (*sessions.Session, err
 	case err != nil:
 		return nil, err
 	case !exists:
-		k.cache.drop(value)
+		k.cache.drop(key)
 		return nil, sessions.ErrNoSession
 	}
 	return s, nil
@@ -45,8 +49,20 @@ func (k *Keeper) load(ctx context.Context, value string) (*sessions.Session, err
 // refreshes, where a copy older than the store's could hold a refresh
 // token another instance has already redeemed.
 func (k *Keeper) loadFresh(ctx context.Context, value string) (*sessions.Session, error) {
+	return k.loadStored(ctx, value, keyOf(value))
+}
+
+// loadStored reads the session from its store, with its tokens still
+// encoded when the store can leave them so (see withTokens), and caches it.
+func (k *Keeper) loadStored(ctx context.Context, value string, key cacheKey) (*sessions.Session, error) {
 	cctx, done := k.call(ctx, OpLoad)
-	s, err := k.cfg.Store.Load(cctx, value)
+	var s *sessions.Session
+	var err error
+	if lazy, ok := k.cfg.Store.(sessions.LazyLoader); ok {
+		s, err = lazy.LoadLazy(cctx, value)
+	} else {
+		s, err = k.cfg.Store.Load(cctx, value)
+	}
 	if err == sessions.ErrNoSession {
 		done(nil) // an answer, not a failure of the store
 	} else {
@@ -55,10 +71,26 @@ func (k *Keeper) loadFresh(ctx context.Context, value string) (*sessions.Session
 	if err != nil {
 		return nil, err
 	}
+	if k.cfg.Tokens {
+		// Every request reads them: decode them once, not per request.
+		if s, err = withTokens(s); err != nil {
+			return nil, err
+		}
+	}
+	k.cache.put(key, s, true, k.cfg.Tokens)
 	if s.Issuer == "" {
 		s.Issuer = k.cfg.Issuer
 	}
-	k.cache.put(value, s)
+	return s, nil
+}
+
+// withTokens decodes the tokens of a session the store left encoded, for
+// what needs them: a refresh, the handler (Config.Tokens), a logout. A
+// record that does not decode leads to no session.
+func withTokens(s *sessions.Session) (*sessions.Session, error) {
+	if err := s.DecodeTokens(); err != nil {
+		return nil, sessions.ErrNoSession
+	}
 	return s, nil
 }
 
@@ -71,14 +103,14 @@ func (k *Keeper) save(ctx context.Context, prev string, s *sessions.Session) (Co
 		return Cookie{}, err
 	}
 	if prev != "" && prev != v {
-		k.cache.drop(prev)
+		k.cache.drop(keyOf(prev))
 	}
-	k.cache.put(v, s)
+	k.cache.put(keyOf(v), s, false, k.cfg.Tokens)
 	return Cookie{Action: Write, Value: v, Expires: s.Deadline(k.cfg.IdleTimeout)}, nil
 }
 
 func (k *Keeper) delete(ctx context.Context, value string) error {
-	k.cache.drop(value)
+	k.cache.drop(keyOf(value))
 	cctx, done := k.call(ctx, OpDelete)
 	err := k.cfg.Store.Delete(cctx, value)
 	done(err)
@@ -89,7 +121,7 @@ func (k *Keeper) delete(ctx context.Context, value string) error {
 // golang.org/x/oauth2, whose fixed 10 s early expiry would refresh a
 // short-lived token on every request.
 func (k *Keeper) needsRefresh(s *sessions.Session, now time.Time) bool {
-	if k.cfg.Refresher == nil || s.RefreshToken == "" || s.TokenExpiry.IsZero() {
+	if k.cfg.Refresher == nil || !s.HasRefreshToken() || s.TokenExpiry.IsZero() {
 		return false
 	}
 	margin := k.cfg.RefreshMargin

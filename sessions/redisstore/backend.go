@@ -19,13 +19,22 @@ type backend struct {
 	feed   *feed
 }
 
+// Get reads a record. Finding it counts as a check that it exists (see
+// Store.Exists): the request that reads a session does not ask again.
 func (b backend) Get(ctx context.Context, key string) ([]byte, error) {
+	var gen uint64
+	if b.feed != nil {
+		gen = b.feed.set.generation()
+	}
 	v, err := b.client.Get(ctx, key).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, sessions.ErrNoSession
 	case err != nil:
 		return nil, unavailable("GET", err)
+	}
+	if b.feed != nil {
+		b.feed.set.verified(key, gen)
 	}
 	return v, nil
 }

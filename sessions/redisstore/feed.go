@@ -44,6 +44,11 @@ const feedChannel = "oidc_session:ended"
 // is alive; see heardWithin.
 const pingEvery = time.Second
 
+// verifiedMax bounds the records an instance remembers as found (about
+// 150 bytes each): past it the set starts over, and every session costs
+// one more EXISTS.
+const verifiedMax = 1 << 18
+
 var feeds = caddy.NewUsagePool()
 
 // useFeed returns the shared feed for a connection (its pool key) and key
@@ -55,7 +60,7 @@ func useFeed(poolKey, prefix string, client redis.UniversalClient, logger *zap.L
 			client:  client,
 			channel: prefix + feedChannel,
 			logger:  logger,
-			set:     newVerifiedSet(1 << 16),
+			set:     newVerifiedSet(verifiedMax),
 			cancel:  cancel,
 			done:    make(chan struct{}),
 		}

@@ -93,10 +93,11 @@ func TestVerifiedSet(t *testing.T) {
 
 // instance is one Caddy instance's view of a shared Redis: its own store
 // (own client, feed and verified set) and a count of the EXISTS commands
-// it sends.
+// it sends, alone (a request's) and in pipelines (the background
+// recheck's).
 type instance struct {
 	*Store
-	exists atomic.Int64
+	exists, piped atomic.Int64
 }
 
 // newInstance provisions a store with conf; poolSize keeps instances on
@@ -105,7 +106,7 @@ func newInstance(t *testing.T, conf Store, poolSize int, env sessions.Env) *inst
 	t.Helper()
 	conf.PoolSize = poolSize
 	in := &instance{Store: newStore(t, &conf, env)}
-	in.client.AddHook(countExists{&in.exists})
+	in.client.AddHook(countExists{&in.exists, &in.piped})
 	waitSubscribed(t, in.Store, "a new store")
 	return in
 }
@@ -158,7 +159,28 @@ func (in *instance) checkN(t *testing.T, value string, n int) int64 {
 	return in.exists.Load() - before
 }
 
-type countExists struct{ n *atomic.Int64 }
+// awaitGone checks value until it is found missing (deleted behind the
+// store's back at deleted), failing if that takes longer than within.
+func (in *instance) awaitGone(t *testing.T, value string, deleted time.Time, within time.Duration) {
+	t.Helper()
+	for {
+		ok, err := in.Exists(context.Background(), value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if time.Since(deleted) > within {
+			t.Fatalf("a record deleted with redis-cli is still trusted %v later (recheck_interval %v)",
+				time.Since(deleted), time.Duration(in.RecheckInterval))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
+}
+
+type countExists struct{ n, piped *atomic.Int64 }
 
 func (countExists) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (c countExists) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
@@ -169,8 +191,15 @@ func (c countExists) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		return next(ctx, cmd)
 	}
 }
-func (countExists) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+func (c countExists) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			if cmd.Name() == "exists" {
+				c.piped.Add(1)
+			}
+		}
+		return next(ctx, cmds)
+	}
 }
 
 // checkAnnouncements: instance b verifies a session once and then answers
@@ -231,20 +260,7 @@ func TestRecheckInterval(t *testing.T) {
 	if ok, _ := in.Exists(ctx, value); !ok {
 		t.Fatal("control: the deletion was noticed at once (is the session trusted at all?)")
 	}
-	for {
-		ok, err := in.Exists(ctx, value)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			break
-		}
-		if time.Since(deleted) > 2*time.Second {
-			t.Fatal("a record deleted with redis-cli is still trusted 2s later (recheck_interval 300ms)")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
+	in.awaitGone(t, value, deleted, 2*time.Second)
 
 	always := newInstance(t, Store{Connection: Connection{URL: srv.URL()}, RecheckInterval: -1}, 9, env)
 	value = always.save(t)
@@ -334,7 +350,7 @@ func TestFeedChannelACL(t *testing.T) {
 	conf := Store{Connection: Connection{URL: srv.URL(), Username: "app", Password: "app-pass"}, KeyPrefix: "app:"}
 	conf.PoolSize = 7
 	st := &instance{Store: newStore(t, &conf, storetest.NewEnv(t))}
-	st.client.AddHook(countExists{&st.exists})
+	st.client.AddHook(countExists{&st.exists, &st.piped})
 	value := st.save(t)
 	time.Sleep(300 * time.Millisecond) // time for a subscription to fail
 	if n := st.checkN(t, value, 5); n != 5 {
@@ -425,5 +441,112 @@ func TestFeedSilent(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatalf("after the pause: %v", err)
+	}
+}
+
+// TestBackgroundRecheck: a session in use is rechecked in the background,
+// so its requests send no EXISTS of their own past the first, and a
+// record deleted behind the plugin's back is still noticed within
+// recheck_interval; a read of the record counts as a check.
+func TestBackgroundRecheck(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	env := storetest.NewEnv(t)
+	ctx := context.Background()
+	interval := 300 * time.Millisecond
+	in := newInstance(t, Store{Connection: Connection{URL: srv.URL()}, RecheckInterval: caddy.Duration(interval)}, 7, env)
+
+	value := in.save(t)
+	if _, err := in.Load(ctx, value); err != nil {
+		t.Fatal(err)
+	}
+	before := in.exists.Load()
+	for deadline := time.Now().Add(5 * interval); time.Now().Before(deadline); {
+		if ok, err := in.Exists(ctx, value); !ok || err != nil {
+			t.Fatalf("a session in use: %v %v", ok, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A round that overlapped some other feed event may not count: allow one.
+	if n := in.exists.Load() - before; n > 1 {
+		t.Errorf("a session in use for 5 recheck intervals sent %d EXISTS on the request path, want at most 1", n)
+	}
+
+	key, _ := in.RecordKey(value)
+	if err := srv.Client().Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	in.awaitGone(t, value, time.Now(), interval+100*time.Millisecond)
+}
+
+// TestBackgroundRecheckSparseUse: a session requested less often than the
+// recheck's rounds (but within renewFor intervals) is kept trusted, so its
+// requests send no EXISTS; once it is no longer requested, the background
+// stops checking it.
+func TestBackgroundRecheckSparseUse(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	interval := 300 * time.Millisecond
+	in := newInstance(t, Store{Connection: Connection{URL: srv.URL()}, RecheckInterval: caddy.Duration(interval)}, 7, storetest.NewEnv(t))
+	value := in.saveChecked(t)
+	before := in.exists.Load()
+	for range 8 { // every 1.3 intervals: sparser than the rounds, within renewFor
+		time.Sleep(interval * 4 / 3)
+		in.checkN(t, value, 1)
+	}
+	// A round that overlapped some other feed event may not count: allow one.
+	if n := in.exists.Load() - before; n > 1 {
+		t.Errorf("a session requested every 1.3 recheck intervals sent %d EXISTS on the request path, want at most 1", n)
+	}
+	time.Sleep((renewFor + 1) * interval)
+	piped := in.piped.Load()
+	time.Sleep(2 * interval)
+	if n := in.piped.Load() - piped; n != 0 {
+		t.Errorf("a session not requested for %d intervals is still rechecked: %d EXISTS", renewFor+1, n)
+	}
+}
+
+// TestPerUserLimitEndsEverywhere: on a Cluster (the record, its metadata
+// and the indexes in different slots), a session that instance a serves
+// from memory, renewed by the background recheck and by its own reads,
+// ends at a as soon as a login at instance b pushes it past max_per_user,
+// and stays ended: neither the recheck nor a read brings its trust back.
+func TestPerUserLimitEndsEverywhere(t *testing.T) {
+	cl := testredis.StartCluster(t, testredis.ClusterOptions{Masters: 3})
+	env := storetest.NewEnv(t)
+	env.MaxPerUser = 1
+	interval := 300 * time.Millisecond
+	conf := Store{Connection: Connection{ClusterURLs: cl.Addrs}, RecheckInterval: caddy.Duration(interval)}
+	a := newInstance(t, conf, 7, env)
+	b := newInstance(t, conf, 9, env)
+	ctx := context.Background()
+
+	first := a.save(t)
+	if _, err := a.Load(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.checkN(t, first, 1); n != 0 {
+		t.Errorf("a session just read sent %d EXISTS on its first check, want 0 (the read counts)", n)
+	}
+	for deadline := time.Now().Add(3 * interval); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		a.checkN(t, first, 1)
+	}
+
+	gen := a.feed.set.generation()
+	second := b.save(t) // the same subject: max_per_user 1 ends first
+	for a.feed.set.generation() == gen {
+		if ok, _ := a.Exists(ctx, first); !ok {
+			break // noticed on its own: fine too
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	for deadline := time.Now().Add(3 * interval); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if ok, err := a.Exists(ctx, first); ok || err != nil {
+			t.Fatalf("a still finds the session ended by the limit at b: %v %v", ok, err)
+		}
+		if _, err := a.Load(ctx, first); !errors.Is(err, sessions.ErrNoSession) {
+			t.Fatalf("a loads the session ended by the limit at b: %v", err)
+		}
+	}
+	if ok, err := a.Exists(ctx, second); !ok || err != nil {
+		t.Errorf("the new session at a: %v %v", ok, err)
 	}
 }

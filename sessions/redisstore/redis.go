@@ -65,15 +65,18 @@ type Store struct {
 	// that died without an error). While the announcements cannot be received
 	// (Redis down, an ACL without channel access to the key prefix), every
 	// request asks Redis. Negative (Caddyfile: always): ask Redis on every
-	// request. Default: 1s.
+	// request. Default: 1s. The sessions in use are rechecked in the
+	// background (pipelined, a little more than once per interval each),
+	// so requests do not wait for these checks.
 	RecheckInterval caddy.Duration `json:"recheck_interval,omitempty"`
 
 	sessions.TicketStore `json:"-"`
 
-	client  redis.UniversalClient
-	poolKey string
-	feed    *feed
-	logger  *zap.Logger
+	client      redis.UniversalClient
+	poolKey     string
+	feed        *feed
+	logger      *zap.Logger
+	stopRecheck context.CancelFunc
 }
 
 // TLSConfig is TLS to Redis.
@@ -179,11 +182,15 @@ func (s *Store) Provision(ctx caddy.Context) error {
 	if s.LockWait == 0 {
 		s.LockWait = caddy.Duration(15 * time.Second)
 	}
+	s.startRecheck()
 	return nil
 }
 
 // Cleanup releases this handler's use of the shared client.
 func (s *Store) Cleanup() error {
+	if s.stopRecheck != nil {
+		s.stopRecheck()
+	}
 	if s.poolKey == "" {
 		return nil
 	}

@@ -20,11 +20,17 @@ type verifiedSet struct {
 
 	mu         sync.RWMutex
 	subscribed bool
-	gen        uint64           // changes with every announcement and every change of subscription
-	entries    map[string]int64 // record key → when Redis last said it exists
+	gen        uint64 // changes with every announcement and every change of subscription
+	entries    map[string]*verifiedEntry
 	max        int
 
 	heard atomic.Int64 // when the feed last heard from Redis
+}
+
+// verifiedEntry is what the set knows of one record.
+type verifiedEntry struct {
+	at   atomic.Int64 // when Redis last said it exists
+	used atomic.Int64 // when a request last took it as trusted
 }
 
 // heardWithin is how recently the feed must have heard from Redis (an
@@ -34,7 +40,7 @@ type verifiedSet struct {
 const heardWithin = 2 * time.Second
 
 func newVerifiedSet(max int) *verifiedSet {
-	return &verifiedSet{start: time.Now(), entries: make(map[string]int64), max: max}
+	return &verifiedSet{start: time.Now(), entries: make(map[string]*verifiedEntry), max: max}
 }
 
 func (v *verifiedSet) now() int64 { return int64(time.Since(v.start)) }
@@ -47,10 +53,39 @@ func (v *verifiedSet) trusted(key string, maxAge time.Duration) bool {
 		return false
 	}
 	v.mu.RLock()
-	at, ok := v.entries[key]
+	e := v.entries[key]
 	subscribed := v.subscribed
 	v.mu.RUnlock()
-	return ok && subscribed && now-at < int64(maxAge)
+	if e == nil || !subscribed {
+		return false
+	}
+	e.used.Store(now)
+	return now-e.at.Load() < int64(maxAge)
+}
+
+// due returns the keys taken as trusted (or found) since since, a time of
+// the set's clock, whose last check is older than age: what the background
+// recheck asks Redis about, so that sessions in use are checked off the
+// request path.
+func (v *verifiedSet) due(since int64, age time.Duration) []string {
+	now := v.now()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	var keys []string
+	for k, e := range v.entries {
+		if e.used.Load() >= since && now-e.at.Load() >= int64(age) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// forget drops key because Redis said it does not exist: the next request
+// asks Redis itself. Unlike ended, it says nothing of announcements.
+func (v *verifiedSet) forget(key string) {
+	v.mu.Lock()
+	delete(v.entries, key)
+	v.mu.Unlock()
 }
 
 // generation is taken before asking Redis whether a record exists, and
@@ -72,15 +107,18 @@ func (v *verifiedSet) verified(key string, gen uint64) {
 	if !v.subscribed || gen != v.gen {
 		return
 	}
-	if _, ok := v.entries[key]; !ok {
+	e := v.entries[key]
+	if e == nil {
 		if len(v.entries) >= v.max {
 			// Full: start over. Each session then costs one more check.
 			clear(v.entries)
 		}
+		e = &verifiedEntry{}
+		e.used.Store(now) // found by a request, or renewed for one
 		// Its own copy: key may be part of a much larger Cookie header.
-		key = strings.Clone(key)
+		v.entries[strings.Clone(key)] = e
 	}
-	v.entries[key] = now
+	e.at.Store(now)
 }
 
 // ended forgets key: its session has ended. It says nothing of the

@@ -266,7 +266,11 @@ func (suite managerSuite) perUserLimit(t *testing.T) {
 	}
 	// A prev that is no ticket of this store makes a new session:
 	// a login, which the limit applies to.
-	v, err := ms.st.Save(t.Context(), "not-a-ticket", userSession("alice", "", base.Add(3*time.Minute)))
+	// The session saved is the one compared with: one made again later
+	// would carry later token times whenever a second ticked in between
+	// (more likely the slower the store: this failed on a Cluster).
+	fourth := userSession("alice", "", base.Add(3*time.Minute))
+	v, err := ms.st.Save(t.Context(), "not-a-ticket", fourth)
 	if err != nil {
 		t.Fatalf("Save with an unusable prev: %v", err)
 	}
@@ -274,7 +278,7 @@ func (suite managerSuite) perUserLimit(t *testing.T) {
 	if got := ms.list(t, "alice"); len(got) != 2 {
 		t.Errorf("alice has %d sessions listed, want 2", len(got))
 	}
-	ms.expectLoads(t, alice[2], &savedSession{value: v, sess: userSession("alice", "", base.Add(3*time.Minute))})
+	ms.expectLoads(t, alice[2], &savedSession{value: v, sess: fourth})
 }
 
 // updateDoesNotReviveEnded refuses to update a session ended by any Manager call.
