@@ -13,10 +13,11 @@ import (
 	"github.com/oidc-session/oidc_session/sessions"
 )
 
-// newSession builds a session from a login's verified tokens.
-func (h *Handler) newSession(t *oidc.Tokens) (*sessions.Session, error) {
+// newSession builds a session from a login's verified tokens at p.
+func (h *Handler) newSession(p *idp, t *oidc.Tokens) (*sessions.Session, error) {
 	now := time.Now().Truncate(time.Millisecond)
 	s := &sessions.Session{
+		Issuer:    p.provider.Issuer(),
 		CreatedAt: now,
 		LastSeen:  now,
 		ExpiresAt: now.Add(time.Duration(h.SessionLifetime)),
@@ -161,6 +162,7 @@ func (h *Handler) expose(r *http.Request, s *sessions.Session) {
 		repl.Set("http.auth.user.email", s.Email)
 		repl.Set("http.auth.user.name", s.Name)
 		repl.Set("http.auth.user.groups", joinList(s.Groups))
+		repl.Set("http.auth.user.provider", h.providerName(s))
 		for i, name := range h.Claims {
 			repl.Set(h.claimPlaceholders[i], joinList(s.Claims[name]))
 		}

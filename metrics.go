@@ -12,9 +12,9 @@ import (
 
 // Prometheus metrics of the handler, in Caddy's metrics registry:
 //
-//	caddy_oidc_session_logins_total
+//	caddy_oidc_session_logins_total{provider}
 //	caddy_oidc_session_login_failures_total{reason}
-//	caddy_oidc_session_refreshes_total
+//	caddy_oidc_session_refreshes_total{provider}
 //	caddy_oidc_session_refresh_failures_total{reason}
 //	caddy_oidc_session_logouts_total{kind}
 //	caddy_oidc_session_store_duration_seconds{store,op}
@@ -85,24 +85,24 @@ var storeDurationBuckets = []float64{
 }
 
 var (
-	loginsTotal = prometheus.NewCounter(prometheus.CounterOpts{
+	loginsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "logins_total",
-		Help:      "Logins completed: a new session was started.",
-	})
+		Help:      "Logins completed: a new session was started, by identity provider.",
+	}, []string{"provider"})
 	loginFailuresTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "login_failures_total",
 		Help:      "Login callbacks that did not start a session, by reason.",
 	}, []string{"reason"})
-	refreshesTotal = prometheus.NewCounter(prometheus.CounterOpts{
+	refreshesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "refreshes_total",
-		Help:      "Token refreshes that succeeded.",
-	})
+		Help:      "Token refreshes that succeeded, by identity provider.",
+	}, []string{"provider"})
 	refreshFailuresTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
@@ -138,6 +138,24 @@ var (
 		logoutAdmin, logoutLimit, logoutExpired)
 	storeObservers = newObserverCache(storeDuration)
 )
+
+func init() {
+	// The series of a site with one IdP exist from the start, as they did
+	// before they had a provider label; providerMetrics adds the others.
+	providerMetrics(defaultProviderName)
+}
+
+// idpCounters are the series of one provider, resolved once (configured
+// names only, so the series stay bounded).
+type idpCounters struct {
+	logins, refreshes prometheus.Counter
+}
+
+// providerMetrics makes the series of a provider, so that they are
+// exposed (at 0) before its first login.
+func providerMetrics(name string) idpCounters {
+	return idpCounters{loginsTotal.WithLabelValues(name), refreshesTotal.WithLabelValues(name)}
+}
 
 // registerMetrics registers the handler's collectors into reg, the registry
 // of the config being loaded (caddy.Context.GetMetricsRegistry()); call it
@@ -179,15 +197,15 @@ func registerMetrics(reg prometheus.Registerer, active func(context.Context) map
 	return errors.Join(errs...)
 }
 
-// metricLogin counts a completed login.
-func metricLogin() { loginsTotal.Inc() }
+// metricLogin counts a completed login at p.
+func metricLogin(p *idp) { p.counters.logins.Inc() }
 
 // metricLoginFailure counts a failed login; reason is one of the
 // loginFailure* constants.
 func metricLoginFailure(reason string) { loginFailures.get(reason).Inc() }
 
-// metricRefresh counts a successful token refresh.
-func metricRefresh() { refreshesTotal.Inc() }
+// metricRefresh counts a successful token refresh at p.
+func metricRefresh(p *idp) { p.counters.refreshes.Inc() }
 
 // metricRefreshFailure counts a failed token refresh; reason is one of the
 // refreshFailure* constants.

@@ -67,7 +67,7 @@ func TestMetricsRegisterAcrossReloads(t *testing.T) {
 
 	// Counts carry over: both registries see the same counters.
 	before := metricValue(t, loginsTotal)
-	metricLogin()
+	metricLogin(&idp{counters: providerMetrics(defaultProviderName)})
 	for i, reg := range []*prometheus.Registry{first, second} {
 		if got := gatheredCounter(t, reg, metricPrefix+"logins_total"); got != before+1 {
 			t.Errorf("registry %d: logins_total %v, want %v", i, got, before+1)
@@ -146,10 +146,10 @@ func TestMetricsRegisterConflict(t *testing.T) {
 	restoreActive(t)
 	reg := prometheus.NewRegistry()
 	// Someone else's collector under our name is a real conflict.
-	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{
+	reg.MustRegister(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-		Name: "logins_total", Help: "Logins completed: a new session was started.",
-	}))
+		Name: "logins_total", Help: "Logins completed: a new session was started, by identity provider.",
+	}, []string{"provider"}))
 	err := registerMetrics(reg, nil)
 	var are prometheus.AlreadyRegisteredError
 	if !errors.As(err, &are) {
@@ -173,8 +173,10 @@ func TestMetricHelpersCount(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, got, before+1)
 		}
 	}
-	check("logins", loginsTotal, metricLogin)
-	check("refreshes", refreshesTotal, metricRefresh)
+	def, corp := &idp{counters: providerMetrics(defaultProviderName)}, &idp{counters: providerMetrics("corp")}
+	check("logins", loginsTotal.WithLabelValues(defaultProviderName), func() { metricLogin(def) })
+	check("refreshes", refreshesTotal.WithLabelValues(defaultProviderName), func() { metricRefresh(def) })
+	check("logins at corp", loginsTotal.WithLabelValues("corp"), func() { metricLogin(corp) })
 	for _, r := range []string{loginFailureState, loginFailureExchange, loginFailureVerify,
 		loginFailureUnavailable, loginFailureDenied, loginFailureIdPError} {
 		check("login failure "+r, loginFailuresTotal.WithLabelValues(r), func() { metricLoginFailure(r) })
@@ -251,10 +253,11 @@ func histogramCount(t *testing.T, store, op string) uint64 {
 func TestMetricHelpersDoNotAllocate(t *testing.T) {
 	observeStore("cookie", storeOpSave, time.Now()) // first use of a store resolves its children
 	start := time.Now()
+	p := &idp{counters: providerMetrics(defaultProviderName)}
 	allocs := testing.AllocsPerRun(100, func() {
-		metricLogin()
+		metricLogin(p)
 		metricLoginFailure(loginFailureState)
-		metricRefresh()
+		metricRefresh(p)
 		metricRefreshFailure(refreshFailureInvalidGrant)
 		metricLogout(logoutLocal)
 		observeStore("cookie", storeOpLoad, start)

@@ -21,13 +21,20 @@ type refresher struct{ h *Handler }
 // final (lifecycle.ErrRefused); an IdP that cannot be reached is not.
 func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions.Session, error) {
 	h := rf.h
-	ctx, err := h.withSessionDPoPKey(ctx, s)
+	// A session is refreshed at its own IdP only; one whose IdP is gone
+	// from the configuration ends.
+	p := h.idpOf(s)
+	if p == nil {
+		metricRefreshFailure(refreshFailureOther)
+		return nil, fmt.Errorf("%w: the session's identity provider (%s) is no longer configured", lifecycle.ErrRefused, s.Issuer)
+	}
+	ctx, err := p.withSessionDPoPKey(ctx, s)
 	if err != nil {
 		metricRefreshFailure(refreshFailureOther)
 		return nil, fmt.Errorf("%w: the session's DPoP key: %w", lifecycle.ErrRefused, err)
 	}
 	ctx, sp := idpSpan(ctx, "refresh")
-	t, err := h.refreshTokens(ctx, s.RefreshToken, s.IDToken)
+	t, err := p.refreshTokens(ctx, s.RefreshToken, s.IDToken)
 	endSpan(sp, err)
 	switch {
 	case errors.Is(err, oidc.ErrInvalidGrant):
@@ -63,19 +70,19 @@ func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions
 		}
 	}
 	applyTokens(&out, t)
-	if !h.dpop {
+	if !p.dpop {
 		out.DPoPKey = nil // the new tokens are not bound to it
 	}
-	metricRefresh()
+	metricRefresh(p)
 	h.emit(eventRefreshed, &out, "")
 	return &out, nil
 }
 
 // refreshTokens redeems a refresh token at the IdP.
-func (h *Handler) refreshTokens(ctx context.Context, refreshToken, previousIDToken string) (*oidc.Tokens, error) {
-	d, err := h.provider.Discover(ctx)
+func (p *idp) refreshTokens(ctx context.Context, refreshToken, previousIDToken string) (*oidc.Tokens, error) {
+	d, err := p.provider.Discover(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return h.provider.Refresh(ctx, d, refreshToken, previousIDToken)
+	return p.provider.Refresh(ctx, d, refreshToken, previousIDToken)
 }

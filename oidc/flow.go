@@ -35,6 +35,10 @@ type Flow struct {
 	// DPoP): the authorization request names it (dpop_jkt), so the code
 	// can only be redeemed with proofs signed by it.
 	DPoP *DPoPKey `json:"k,omitempty"`
+	// Provider names the IdP the login went to, on a site with several
+	// (empty: the site's first): only that IdP's answer is taken at the
+	// callback, and its code redeemed only there (mix-up defence).
+	Provider string `json:"p,omitempty"`
 }
 
 // NewFlow starts a login attempt that returns to returnTo (already
