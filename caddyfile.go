@@ -3,6 +3,7 @@ package oidcsession
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -188,6 +189,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	// The configuration as Provision will see it, checked by the same
 	// validation, its mistakes reported at their lines.
 	defaulted := *h
+	defaulted.Providers = slices.Clone(h.Providers)
 	defaulted.applyDefaults()
 	return at.wrap(defaulted.validate())
 }

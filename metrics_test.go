@@ -66,7 +66,10 @@ func TestMetricsRegisterAcrossReloads(t *testing.T) {
 	}
 
 	// Counts carry over: both registries see the same counters.
-	before := metricValue(t, loginsTotal)
+	before := 0.0
+	for _, m := range collectMetrics(t, loginsTotal) {
+		before += m.GetCounter().GetValue()
+	}
 	metricLogin(&idp{counters: providerMetrics(defaultProviderName)})
 	for i, reg := range []*prometheus.Registry{first, second} {
 		if got := gatheredCounter(t, reg, metricPrefix+"logins_total"); got != before+1 {
@@ -75,7 +78,8 @@ func TestMetricsRegisterAcrossReloads(t *testing.T) {
 	}
 }
 
-// gatheredCounter returns the value of an unlabelled counter in reg.
+// gatheredCounter returns the value of a counter in reg, summed over its
+// series.
 func gatheredCounter(t *testing.T, reg prometheus.Gatherer, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -83,8 +87,12 @@ func gatheredCounter(t *testing.T, reg prometheus.Gatherer, name string) float64
 		t.Fatalf("gather: %v", err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+		if mf.GetName() == name {
+			sum := 0.0
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
 		}
 	}
 	t.Fatalf("%s not gathered", name)

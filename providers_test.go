@@ -1,0 +1,285 @@
+package oidcsession
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oidc-session/oidc_session/oidc"
+	"github.com/oidc-session/oidc_session/sessions"
+)
+
+// twoProviders is a provisioned handler with the IdPs corp (domains
+// corp.example) and partners (its own callback URL). Nothing is
+// discovered: the issuers do not answer.
+func twoProviders(t *testing.T, edit func(h *Handler)) *Handler {
+	t.Helper()
+	h := &Handler{
+		Providers: []ProviderBlock{
+			{Name: "corp", ProviderConfig: ProviderConfig{Issuer: "http://127.0.0.1:1/corp", ClientID: "app"}, Label: "Staff sign-in", Domains: []string{"corp.example"}},
+			{Name: "partners", ProviderConfig: ProviderConfig{Issuer: "http://127.0.0.1:1/partners", ClientID: "app-partners", RedirectURL: "/oauth2/partners/callback"}},
+		},
+		Cookie: CookieConfig{Secrets: []string{testSecret}},
+	}
+	if edit != nil {
+		edit(h)
+	}
+	if err := provisioned(t, h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestCaddyfileProviders(t *testing.T) {
+	h, _ := adaptedHandler(t, "testdata/adapt/providers.caddyfile")
+	if h.Issuer != "" || h.ClientID != "" {
+		t.Errorf("top-level issuer %q client_id %q; want none", h.Issuer, h.ClientID)
+	}
+	if len(h.Providers) != 2 {
+		t.Fatalf("%d providers; want 2", len(h.Providers))
+	}
+	corp, partners := h.Providers[0], h.Providers[1]
+	if corp.Name != "corp" || corp.Issuer != "https://login.corp.example" || corp.ClientSecret != "{env.CORP_SECRET}" ||
+		corp.Label != "Staff sign-in" || strings.Join(corp.Domains, " ") != "corp.example corp.example.net" {
+		t.Errorf("corp = %+v", corp)
+	}
+	if partners.Name != "partners" || partners.ClientID != "app-partners" || partners.RedirectURL != "/oauth2/partners/callback" ||
+		partners.Prompt != "select_account" || partners.AuthParams["domain_hint"] != "partner.example" {
+		t.Errorf("partners = %+v", partners)
+	}
+	if h.ChooserTemplate != "testdata/chooser.html" {
+		t.Errorf("chooser_template = %q", h.ChooserTemplate)
+	}
+}
+
+func TestIdPForLogin(t *testing.T) {
+	h := twoProviders(t, nil)
+	for _, c := range []struct {
+		name, hint, want string
+		err              bool
+	}{
+		{name: "partners", want: "partners"},
+		{name: "corp", hint: "someone@partner.example", want: "corp"}, // a name wins over the hint
+		{hint: "ann@corp.example", want: "corp"},
+		{hint: "Ann@CORP.Example", want: "corp"},
+		{hint: "ann@sub.corp.example"}, // domains are exact
+		{hint: "ann@partner.example"},
+		{hint: "ann"},
+		{},
+		{name: "nobody", err: true},
+	} {
+		p, err := h.idpForLogin(c.name, c.hint)
+		got := ""
+		if p != nil {
+			got = p.name
+		}
+		if got != c.want || (err != nil) != c.err {
+			t.Errorf("idpForLogin(%q, %q) = %q, %v; want %q, error %v", c.name, c.hint, got, err, c.want, c.err)
+		}
+	}
+	single := &Handler{ProviderConfig: ProviderConfig{Issuer: "http://127.0.0.1:1", ClientID: "app"}, Cookie: CookieConfig{Secrets: []string{testSecret}}}
+	if err := provisioned(t, single); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := single.idpForLogin("", ""); err != nil || p != single.primary() || p.name != defaultProviderName {
+		t.Errorf("one IdP: %v, %v; want the default provider", p, err)
+	}
+}
+
+// TestChooser: a login that names no provider gets the chooser, which
+// keeps the return URL (checked) and the login_hint, and works without
+// scripts.
+func TestChooser(t *testing.T) {
+	h := twoProviders(t, nil)
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "/oauth2/start?rd=/reports%3Fq%3D%22x%22&login_hint=ann@elsewhere.example", nil)
+	if err := h.ServeHTTP(rec, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	body := rec.Body.String()
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
+		t.Fatalf("chooser: %d %s", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	for _, want := range []string{
+		`<html lang="en">`,
+		`<form method="get" action="/oauth2/start"`,
+		`<input type="hidden" name="rd" value="/reports?q=&#34;x&#34;">`,
+		`<input type="hidden" name="login_hint" value="ann@elsewhere.example">`,
+		`<button type="submit" name="provider" value="corp">Staff sign-in</button>`,
+		`<button type="submit" name="provider" value="partners">partners</button>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("chooser lacks %s:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "<script") {
+		t.Error("chooser has a script")
+	}
+	for k, want := range map[string]string{"Cache-Control": "no-store", "Content-Security-Policy": chooserCSP, "Referrer-Policy": "no-referrer"} {
+		if got := rec.Header().Get(k); got != want {
+			t.Errorf("%s: %q; want %q", k, got, want)
+		}
+	}
+	if c := rec.Result().Cookies(); len(c) != 0 {
+		t.Errorf("the chooser set cookies: %v", c)
+	}
+
+	// An unsafe rd is replaced before it reaches the page.
+	rec = httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/oauth2/start?rd=//evil.example/", nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(rec.Body.String(), "evil") {
+		t.Errorf("chooser kept an unsafe rd:\n%s", rec.Body)
+	}
+
+	// A protected page: the chooser comes back to it.
+	rec = httptest.NewRecorder()
+	r = httptest.NewRequest(http.MethodGet, "/app/page?x=1", nil)
+	r.Header.Set("Sec-Fetch-Mode", "navigate")
+	if err := h.ServeHTTP(rec, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rec.Body.String(), `name="rd" value="/app/page?x=1"`) {
+		t.Errorf("chooser of a protected page:\n%s", rec.Body)
+	}
+
+	// An unknown provider is the client's mistake.
+	err := h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/oauth2/start?provider=evil", nil), nil)
+	if statusOf(err) != http.StatusBadRequest {
+		t.Errorf("start?provider=evil: %v; want 400", err)
+	}
+}
+
+func TestChooserTemplate(t *testing.T) {
+	h := twoProviders(t, func(h *Handler) { h.ChooserTemplate = "testdata/chooser.html" })
+	rec := httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/oauth2/start?rd=/a%26b", nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	body := rec.Body.String()
+	for _, want := range []string{`<html lang="de">`, `<a href="/oauth2/start?provider=corp&amp;rd=%2Fa%26b">Staff sign-in</a>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("custom chooser lacks %s:\n%s", want, body)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.html")
+	if err := os.WriteFile(bad, []byte("{{.Nope}}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h = twoProviders(t, func(h *Handler) { h.ChooserTemplate = bad })
+	err := h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/oauth2/start", nil), nil)
+	if statusOf(err) != http.StatusInternalServerError {
+		t.Errorf("a template that fails: %v; want 500", err)
+	}
+}
+
+// TestUnauthenticatedAPIListsProviders: an API call without a session gets
+// a 401 that names the providers, and the session endpoint lists them.
+func TestUnauthenticatedAPIListsProviders(t *testing.T) {
+	h := twoProviders(t, nil)
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "/api/x", nil)
+	r.Header.Set("Accept", "application/json")
+	if err := h.ServeHTTP(rec, r, nil); statusOf(err) != http.StatusUnauthorized {
+		t.Fatalf("API call: %v; want 401", err)
+	}
+	if got, want := rec.Header().Get("WWW-Authenticate"), `OIDC-Session providers="corp partners", login_uri="/oauth2/start"`; got != want {
+		t.Errorf("WWW-Authenticate %q; want %q", got, want)
+	}
+	rec = httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/oauth2/session", nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	var status struct {
+		Authenticated bool
+		Providers     []struct {
+			Name     string
+			Label    string
+			LoginURL string `json:"login_url"`
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &status); err != nil || rec.Code != http.StatusUnauthorized {
+		t.Fatalf("session: %d %s", rec.Code, rec.Body)
+	}
+	if len(status.Providers) != 2 || status.Providers[0].Name != "corp" || status.Providers[0].Label != "Staff sign-in" ||
+		status.Providers[1].LoginURL != "/oauth2/start?provider=partners" {
+		t.Errorf("session providers: %+v", status.Providers)
+	}
+}
+
+// TestCallbackMixUp: a login flow is finished only by its own provider, at
+// its own callback URL; nothing is redeemed anywhere else.
+func TestCallbackMixUp(t *testing.T) {
+	h := twoProviders(t, nil)
+	callback := func(path string, f *oidc.Flow) error {
+		rec := httptest.NewRecorder()
+		h.writeFlow(rec, httptest.NewRequest(http.MethodGet, "/", nil), f)
+		r := httptest.NewRequest(http.MethodGet, path+"?code=c&state="+f.State, nil)
+		for _, c := range rec.Result().Cookies() {
+			r.AddCookie(c)
+		}
+		return h.ServeHTTP(httptest.NewRecorder(), r, nil)
+	}
+	partners := oidc.NewFlow("/", true)
+	partners.Provider = "partners"
+	err := callback("/oauth2/callback", partners)
+	if statusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "another URL than provider partners") {
+		t.Errorf("partners' flow at corp's callback: %v; want 400", err)
+	}
+	corp := oidc.NewFlow("/", true) // the primary: no name recorded
+	if err := callback("/oauth2/partners/callback", corp); statusOf(err) != http.StatusBadRequest {
+		t.Errorf("corp's flow at partners' callback: %v; want 400", err)
+	}
+	gone := oidc.NewFlow("/", true)
+	gone.Provider = "removed"
+	if err := callback("/oauth2/callback", gone); statusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "no longer configured") {
+		t.Errorf("flow of a removed provider: %v; want 400", err)
+	}
+	// Its own callback: the IdP is asked (and cannot be reached here).
+	if err := callback("/oauth2/partners/callback", partners); statusOf(err) != http.StatusServiceUnavailable {
+		t.Errorf("partners' flow at its callback: %v; want 503 from the unreachable IdP", err)
+	}
+}
+
+// TestSessionProvider: a session belongs to the provider of its issuer;
+// one of a provider no longer configured belongs to none.
+func TestSessionProvider(t *testing.T) {
+	h := twoProviders(t, nil)
+	for iss, want := range map[string]string{
+		"http://127.0.0.1:1/partners": "partners",
+		"http://127.0.0.1:1/corp":     "corp",
+		"":                            "corp", // stored before sessions recorded it: the primary's
+		"http://127.0.0.1:1/gone":     "",
+	} {
+		if got := h.providerName(&sessions.Session{Issuer: iss}); got != want {
+			t.Errorf("session of %q: provider %q; want %q", iss, got, want)
+		}
+	}
+	// A site that moves its one IdP into the first provider block keeps
+	// its sessions: they are sealed under the same issuer and client.
+	single := &Handler{ProviderConfig: ProviderConfig{Issuer: "http://127.0.0.1:1/corp", ClientID: "app"}, Cookie: CookieConfig{Secrets: []string{testSecret}}}
+	if err := provisioned(t, single); err != nil {
+		t.Fatal(err)
+	}
+	sess := &sessions.Session{Subject: "u1", ExpiresAt: time.Now().Add(time.Hour), LastSeen: time.Now()}
+	value, err := single.store.Save(t.Context(), "", sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.store.Load(t.Context(), value)
+	if err != nil || got.Subject != "u1" || h.providerName(got) != "corp" {
+		t.Fatalf("the single-IdP session at the site with two: %+v, %v", got, err)
+	}
+	// A site whose first provider is another IdP does not read it.
+	other := twoProviders(t, func(h *Handler) { h.Providers[0], h.Providers[1] = h.Providers[1], h.Providers[0] })
+	if _, err := other.store.Load(t.Context(), value); !errors.Is(err, sessions.ErrNoSession) {
+		t.Errorf("a site of another primary IdP read the session: %v", err)
+	}
+}
