@@ -3,16 +3,21 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
+	headless "github.com/oidc-session/oidc_session/internal/browser"
 	"github.com/oidc-session/oidc_session/internal/testcaddy"
 	"github.com/oidc-session/oidc_session/internal/testenv"
+	"github.com/oidc-session/oidc_session/internal/testidp"
 )
 
 // providerBlock is a provider block for a mock IdP.
@@ -208,4 +213,146 @@ func TestProvidersChooserAndReload(t *testing.T) {
 		t.Errorf("session endpoint without a session: %s", body)
 	}
 	loginAt(t, partners, base, "partners", "bob")
+}
+
+// TestProvidersBrowserDex: two real Dex instances on one site, in headless
+// Chromium: the chooser (screenshot in the test output), a login through
+// each (the same user, the same sub at both), a refresh at the session's
+// own Dex, sign-out, and a login_hint of one's domain that skips the
+// chooser.
+func TestProvidersBrowserDex(t *testing.T) {
+	headless.ExecPath(t) // skip (or fail in CI) before starting anything
+	_, port, _ := net.SplitHostPort(testenv.FreeAddr(t))
+	host := "localhost:" + port
+	base := "http://" + host
+	corp := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{base + "/oauth2/callback"}, IDTokenTTL: chromeTokenTTL})
+	partners := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{base + "/oauth2/partners/callback"}, IDTokenTTL: chromeTokenTTL})
+	testcaddy.StartCaddySites(t, map[string]string{host: fmt.Sprintf(`	oidc_session {
+		provider corp {
+			issuer %s
+			client_id %s
+			client_secret %s
+			scopes openid email profile offline_access
+			label "Staff sign-in"
+			domains example.com
+		}
+		provider partners {
+			issuer %s
+			client_id %s
+			client_secret %s
+			scopes openid email profile offline_access
+			redirect_url /oauth2/partners/callback
+			label "Partners"
+		}
+		cookie {
+			secret %s
+			secure off
+		}
+		headers {
+			access_token X-Test-Access-Token
+		}
+	}
+	header Content-Type "text/html; charset=utf-8"
+	respond "<!doctype html><title>app</title><p>Signed in as <b id=email>{http.auth.user.email}</b> at <b id=provider>{http.auth.user.provider}</b></p><p id=at hidden>{header.X-Test-Access-Token}</p>" 200
+`, corp.Issuer, corp.ClientID, corp.ClientSecret, partners.Issuer, partners.ClientID, partners.ClientSecret, testcaddy.TestSecret)})
+
+	b := headless.Start(t, 90*time.Second)
+	tab := b.First
+	fatalf := func(format string, args ...any) {
+		t.Helper()
+		b.DumpPage(tab, "page at failure")
+		t.Fatalf(format, args...)
+	}
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(tab.Ctx, steps...); err != nil {
+			fatalf("%s: %v", what, err)
+		}
+	}
+	waitFor := func(what string, ok func(headless.Page) bool) headless.Page {
+		t.Helper()
+		p, err := headless.WaitPage(tab.Ctx, 15*time.Second, ok)
+		if err != nil {
+			fatalf("waiting for %s: %v", what, err)
+		}
+		return p
+	}
+	atDex := func(d *testidp.Dex) func(headless.Page) bool {
+		return func(p headless.Page) bool { return p.Host() == d.Addr && strings.Contains(p.HTML, `name="password"`) }
+	}
+	protected := base + "/app/page"
+	signedInAt := func(provider string) func(headless.Page) bool {
+		return func(p headless.Page) bool {
+			return p.URL == protected && strings.Contains(p.Text, "Signed in as "+corp.Email+" at "+provider)
+		}
+	}
+	loginAtDex := func(d *testidp.Dex) {
+		t.Helper()
+		waitFor("the login form of "+d.Issuer, atDex(d))
+		run("log in at "+d.Issuer,
+			chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), d.Email),
+			chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), d.Password),
+			chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+		)
+	}
+
+	// 1. The protected page shows the chooser, which works without
+	// scripts and is labelled for assistive technology.
+	run("open the protected page", chromedp.Navigate(protected))
+	chooser := waitFor("the chooser", func(p headless.Page) bool { return strings.Contains(p.Text, "Staff sign-in") })
+	if !strings.Contains(chooser.Text, "Partners") || chooser.Host() != host {
+		t.Errorf("chooser: %s %q", chooser.URL, chooser.Text)
+	}
+	if shot, err := b.Screenshot(tab, "chooser.png"); err != nil {
+		t.Errorf("screenshot: %v", err)
+	} else {
+		t.Logf("screenshot of the chooser: %s", shot)
+	}
+	if n, err := chromedp.Run(tab.Ctx, chromedp.Evaluate[int](`document.querySelectorAll("script").length`)); err != nil || n != 0 {
+		t.Errorf("chooser scripts: %d %v", n, err)
+	}
+
+	// 2. Staff sign-in: corp's Dex, back at the page.
+	run("choose corp", chromedp.Click(chromedp.CSS(`button[value="corp"]`)))
+	loginAtDex(corp)
+	waitFor("the page after logging in at corp", signedInAt("corp"))
+
+	// 3. Sign out, then partners (its own callback URL): the same user and
+	// sub at another IdP is another session, of partners.
+	run("sign out", chromedp.Navigate(base+"/oauth2/sign_out?rd=/app/page"))
+	waitFor("the chooser after sign out", func(p headless.Page) bool { return strings.Contains(p.Text, "Staff sign-in") })
+	run("choose partners", chromedp.Click(chromedp.CSS(`button[value="partners"]`)))
+	loginAtDex(partners)
+	waitFor("the page after logging in at partners", signedInAt("partners"))
+	loggedInAt := time.Now()
+	token := func() string {
+		at, err := chromedp.Run(tab.Ctx, chromedp.TextContent(chromedp.CSS("#at")))
+		if err != nil {
+			fatalf("access token: %v", err)
+		}
+		return at
+	}
+	first := token()
+
+	// 4. In the token's last third, a reload refreshes it at partners'
+	// Dex (corp's would refuse its refresh token): still signed in there.
+	corpHits, err := headless.CountRequests(tab.Ctx, corp.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(loggedInAt.Add(chromeTokenTTL * 3 / 4)))
+	run("reload at refresh time", chromedp.Reload())
+	waitFor("the page at refresh time", signedInAt("partners"))
+	if token() == first {
+		t.Error("access token not refreshed")
+	}
+	if corpHits.N() != 0 {
+		t.Errorf("the browser went to corp: %v", corpHits.URLs())
+	}
+
+	// 5. A login_hint of corp's domain skips the chooser.
+	run("sign out again", chromedp.Navigate(base+"/oauth2/sign_out"))
+	run("start with a login_hint", chromedp.Navigate(base+"/oauth2/start?login_hint="+url.QueryEscape(corp.Email)+"&rd=/app/page"))
+	loginAtDex(corp)
+	waitFor("the page after the hinted login", signedInAt("corp"))
 }
