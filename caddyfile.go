@@ -138,16 +138,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allowed_groups":
 			err = cfgargs.Many(d, &h.AllowedGroups)
 		case "require_claim":
-			var args []string
-			if err = cfgargs.Many(d, &args); err == nil {
-				if len(args) < 2 {
-					return d.Err("require_claim takes a claim name and at least one value")
-				}
-				if h.RequiredClaims == nil {
-					h.RequiredClaims = map[string][]string{}
-				}
-				h.RequiredClaims[args[0]] = append(h.RequiredClaims[args[0]], args[1:]...)
-			}
+			err = unmarshalRequireClaim(d, &h.RequiredClaims)
 		case "max_login_flows":
 			var s string
 			if err = cfgargs.One(d, &s); err == nil {
@@ -296,8 +287,18 @@ func (h *Handler) unmarshalProvider(d *caddyfile.Dispenser, at lines) error {
 				if err = cfgargs.Many(d, &domains); err == nil {
 					p.Domains = append(p.Domains, domains...)
 				}
+			case "user_id_claim":
+				err = cfgargs.One(d, &p.UserIDClaim)
+			case "groups_claim":
+				err = cfgargs.One(d, &p.GroupsClaim)
+			case "allowed_email_domains":
+				err = cfgargs.Many(d, &p.AllowedEmailDomains)
+			case "allowed_groups":
+				err = cfgargs.Many(d, &p.AllowedGroups)
+			case "require_claim":
+				err = unmarshalRequireClaim(d, &p.RequiredClaims)
 			default:
-				return d.Errf("unknown option %q in provider %s: a provider block takes the IdP settings (issuer, client_id, client_secret, scopes, redirect_url, login parameters...), label and domains", d.Val(), p.Name)
+				return d.Errf("unknown option %q in provider %s: a provider block takes the IdP settings (issuer, client_id, client_secret, scopes, redirect_url, login parameters...), label, domains, and the claims and rules that differ (user_id_claim, groups_claim, allowed_email_domains, allowed_groups, require_claim)", d.Val(), p.Name)
 			}
 		}
 		if err != nil {
@@ -506,6 +507,22 @@ func (h *Handler) unmarshalHeaders(d *caddyfile.Dispenser) error {
 		hc = &HeadersConfig{User: "X-Forwarded-User", Email: "X-Forwarded-Email", Groups: "X-Forwarded-Groups"}
 	}
 	h.Headers = hc
+	return nil
+}
+
+// unmarshalRequireClaim reads require_claim <claim> <value...> into m.
+func unmarshalRequireClaim(d *caddyfile.Dispenser, m *map[string][]string) error {
+	var args []string
+	if err := cfgargs.Many(d, &args); err != nil {
+		return err
+	}
+	if len(args) < 2 {
+		return d.Err("require_claim takes a claim name and at least one value")
+	}
+	if *m == nil {
+		*m = map[string][]string{}
+	}
+	(*m)[args[0]] = append((*m)[args[0]], args[1:]...)
 	return nil
 }
 

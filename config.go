@@ -570,12 +570,34 @@ type ProviderBlock struct {
 	// name.
 	Label string `json:"label,omitempty"`
 
+	// ProviderRules map this provider's claims and admit its users where
+	// they differ from the site's.
+	ProviderRules
+
 	// Domains are email domains whose users log in here without the
 	// chooser: a login_hint (or an email given as one) ending in @domain
 	// goes straight to this provider. Each domain belongs to one provider.
 	// Default: none. Security: this only picks where a login starts; the
 	// session's identity is what the provider's ID token says.
 	Domains []string `json:"domains,omitempty"`
+}
+
+// ProviderRules are the claims mapping and authorization rules of one
+// provider block. Each one set replaces the top-level setting of the same
+// name for the sessions of that provider; those left out are the
+// top-level ones.
+type ProviderRules struct {
+	// UserIDClaim is the claim that becomes {http.auth.user.id}.
+	UserIDClaim string `json:"user_id_claim,omitempty"`
+	// GroupsClaim is the claim read as the user's groups.
+	GroupsClaim string `json:"groups_claim,omitempty"`
+	// AllowedEmailDomains admits only users of these email domains.
+	AllowedEmailDomains []string `json:"allowed_email_domains,omitempty"`
+	// AllowedGroups admits only users in at least one of these groups.
+	AllowedGroups []string `json:"allowed_groups,omitempty"`
+	// RequiredClaims admits only users whose claims have one of the
+	// listed values, for every claim listed.
+	RequiredClaims map[string][]string `json:"required_claims,omitempty"`
 }
 
 // primaryConfig is the first IdP's settings: the top-level ones, or those

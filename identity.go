@@ -38,6 +38,7 @@ func (h *Handler) newSession(p *idp, t *oidc.Tokens) (*sessions.Session, error) 
 // refreshed ID token has none (many IdPs send sid only at login), or
 // back- and front-channel logout by sid would find nothing to end.
 func (h *Handler) applyClaims(s *sessions.Session, claims map[string]any) error {
+	rules := h.rulesOf(s)
 	s.Subject = oidc.ClaimString(claims, "sub")
 	if s.Subject == "" {
 		return errors.New("ID token has no sub claim")
@@ -49,23 +50,23 @@ func (h *Handler) applyClaims(s *sessions.Session, claims map[string]any) error 
 	if trustEmail {
 		s.Email = oidc.ClaimString(claims, "email")
 	}
-	if h.UserIDClaim != "sub" && oidc.ClaimString(claims, h.UserIDClaim) == "" {
-		return fmt.Errorf("ID token has no %q claim (user_id_claim)", h.UserIDClaim)
+	if rules.UserIDClaim != "sub" && oidc.ClaimString(claims, rules.UserIDClaim) == "" {
+		return fmt.Errorf("ID token has no %q claim (user_id_claim)", rules.UserIDClaim)
 	}
-	if h.UserIDClaim == "email" && !trustEmail {
+	if rules.UserIDClaim == "email" && !trustEmail {
 		return fmt.Errorf("%w: user_id_claim email needs a verified email, and the IdP does not mark this one as verified (email_verified); allow_unverified_email accepts it", errForbidden)
 	}
 	s.Name = oidc.ClaimString(claims, "name")
 	if s.Name == "" {
 		s.Name = oidc.ClaimString(claims, "preferred_username")
 	}
-	s.Groups = oidc.ClaimStrings(claims, h.GroupsClaim)
+	s.Groups = oidc.ClaimStrings(claims, rules.GroupsClaim)
 	if sid := oidc.ClaimString(claims, "sid"); sid != "" {
 		s.SID = sid
 	}
 	s.Claims = nil
 	keepAuthentication(s, claims)
-	for _, name := range h.keptClaims() {
+	for _, name := range h.keptClaims(&rules) {
 		if name == "email" && !trustEmail {
 			continue
 		}
@@ -90,10 +91,11 @@ func (h *Handler) untrustedEmail(s *sessions.Session) bool {
 // userID is the session's {http.auth.user.id}: the sub, or the configured
 // user_id_claim.
 func (h *Handler) userID(s *sessions.Session) string {
-	if h.UserIDClaim == "sub" {
+	claim := h.rulesOf(s).UserIDClaim
+	if claim == "sub" || claim == "" {
 		return s.Subject
 	}
-	if v := s.Claims[h.UserIDClaim]; len(v) > 0 {
+	if v := s.Claims[claim]; len(v) > 0 {
 		return v[0]
 	}
 	return s.Subject
@@ -101,12 +103,12 @@ func (h *Handler) userID(s *sessions.Session) string {
 
 // keptClaims are the claims stored in the session: those asked for, the
 // user id claim, and those authorization rules need.
-func (h *Handler) keptClaims() []string {
+func (h *Handler) keptClaims(rules *ProviderRules) []string {
 	names := append([]string(nil), h.Claims...)
-	if h.UserIDClaim != "sub" && !contains(names, h.UserIDClaim) {
-		names = append(names, h.UserIDClaim)
+	if rules.UserIDClaim != "sub" && !contains(names, rules.UserIDClaim) {
+		names = append(names, rules.UserIDClaim)
 	}
-	for name := range h.RequiredClaims {
+	for name := range rules.RequiredClaims {
 		if !contains(names, name) {
 			names = append(names, name)
 		}
@@ -128,9 +130,11 @@ func applyTokens(s *sessions.Session, t *oidc.Tokens) {
 
 var errForbidden = errors.New("access denied")
 
-// authorize applies the allow rules to an authenticated user.
+// authorize applies the allow rules (its provider's) to an authenticated
+// user.
 func (h *Handler) authorize(s *sessions.Session) error {
-	if len(h.AllowedEmailDomains) > 0 {
+	rules := h.rulesOf(s)
+	if len(rules.AllowedEmailDomains) > 0 {
 		_, domain, ok := strings.Cut(s.Email, "@")
 		switch {
 		case !ok && !s.EmailVerified && !h.AllowUnverifiedEmail:
@@ -139,14 +143,14 @@ func (h *Handler) authorize(s *sessions.Session) error {
 			return fmt.Errorf("%w: no email", errForbidden)
 		case !s.EmailVerified && !h.AllowUnverifiedEmail:
 			return fmt.Errorf("%w: email not verified", errForbidden)
-		case !containsFold(h.AllowedEmailDomains, domain):
+		case !containsFold(rules.AllowedEmailDomains, domain):
 			return fmt.Errorf("%w: email domain not allowed", errForbidden)
 		}
 	}
-	if len(h.AllowedGroups) > 0 && !intersects(h.AllowedGroups, s.Groups) {
+	if len(rules.AllowedGroups) > 0 && !intersects(rules.AllowedGroups, s.Groups) {
 		return fmt.Errorf("%w: not in an allowed group", errForbidden)
 	}
-	for name, want := range h.RequiredClaims {
+	for name, want := range rules.RequiredClaims {
 		if !intersects(want, s.Claims[name]) {
 			return fmt.Errorf("%w: claim %q has no allowed value", errForbidden, name)
 		}

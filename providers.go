@@ -30,6 +30,9 @@ type idp struct {
 	label   string
 	domains []string
 	cfg     *ProviderConfig
+	// rules are its claims mapping and authorization rules: its own where
+	// its block sets them, else the site's.
+	rules ProviderRules
 	// provider talks to the IdP; its Issuer() is the issuer with its
 	// placeholders replaced, the one sessions record.
 	provider *oidc.Provider
@@ -59,7 +62,7 @@ func (h *Handler) provisionProviders(repl *caddy.Replacer) error {
 	var keys []*oidc.ClientKey
 	for i := range blocks {
 		b := &blocks[i]
-		p, pkeys, err := newIdP(b, h.GroupsClaim, repl)
+		p, pkeys, err := newIdP(b, h.siteRules(), repl)
 		if err != nil {
 			if len(h.Providers) > 0 {
 				return fmt.Errorf("provider %s: %w", b.Name, err)
@@ -92,7 +95,8 @@ func (h *Handler) provisionProviders(repl *caddy.Replacer) error {
 
 // newIdP makes the idp of one provider block, and returns the client keys
 // it publishes.
-func newIdP(b *ProviderBlock, groupsClaim string, repl *caddy.Replacer) (*idp, []*oidc.ClientKey, error) {
+func newIdP(b *ProviderBlock, site ProviderRules, repl *caddy.Replacer) (*idp, []*oidc.ClientKey, error) {
+	rules := b.ProviderRules.over(site)
 	pc := &b.ProviderConfig
 	issuer := repl.ReplaceKnown(pc.Issuer, "")
 	if err := checkAbsoluteURL(issuer); err != nil {
@@ -105,7 +109,7 @@ func newIdP(b *ProviderBlock, groupsClaim string, repl *caddy.Replacer) (*idp, [
 		ClientSecret: repl.ReplaceKnown(pc.ClientSecret, ""),
 		Scopes:       pc.Scopes,
 		UserInfo:     pc.FetchUserInfo.userInfoMode(),
-		GroupsClaim:  groupsClaim,
+		GroupsClaim:  rules.GroupsClaim,
 		AuthParams:   pc.authParams(),
 		HTTPClient:   &http.Client{Timeout: time.Duration(pc.ProviderTimeout)},
 	}
@@ -117,6 +121,7 @@ func newIdP(b *ProviderBlock, groupsClaim string, repl *caddy.Replacer) (*idp, [
 		label:   b.Label,
 		domains: b.Domains,
 		cfg:     pc,
+		rules:   rules,
 		binding: []byte(issuer + "\x00" + clientID),
 		dpop:    cfg.DPoP.Enabled(),
 	}
@@ -233,4 +238,45 @@ func (h *Handler) challengeProviders(w http.ResponseWriter) {
 		names[i] = p.name
 	}
 	w.Header().Add("WWW-Authenticate", fmt.Sprintf(`OIDC-Session providers="%s", login_uri="%s"`, strings.Join(names, " "), h.PathPrefix+"/start"))
+}
+
+// siteRules are the top-level claims mapping and authorization rules.
+func (h *Handler) siteRules() ProviderRules {
+	return ProviderRules{
+		UserIDClaim:         h.UserIDClaim,
+		GroupsClaim:         h.GroupsClaim,
+		AllowedEmailDomains: h.AllowedEmailDomains,
+		AllowedGroups:       h.AllowedGroups,
+		RequiredClaims:      h.RequiredClaims,
+	}
+}
+
+// over is r with the settings it leaves out taken from site.
+func (r ProviderRules) over(site ProviderRules) ProviderRules {
+	if r.UserIDClaim == "" {
+		r.UserIDClaim = site.UserIDClaim
+	}
+	if r.GroupsClaim == "" {
+		r.GroupsClaim = site.GroupsClaim
+	}
+	if r.AllowedEmailDomains == nil {
+		r.AllowedEmailDomains = site.AllowedEmailDomains
+	}
+	if r.AllowedGroups == nil {
+		r.AllowedGroups = site.AllowedGroups
+	}
+	if r.RequiredClaims == nil {
+		r.RequiredClaims = site.RequiredClaims
+	}
+	return r
+}
+
+// rulesOf are the claims mapping and rules of a session: its provider's,
+// or the site's for one of no provider (an access token of another trusted
+// issuer).
+func (h *Handler) rulesOf(s *sessions.Session) ProviderRules {
+	if p := h.idpOf(s); p != nil {
+		return p.rules
+	}
+	return h.siteRules()
 }

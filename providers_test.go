@@ -53,6 +53,10 @@ func TestCaddyfileProviders(t *testing.T) {
 		partners.Prompt != "select_account" || partners.AuthParams["domain_hint"] != "partner.example" {
 		t.Errorf("partners = %+v", partners)
 	}
+	if partners.GroupsClaim != "roles" || strings.Join(partners.AllowedGroups, " ") != "partner-staff" || partners.RequiredClaims["tenant"][0] != "acme" ||
+		corp.GroupsClaim != "" || corp.AllowedGroups != nil || strings.Join(h.AllowedGroups, " ") != "staff" {
+		t.Errorf("rules: corp %+v, partners %+v, site %v", corp.ProviderRules, partners.ProviderRules, h.AllowedGroups)
+	}
 	if h.ChooserTemplate != "testdata/chooser.html" {
 		t.Errorf("chooser_template = %q", h.ChooserTemplate)
 	}
@@ -281,5 +285,39 @@ func TestSessionProvider(t *testing.T) {
 	other := twoProviders(t, func(h *Handler) { h.Providers[0], h.Providers[1] = h.Providers[1], h.Providers[0] })
 	if _, err := other.store.Load(t.Context(), value); !errors.Is(err, sessions.ErrNoSession) {
 		t.Errorf("a site of another primary IdP read the session: %v", err)
+	}
+}
+
+// TestProviderRules: a provider's own claims mapping and rules apply to its
+// sessions, the site's to the others'.
+func TestProviderRules(t *testing.T) {
+	h := twoProviders(t, func(h *Handler) {
+		h.AllowedGroups = []string{"staff"}
+		h.Providers[1].ProviderRules = ProviderRules{UserIDClaim: "email", GroupsClaim: "roles", AllowedGroups: []string{"partner-staff"}}
+	})
+	claims := map[string]any{"sub": "u1", "email": "ann@partner.example", "email_verified": true, "groups": []any{"staff"}, "roles": []any{"partner-staff"}}
+	corp := &sessions.Session{Issuer: "http://127.0.0.1:1/corp"}
+	partners := &sessions.Session{Issuer: "http://127.0.0.1:1/partners"}
+	for _, s := range []*sessions.Session{corp, partners} {
+		if err := h.applyClaims(s, claims); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Join(corp.Groups, ",") != "staff" || strings.Join(partners.Groups, ",") != "partner-staff" {
+		t.Errorf("groups: corp %v, partners %v", corp.Groups, partners.Groups)
+	}
+	if h.userID(corp) != "u1" || h.userID(partners) != "ann@partner.example" {
+		t.Errorf("user ids: corp %q, partners %q", h.userID(corp), h.userID(partners))
+	}
+	if err := h.authorize(corp); err != nil {
+		t.Errorf("corp's staff member: %v", err)
+	}
+	if err := h.authorize(partners); err != nil {
+		t.Errorf("partners' staff member: %v", err)
+	}
+	// Each provider's groups are judged by its own rule only.
+	partners.Groups = []string{"staff"}
+	if err := h.authorize(partners); err == nil {
+		t.Error("a partners user in corp's allowed group only was let in")
 	}
 }
