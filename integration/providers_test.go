@@ -356,3 +356,68 @@ func TestProvidersBrowserDex(t *testing.T) {
 	loginAtDex(corp)
 	waitFor("the page after the hinted login", signedInAt("corp"))
 }
+
+// TestProvidersDexAndZitadel: Dex and the zitadel OP (which has RP-initiated
+// logout) on one site: a user of each logs in, and signing the zitadel user
+// out goes to zitadel's end_session_endpoint with its client id and leaves
+// the Dex user logged in.
+func TestProvidersDexAndZitadel(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	base := "http://" + addr
+	dex := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{base + "/oauth2/callback"}})
+	z := testidp.StartZitadel(t, testidp.ZitadelOptions{RedirectURIs: []string{base + "/oauth2/callback"}, PostLogoutRedirectURIs: []string{base + "/bye"}})
+	testcaddy.StartCaddyOn(t, addr, fmt.Sprintf(`	oidc_session {
+		provider dex {
+			issuer %s
+			client_id %s
+			client_secret %s
+		}
+		provider zitadel {
+			issuer %s
+			client_id %s
+			client_secret %s
+		}
+		cookie {
+			secret %s
+			secure off
+		}
+		store memory
+	}
+	respond "id={http.auth.user.id} provider={http.auth.user.provider}" 200
+`, dex.Issuer, dex.ClientID, dex.ClientSecret, z.Issuer, z.ClientID, z.ClientSecret, testcaddy.TestSecret))
+
+	login := func(provider string, do func(*http.Client, string, string, string) (*http.Response, error), user, password string) *testcaddy.Browser {
+		t.Helper()
+		b := testcaddy.NewBrowser(t)
+		resp, err := do(b.Client, base+"/oauth2/start?provider="+provider+"&rd=/page", user, password)
+		if err != nil {
+			t.Fatalf("login at %s: %v", provider, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/page" {
+			t.Fatalf("callback of %s: %d to %q", provider, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if _, body := b.Navigate(base + "/page"); !strings.HasPrefix(body, "id=") || !strings.HasSuffix(body, " provider="+provider) {
+			t.Fatalf("page after the %s login: %s", provider, body)
+		}
+		return b
+	}
+	atDex := login("dex", testidp.LoginDex, dex.Email, dex.Password)
+	atZitadel := login("zitadel", testidp.LoginZitadel, z.Username, z.Password)
+
+	resp, body := atZitadel.Navigate(base + "/oauth2/sign_out?rd=/bye")
+	form := testcaddy.EndSessionForm(t, resp, body)
+	if !strings.HasPrefix(form.Action, strings.TrimSuffix(z.Issuer, "/")) || form.Fields.Get("client_id") != z.ClientID || form.Fields.Get("id_token_hint") == "" {
+		t.Errorf("sign_out of the zitadel user: to %s with %v", form.Action, form.Fields)
+	}
+	if loggedIn(t, atZitadel, base) {
+		t.Error("zitadel user still logged in after sign_out")
+	}
+	if !loggedIn(t, atDex, base) {
+		t.Error("the zitadel user's sign_out ended the Dex user's session")
+	}
+	// Dex has no end_session_endpoint: a local sign-out.
+	if resp, _ := atDex.Navigate(base + "/oauth2/sign_out?rd=/bye"); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/bye" {
+		t.Errorf("sign_out of the Dex user: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
