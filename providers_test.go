@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -319,5 +320,53 @@ func TestProviderRules(t *testing.T) {
 	partners.Groups = []string{"staff"}
 	if err := h.authorize(partners); err == nil {
 		t.Error("a partners user in corp's allowed group only was let in")
+	}
+}
+
+// TestFrontchannelLogoutOfOneProvider: a front-channel logout names its
+// issuer; only that provider's sessions of the sid end, and the browser's
+// own session only if it is of that provider.
+func TestFrontchannelLogoutOfOneProvider(t *testing.T) {
+	h := twoProviders(t, func(h *Handler) { h.StoreRaw = json.RawMessage(`{"backend":"memory"}`) })
+	const corpIss, partnersIss = "http://127.0.0.1:1/corp", "http://127.0.0.1:1/partners"
+	save := func(iss string) string {
+		now := time.Now()
+		v, err := h.store.Save(t.Context(), "", &sessions.Session{Issuer: iss, Subject: "u1", SID: "s1", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	atCorp, atPartners, browser := save(corpIss), save(partnersIss), save(corpIss)
+	r := httptest.NewRequest(http.MethodGet, "/oauth2/frontchannel_logout?iss="+url.QueryEscape(partnersIss)+"&sid=s1", nil)
+	r.AddCookie(&http.Cookie{Name: h.Cookie.Name, Value: browser})
+	rec := httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, r, nil); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("front-channel logout: %d %v", rec.Code, err)
+	}
+	if _, err := h.store.Load(t.Context(), atPartners); !errors.Is(err, sessions.ErrNoSession) {
+		t.Errorf("partners' session of the sid: %v; want ended", err)
+	}
+	for name, v := range map[string]string{"corp's session of the sid": atCorp, "the browser's corp session": browser} {
+		if _, err := h.store.Load(t.Context(), v); err != nil {
+			t.Errorf("%s ended by partners' logout: %v", name, err)
+		}
+	}
+	if c := rec.Result().Cookies(); len(c) != 0 {
+		t.Errorf("the browser's corp session cookie was cleared: %v", c)
+	}
+	// The browser's own session of partners ends, and its cookie goes.
+	r = httptest.NewRequest(http.MethodGet, "/oauth2/frontchannel_logout?iss="+url.QueryEscape(partnersIss)+"&sid=s1", nil)
+	r.AddCookie(&http.Cookie{Name: h.Cookie.Name, Value: save(partnersIss)})
+	rec = httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := rec.Result().Cookies(); len(c) == 0 || c[0].MaxAge >= 0 {
+		t.Errorf("the browser's partners session cookie: %v; want it cleared", c)
+	}
+	bad := httptest.NewRequest(http.MethodGet, "/oauth2/frontchannel_logout?iss=http://127.0.0.1:1/other&sid=s1", nil)
+	if err := h.ServeHTTP(httptest.NewRecorder(), bad, nil); statusOf(err) != http.StatusBadRequest {
+		t.Errorf("front-channel logout of another issuer: %v; want 400", err)
 	}
 }
