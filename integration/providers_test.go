@@ -212,7 +212,17 @@ func TestProvidersChooserAndReload(t *testing.T) {
 	if json.Unmarshal([]byte(body), &status) != nil || len(status.Providers) != 2 {
 		t.Errorf("session endpoint without a session: %s", body)
 	}
-	loginAt(t, partners, base, "partners", "bob")
+	bob := loginAt(t, partners, base, "partners", "bob")
+
+	// Back to corp alone (the top-level form): corp's sessions go on,
+	// partners' end at their next request.
+	testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(corp, ""))
+	if resp, body := before.Navigate(base + "/page"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=alice ") {
+		t.Errorf("corp's session after partners was removed: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := bob.Navigate(base + "/page"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), corp.Issuer()) {
+		t.Errorf("partners' session after partners was removed: %d to %s; want a login at corp", resp.StatusCode, resp.Header.Get("Location"))
+	}
 }
 
 // TestProvidersBrowserDex: two real Dex instances on one site, in headless
