@@ -24,8 +24,13 @@ type ChooserData struct {
 	// ReturnTo is the return URL of the login, already checked: the value
 	// of the rd field.
 	ReturnTo string
-	// LoginHint is the login_hint the login was started with, if any.
+	// LoginHint is the login_hint (or email) the login was started with,
+	// if any.
 	LoginHint string
+	// AskEmail is true when some provider has domains: a field named
+	// email (sent to Action with rd) then picks the provider of its
+	// domain, or comes back to the chooser.
+	AskEmail bool
 	// Providers are the identity providers in the configured order.
 	Providers []ChooserProvider
 }
@@ -56,7 +61,8 @@ var defaultChooser = template.Must(template.New("chooser").Parse(`<!doctype html
 <style>
 body { font-family: system-ui, sans-serif; max-width: 26rem; margin: 4rem auto; padding: 0 1rem; line-height: 1.5; }
 button { display: block; width: 100%; margin: 0.75rem 0; padding: 0.75rem 1rem; font-size: 1rem; cursor: pointer; }
-button:focus-visible { outline: 3px solid; outline-offset: 2px; }
+button:focus-visible, input:focus-visible { outline: 3px solid; outline-offset: 2px; }
+input[type=email] { font-size: 1rem; padding: 0.5rem; width: 100%; box-sizing: border-box; margin: 0.25rem 0; }
 </style>
 </head>
 <body>
@@ -72,6 +78,14 @@ button:focus-visible { outline: 3px solid; outline-offset: 2px; }
 <button type="submit" name="provider" value="{{.Name}}">{{.Label}}</button>
 {{end -}}
 </form>
+{{- if .AskEmail}}
+<form method="get" action="{{.Action}}">
+<input type="hidden" name="rd" value="{{.ReturnTo}}">
+<p><label for="email">Or sign in with your email address:</label><br>
+<input id="email" type="email" name="email" autocomplete="email" required value="{{.LoginHint}}">
+<button type="submit">Continue</button></p>
+</form>
+{{- end}}
 </main>
 </body>
 </html>
@@ -96,6 +110,7 @@ func (h *Handler) serveChooser(w http.ResponseWriter, r *http.Request, returnTo,
 	data := ChooserData{Action: h.PathPrefix + "/start", ReturnTo: returnTo, LoginHint: loginHint}
 	for _, p := range h.idps {
 		data.Providers = append(data.Providers, ChooserProvider{Name: p.name, Label: p.label, URL: h.loginURL(p, returnTo, loginHint)})
+		data.AskEmail = data.AskEmail || len(p.domains) > 0
 	}
 	var page bytes.Buffer
 	if err := h.chooser.Execute(&page, data); err != nil {

@@ -56,11 +56,16 @@ func parseRedirectURL(raw string) (*url.URL, error) {
 }
 
 // serveStart begins a login that returns to rd (or /), with the
-// login_hint of the query if it has one.
+// login_hint of the query if it has one (or the email the chooser's form
+// asked for, which is sent as one).
 func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	var opts loginOptions
-	if hint := q.Get("login_hint"); hint != "" {
+	hint := q.Get("login_hint")
+	if hint == "" {
+		hint = strings.TrimSpace(q.Get("email"))
+	}
+	if hint != "" {
 		if len(hint) > 256 || hasControlChars(hint) {
 			return caddyhttp.Error(http.StatusBadRequest, errors.New("login_hint too long or with control characters"))
 		}

@@ -135,6 +135,20 @@ func TestChooser(t *testing.T) {
 		t.Errorf("the chooser set cookies: %v", c)
 	}
 
+	// corp has domains: the page also asks for an email address.
+	if !strings.Contains(body, `<label for="email">`) || !strings.Contains(body, `<input id="email" type="email" name="email" autocomplete="email" required value="ann@elsewhere.example">`) {
+		t.Errorf("chooser lacks the email field:\n%s", body)
+	}
+	// An email of corp's domain goes to corp (which cannot be reached
+	// here); one of no provider's comes back to the chooser.
+	if err := h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/oauth2/start?email=+ann@corp.example&rd=/", nil), nil); statusOf(err) != http.StatusServiceUnavailable {
+		t.Errorf("email of corp's domain: %v; want the login at corp (503, unreachable)", err)
+	}
+	rec = httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/oauth2/start?email=ann@else.example&rd=/", nil), nil); err != nil || !strings.Contains(rec.Body.String(), `value="ann@else.example"`) {
+		t.Errorf("email of no provider's domain: %v\n%s", err, rec.Body)
+	}
+
 	// An unsafe rd is replaced before it reaches the page.
 	rec = httptest.NewRecorder()
 	if err := h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/oauth2/start?rd=//evil.example/", nil), nil); err != nil {

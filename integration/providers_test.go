@@ -360,8 +360,14 @@ func TestProvidersBrowserDex(t *testing.T) {
 		t.Errorf("the browser went to corp: %v", corpHits.URLs())
 	}
 
-	// 5. A login_hint of corp's domain skips the chooser.
-	run("sign out again", chromedp.Navigate(base+"/oauth2/sign_out"))
+	// 5. An email of corp's domain, typed into the chooser, goes to corp;
+	// so does a login_hint of its domain.
+	run("sign out again", chromedp.Navigate(base+"/oauth2/sign_out?rd=/app/page"))
+	waitFor("the chooser after the second sign out", func(p headless.Page) bool { return strings.Contains(p.Text, "email address") })
+	run("enter the email", chromedp.SendKeys(chromedp.CSS(`#email`), corp.Email), chromedp.Submit(chromedp.CSS(`#email`)))
+	loginAtDex(corp)
+	waitFor("the page after the login by email", signedInAt("corp"))
+	run("sign out a third time", chromedp.Navigate(base+"/oauth2/sign_out"))
 	run("start with a login_hint", chromedp.Navigate(base+"/oauth2/start?login_hint="+url.QueryEscape(corp.Email)+"&rd=/app/page"))
 	loginAtDex(corp)
 	waitFor("the page after the hinted login", signedInAt("corp"))
