@@ -587,16 +587,25 @@ type ProviderBlock struct {
 // name for the sessions of that provider; those left out are the
 // top-level ones.
 type ProviderRules struct {
-	// UserIDClaim is the claim that becomes {http.auth.user.id}.
+	// UserIDClaim is the claim that becomes {http.auth.user.id} for this
+	// provider's users. Default: the top-level user_id_claim.
 	UserIDClaim string `json:"user_id_claim,omitempty"`
-	// GroupsClaim is the claim read as the user's groups.
+	// GroupsClaim is the claim read as this provider's users' groups.
+	// Default: the top-level groups_claim.
 	GroupsClaim string `json:"groups_claim,omitempty"`
-	// AllowedEmailDomains admits only users of these email domains.
+	// AllowedEmailDomains admits only this provider's users of these
+	// (verified) email domains. Default: the top-level
+	// allowed_email_domains. Security: it replaces the top-level list for
+	// this provider, it does not add to it.
 	AllowedEmailDomains []string `json:"allowed_email_domains,omitempty"`
-	// AllowedGroups admits only users in at least one of these groups.
+	// AllowedGroups admits only this provider's users in at least one of
+	// these groups. Default: the top-level allowed_groups. Security: a
+	// provider whose users name their own groups should have its own
+	// list, or the top-level one decides.
 	AllowedGroups []string `json:"allowed_groups,omitempty"`
-	// RequiredClaims admits only users whose claims have one of the
-	// listed values, for every claim listed.
+	// RequiredClaims admits only this provider's users whose claims have
+	// one of the listed values, for every claim listed. Default: the
+	// top-level require_claim.
 	RequiredClaims map[string][]string `json:"required_claims,omitempty"`
 }
 
