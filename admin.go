@@ -165,7 +165,7 @@ func endSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Man
 		}
 		ended += n
 		for i := 0; i < n; i++ {
-			metricLogout(logoutAdmin)
+			metricLogout(nil, logoutAdmin)
 		}
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}

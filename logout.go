@@ -84,7 +84,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	h.jtis.Record(lt.Issuer, lt.JTI)
 	h.logger.Info("back-channel logout", zap.String("sub", lt.Subject), zap.String("provider", p.name), zap.Int("sessions", n))
 	for i := 0; i < n; i++ {
-		metricLogout(logoutBackchannel)
+		metricLogout(p, logoutBackchannel)
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
@@ -173,7 +173,7 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 			return caddyhttp.Error(h.UnavailableStatus, err)
 		}
 		for i := 0; i < n; i++ {
-			metricLogout(logoutFrontchannel)
+			metricLogout(p, logoutFrontchannel)
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

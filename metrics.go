@@ -15,8 +15,8 @@ import (
 //	caddy_oidc_session_logins_total{provider}
 //	caddy_oidc_session_login_failures_total{reason}
 //	caddy_oidc_session_refreshes_total{provider}
-//	caddy_oidc_session_refresh_failures_total{reason}
-//	caddy_oidc_session_logouts_total{kind}
+//	caddy_oidc_session_refresh_failures_total{reason,provider}
+//	caddy_oidc_session_logouts_total{kind,provider}
 //	caddy_oidc_session_store_duration_seconds{store,op}
 //	caddy_oidc_session_active_sessions{store}
 //
@@ -107,14 +107,14 @@ var (
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "refresh_failures_total",
-		Help:      "Token refreshes that failed, by reason.",
-	}, []string{"reason"})
+		Help:      "Token refreshes that failed, by reason and identity provider.",
+	}, []string{"reason", "provider"})
 	logoutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "logouts_total",
-		Help:      "Sessions ended, by kind of logout.",
-	}, []string{"kind"})
+		Help:      "Sessions ended, by kind of logout and identity provider (empty when the session's is not known).",
+	}, []string{"kind", "provider"})
 	storeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
@@ -131,11 +131,11 @@ var (
 	loginFailures = newCounterSet(loginFailuresTotal, loginFailureOther,
 		loginFailureState, loginFailureExchange, loginFailureVerify,
 		loginFailureUnavailable, loginFailureDenied, loginFailureIdPError)
-	refreshFailures = newCounterSet(refreshFailuresTotal, refreshFailureOther,
-		refreshFailureInvalidGrant, refreshFailureUnavailable)
-	logouts = newCounterSet(logoutsTotal, logoutOther,
-		logoutLocal, logoutRPInitiated, logoutBackchannel, logoutFrontchannel,
-		logoutAdmin, logoutLimit, logoutExpired)
+	// The counts of no known provider (never a login or a refresh).
+	unknownProvider = idpCounters{
+		refreshFailures: providerSet(refreshFailuresTotal, "", refreshFailureOther, refreshFailureInvalidGrant, refreshFailureUnavailable),
+		logouts:         providerSet(logoutsTotal, "", logoutOther, logoutKinds...),
+	}
 	storeObservers = newObserverCache(storeDuration)
 )
 
@@ -148,13 +148,37 @@ func init() {
 // idpCounters are the series of one provider, resolved once (configured
 // names only, so the series stay bounded).
 type idpCounters struct {
-	logins, refreshes prometheus.Counter
+	logins, refreshes        prometheus.Counter
+	refreshFailures, logouts *counterSet
 }
 
 // providerMetrics makes the series of a provider, so that they are
 // exposed (at 0) before its first login.
 func providerMetrics(name string) idpCounters {
-	return idpCounters{loginsTotal.WithLabelValues(name), refreshesTotal.WithLabelValues(name)}
+	return idpCounters{
+		logins:          loginsTotal.WithLabelValues(name),
+		refreshes:       refreshesTotal.WithLabelValues(name),
+		refreshFailures: providerSet(refreshFailuresTotal, name, refreshFailureOther, refreshFailureInvalidGrant, refreshFailureUnavailable),
+		logouts:         providerSet(logoutsTotal, name, logoutOther, logoutKinds...),
+	}
+}
+
+// logoutKinds are the values of logouts_total{kind} besides "other".
+var logoutKinds = []string{logoutLocal, logoutRPInitiated, logoutBackchannel, logoutFrontchannel,
+	logoutAdmin, logoutLimit, logoutExpired}
+
+// providerSet is the counterSet of vec for one provider: other, then the
+// fixed values.
+func providerSet(vec *prometheus.CounterVec, provider, other string, values ...string) *counterSet {
+	return newCounterSet(vec.MustCurryWith(prometheus.Labels{"provider": provider}), other, values...)
+}
+
+// countersOf are p's series, or those of no known provider for nil.
+func countersOf(p *idp) *idpCounters {
+	if p == nil || p.counters.logouts == nil {
+		return &unknownProvider
+	}
+	return &p.counters
 }
 
 // registerMetrics registers the handler's collectors into reg, the registry
@@ -207,13 +231,13 @@ func metricLoginFailure(reason string) { loginFailures.get(reason).Inc() }
 // metricRefresh counts a successful token refresh at p.
 func metricRefresh(p *idp) { p.counters.refreshes.Inc() }
 
-// metricRefreshFailure counts a failed token refresh; reason is one of the
-// refreshFailure* constants.
-func metricRefreshFailure(reason string) { refreshFailures.get(reason).Inc() }
+// metricRefreshFailure counts a failed token refresh at p (nil: not
+// known); reason is one of the refreshFailure* constants.
+func metricRefreshFailure(p *idp, reason string) { countersOf(p).refreshFailures.get(reason).Inc() }
 
-// metricLogout counts an ended session; kind is one of the logout*
-// constants.
-func metricLogout(kind string) { logouts.get(kind).Inc() }
+// metricLogout counts an ended session of p (nil: not known); kind is one
+// of the logout* constants.
+func metricLogout(p *idp, kind string) { countersOf(p).logouts.get(kind).Inc() }
 
 // observeStore records how long a store operation took since start; store
 // is the store's name (storeName) and op one of the storeOp* constants. It

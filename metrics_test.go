@@ -190,22 +190,36 @@ func TestMetricHelpersCount(t *testing.T) {
 		check("login failure "+r, loginFailuresTotal.WithLabelValues(r), func() { metricLoginFailure(r) })
 	}
 	for _, r := range []string{refreshFailureInvalidGrant, refreshFailureUnavailable, refreshFailureOther} {
-		check("refresh failure "+r, refreshFailuresTotal.WithLabelValues(r), func() { metricRefreshFailure(r) })
+		check("refresh failure "+r, refreshFailuresTotal.WithLabelValues(r, ""), func() { metricRefreshFailure(nil, r) })
+		check("refresh failure at corp "+r, refreshFailuresTotal.WithLabelValues(r, "corp"), func() { metricRefreshFailure(corp, r) })
 	}
 	for _, k := range []string{logoutLocal, logoutRPInitiated, logoutBackchannel, logoutFrontchannel,
 		logoutAdmin, logoutLimit, logoutExpired} {
-		check("logout "+k, logoutsTotal.WithLabelValues(k), func() { metricLogout(k) })
+		check("logout "+k, logoutsTotal.WithLabelValues(k, ""), func() { metricLogout(nil, k) })
+		check("logout at corp "+k, logoutsTotal.WithLabelValues(k, "corp"), func() { metricLogout(corp, k) })
 	}
 
 	// Values outside the fixed sets count as "other", not as new series.
 	check("unknown login failure", loginFailuresTotal.WithLabelValues(loginFailureOther),
 		func() { metricLoginFailure("error from somewhere: 42") })
-	check("unknown refresh failure", refreshFailuresTotal.WithLabelValues(refreshFailureOther),
-		func() { metricRefreshFailure("nope") })
-	check("unknown logout", logoutsTotal.WithLabelValues(logoutOther), func() { metricLogout("nope") })
-	for vec, n := range map[*prometheus.CounterVec]int{loginFailuresTotal: 7, refreshFailuresTotal: 3, logoutsTotal: 8} {
-		if got := collectCount(t, vec); got != n {
-			t.Errorf("%d series, want %d", got, n)
+	check("unknown refresh failure", refreshFailuresTotal.WithLabelValues(refreshFailureOther, "corp"),
+		func() { metricRefreshFailure(corp, "nope") })
+	check("unknown logout", logoutsTotal.WithLabelValues(logoutOther, "corp"), func() { metricLogout(corp, "nope") })
+	if got := collectCount(t, loginFailuresTotal); got != 7 {
+		t.Errorf("login failures: %d series, want 7", got)
+	}
+	// Per provider (other tests make other providers' series).
+	for vec, n := range map[*prometheus.CounterVec]int{refreshFailuresTotal: 3, logoutsTotal: 8} {
+		got := 0
+		for _, m := range collectMetrics(t, vec) {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "provider" && l.GetValue() == "corp" {
+					got++
+				}
+			}
+		}
+		if got != n {
+			t.Errorf("corp: %d series, want %d", got, n)
 		}
 	}
 }
@@ -266,8 +280,8 @@ func TestMetricHelpersDoNotAllocate(t *testing.T) {
 		metricLogin(p)
 		metricLoginFailure(loginFailureState)
 		metricRefresh(p)
-		metricRefreshFailure(refreshFailureInvalidGrant)
-		metricLogout(logoutLocal)
+		metricRefreshFailure(p, refreshFailureInvalidGrant)
+		metricLogout(p, logoutLocal)
 		observeStore("cookie", storeOpLoad, start)
 		observeStore("cookie", storeOpSave, start)
 		observeStore("cookie", storeOpDelete, start)

@@ -55,7 +55,11 @@ func (h *Handler) sessionEnded(s *sessions.Session, reason lifecycle.Reason) {
 	if reason == lifecycle.ReasonRefused {
 		kind = logoutOther
 	}
-	metricLogout(kind)
+	var p *idp
+	if s != nil {
+		p = h.idpOf(s)
+	}
+	metricLogout(p, kind)
 	h.emit(eventEnded, s, kind)
 }
 

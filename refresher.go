@@ -25,12 +25,12 @@ func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions
 	// from the configuration ends.
 	p := h.idpOf(s)
 	if p == nil {
-		metricRefreshFailure(refreshFailureOther)
+		metricRefreshFailure(nil, refreshFailureOther)
 		return nil, fmt.Errorf("%w: the session's identity provider (%s) is no longer configured", lifecycle.ErrRefused, s.Issuer)
 	}
 	ctx, err := p.withSessionDPoPKey(ctx, s)
 	if err != nil {
-		metricRefreshFailure(refreshFailureOther)
+		metricRefreshFailure(p, refreshFailureOther)
 		return nil, fmt.Errorf("%w: the session's DPoP key: %w", lifecycle.ErrRefused, err)
 	}
 	ctx, sp := idpSpan(ctx, "refresh")
@@ -38,13 +38,13 @@ func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions
 	endSpan(sp, err)
 	switch {
 	case errors.Is(err, oidc.ErrInvalidGrant):
-		metricRefreshFailure(refreshFailureInvalidGrant)
+		metricRefreshFailure(p, refreshFailureInvalidGrant)
 		return nil, fmt.Errorf("%w: %w", lifecycle.ErrRefused, err)
 	case errors.Is(err, oidc.ErrUnavailable):
-		metricRefreshFailure(refreshFailureUnavailable)
+		metricRefreshFailure(p, refreshFailureUnavailable)
 		return nil, err
 	case err != nil:
-		metricRefreshFailure(refreshFailureOther)
+		metricRefreshFailure(p, refreshFailureOther)
 		return nil, fmt.Errorf("%w: %w", lifecycle.ErrRefused, err)
 	}
 	out := *s
@@ -61,11 +61,11 @@ func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions
 			}
 		}
 		if err := h.applyClaims(&out, claims); err != nil {
-			metricRefreshFailure(refreshFailureOther)
+			metricRefreshFailure(p, refreshFailureOther)
 			return nil, fmt.Errorf("%w: refreshed ID token: %w", lifecycle.ErrRefused, err)
 		}
 		if out.Subject != s.Subject {
-			metricRefreshFailure(refreshFailureOther)
+			metricRefreshFailure(p, refreshFailureOther)
 			return nil, fmt.Errorf("%w: refreshed ID token is for another subject", lifecycle.ErrRefused)
 		}
 	}
