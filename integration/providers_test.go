@@ -22,13 +22,18 @@ import (
 
 // providerBlock is a provider block for a mock IdP.
 func providerBlock(name string, idp *testcaddy.MockIdP, extra string) string {
+	return clientBlock(name, idp.Issuer(), idp.ClientID, idp.ClientSecret, extra)
+}
+
+// clientBlock is a provider block for a client of an IdP.
+func clientBlock(name, issuer, clientID, secret, extra string) string {
 	return fmt.Sprintf(`		provider %s {
 			issuer %s
 			client_id %s
 			client_secret %s
 			%s
 		}
-`, name, idp.Issuer(), idp.ClientID, idp.ClientSecret, extra)
+`, name, issuer, clientID, secret, extra)
 }
 
 // providersSite is a site whose oidc_session has the given provider blocks.
@@ -382,25 +387,8 @@ func TestProvidersDexAndZitadel(t *testing.T) {
 	base := "http://" + addr
 	dex := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{base + "/oauth2/callback"}})
 	z := testidp.StartZitadel(t, testidp.ZitadelOptions{RedirectURIs: []string{base + "/oauth2/callback"}, PostLogoutRedirectURIs: []string{base + "/bye"}})
-	testcaddy.StartCaddyOn(t, addr, fmt.Sprintf(`	oidc_session {
-		provider dex {
-			issuer %s
-			client_id %s
-			client_secret %s
-		}
-		provider zitadel {
-			issuer %s
-			client_id %s
-			client_secret %s
-		}
-		cookie {
-			secret %s
-			secure off
-		}
-		store memory
-	}
-	respond "id={http.auth.user.id} provider={http.auth.user.provider}" 200
-`, dex.Issuer, dex.ClientID, dex.ClientSecret, z.Issuer, z.ClientID, z.ClientSecret, testcaddy.TestSecret))
+	testcaddy.StartCaddyOn(t, addr, providersSite(clientBlock("dex", dex.Issuer, dex.ClientID, dex.ClientSecret, "")+
+		clientBlock("zitadel", z.Issuer, z.ClientID, z.ClientSecret, ""), "store memory"))
 
 	login := func(provider string, do func(*http.Client, string, string, string) (*http.Response, error), user, password string) *testcaddy.Browser {
 		t.Helper()
