@@ -88,10 +88,27 @@ func mockIdPWithKey(t *testing.T, endSession bool) *testcaddy.MockIdP {
 // admin API lists and ends by provider, sign_out goes to the session's own
 // IdP, and an authorization response naming the other IdP is refused.
 func TestProvidersIsolation(t *testing.T) {
+	for _, st := range testcaddy.ServerSideStores() {
+		t.Run(st.Name, func(t *testing.T) { testProvidersIsolation(t, st.Config(t)) })
+	}
+}
+
+func testProvidersIsolation(t *testing.T, store string) {
 	corp := mockIdPWithKey(t, true)
 	partners := mockIdPWithKey(t, false)
-	base := testcaddy.StartCaddy(t, providersSite(providerBlock("corp", corp, "")+providerBlock("partners", partners, ""), "store memory"))
+	base := testcaddy.StartCaddy(t, providersSite(providerBlock("corp", corp, "")+providerBlock("partners", partners, ""), store))
 
+	loginsAt := func(provider string) float64 {
+		var v float64
+		prefix := `caddy_oidc_session_logins_total{provider="` + provider + `"} `
+		for _, line := range strings.Split(testcaddy.Running().Scrape(t), "\n") {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				fmt.Sscan(rest, &v)
+			}
+		}
+		return v
+	}
+	corpBefore, partnersBefore := loginsAt("corp"), loginsAt("partners")
 	aliceCorp := loginAt(t, corp, base, "corp", "alice")
 	alicePartners := loginAt(t, partners, base, "partners", "alice")
 	bobPartners := loginAt(t, partners, base, "partners", "bob")
@@ -168,11 +185,8 @@ func TestProvidersIsolation(t *testing.T) {
 	}
 
 	// Metrics count logins by provider.
-	metrics := testcaddy.Running().Scrape(t)
-	for _, want := range []string{`caddy_oidc_session_logins_total{provider="corp"} 2`, `caddy_oidc_session_logins_total{provider="partners"} 2`} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %s", want)
-		}
+	if c, p := loginsAt("corp")-corpBefore, loginsAt("partners")-partnersBefore; c != 2 || p != 2 {
+		t.Errorf("logins_total: corp +%v, partners +%v; want 2 each", c, p)
 	}
 }
 
@@ -181,16 +195,22 @@ func TestProvidersIsolation(t *testing.T) {
 // provider the login shows the chooser; a login_hint of a provider's
 // domain skips it; API calls get 401 naming the providers.
 func TestProvidersChooserAndReload(t *testing.T) {
+	for _, st := range testcaddy.Stores {
+		t.Run(st.Name, func(t *testing.T) { testProvidersChooserAndReload(t, st.Config(t)) })
+	}
+}
+
+func testProvidersChooserAndReload(t *testing.T, store string) {
 	corp := testcaddy.StartMockIdP(t, 0, false)
 	partners := testcaddy.StartMockIdP(t, 0, false)
 	addr := testenv.FreeAddr(t)
 	base := "http://" + addr
-	testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(corp, ""))
+	testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(corp, store))
 	before := testcaddy.LoginAs(t, corp, base, "alice")
 
 	testcaddy.StartCaddyOn(t, addr, providersSite(
 		providerBlock("corp", corp, `label "Staff sign-in"
-			domains example.com`)+providerBlock("partners", partners, "label Partners"), ""))
+			domains example.com`)+providerBlock("partners", partners, "label Partners"), store))
 	resp, body := before.Navigate(base + "/page")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=alice provider=corp") {
 		t.Fatalf("the session of before the reload: %d %s", resp.StatusCode, body)
@@ -221,7 +241,7 @@ func TestProvidersChooserAndReload(t *testing.T) {
 
 	// Back to corp alone (the top-level form): corp's sessions go on,
 	// partners' end at their next request.
-	testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(corp, ""))
+	testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(corp, store))
 	if resp, body := before.Navigate(base + "/page"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=alice ") {
 		t.Errorf("corp's session after partners was removed: %d %s", resp.StatusCode, body)
 	}
