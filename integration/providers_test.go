@@ -208,9 +208,18 @@ func testProvidersChooserAndReload(t *testing.T, store string) {
 	testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(corp, store))
 	before := testcaddy.LoginAs(t, corp, base, "alice")
 
-	testcaddy.StartCaddyOn(t, addr, providersSite(
+	// A reload closes the connections of the config before: a browser's
+	// kept-alive one would answer its next request with EOF.
+	reload := func(site string, browsers ...*testcaddy.Browser) {
+		t.Helper()
+		testcaddy.StartCaddyOn(t, addr, site)
+		for _, b := range browsers {
+			b.Client.CloseIdleConnections()
+		}
+	}
+	reload(providersSite(
 		providerBlock("corp", corp, `label "Staff sign-in"
-			domains example.com`)+providerBlock("partners", partners, "label Partners"), store))
+			domains example.com`)+providerBlock("partners", partners, "label Partners"), store), before)
 	resp, body := before.Navigate(base + "/page")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=alice provider=corp") {
 		t.Fatalf("the session of before the reload: %d %s", resp.StatusCode, body)
@@ -241,7 +250,7 @@ func testProvidersChooserAndReload(t *testing.T, store string) {
 
 	// Back to corp alone (the top-level form): corp's sessions go on,
 	// partners' end at their next request.
-	testcaddy.StartCaddyOn(t, addr, testcaddy.SiteConfig(corp, store))
+	reload(testcaddy.SiteConfig(corp, store), before, bob)
 	if resp, body := before.Navigate(base + "/page"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=alice ") {
 		t.Errorf("corp's session after partners was removed: %d %s", resp.StatusCode, body)
 	}
