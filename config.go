@@ -634,9 +634,9 @@ func providerField(i int, field string) string {
 // site with one IdP, or each provider block, which then exclude them.
 func (h *Handler) validateProviders() []error {
 	if len(h.Providers) == 0 {
-		return h.ProviderConfig.validate()
+		return append(h.ProviderConfig.validate(), h.validateRedirects()...)
 	}
-	var errs []error
+	errs := h.validateRedirects()
 	bad := func(field string, format string, args ...any) {
 		errs = append(errs, &configError{field, fmt.Errorf(format, args...)})
 	}
@@ -679,6 +679,45 @@ func (h *Handler) validateProviders() []error {
 		}
 	}
 	return errs
+}
+
+// validateRedirects checks the IdPs' callback URLs (see redirectOf): none
+// is another of the plugin's endpoints, and no two could be reached by the
+// same request, since the URL tells the IdPs' answers apart.
+func (h *Handler) validateRedirects() []error {
+	var errs []error
+	blocks, field := h.Providers, func(i int) string { return providerField(i, "redirect_url") }
+	if len(blocks) == 0 {
+		blocks = []ProviderBlock{{Name: defaultProviderName, ProviderConfig: h.ProviderConfig}}
+		field = func(int) string { return "redirect_url" }
+	}
+	urls := make([]*url.URL, len(blocks))
+	for i := range blocks {
+		u, err := redirectOf(h.PathPrefix, i, &blocks[i])
+		if err != nil {
+			continue // reported by ProviderConfig.validate
+		}
+		urls[i] = u
+		if rest, ok := strings.CutPrefix(u.Path, h.PathPrefix); ok && rest != "/callback" && endpointPaths[rest] != nil {
+			errs = append(errs, &configError{field(i), fmt.Errorf("redirect_url %s is the path of the plugin's own %s endpoint: choose another path (and register it at the IdP)", blocks[i].RedirectURL, rest)})
+		}
+		for j, v := range urls[:i] {
+			if v != nil && sameCallback(u, v) {
+				errs = append(errs, &configError{field(i), fmt.Errorf("provider %s: its callback URL %s is already provider %s's: each provider needs its own, which tells their answers apart (give one of them another redirect_url, or leave redirect_url out: <path_prefix>/callback?provider=<name>)", blocks[i].Name, u, blocks[j].Name)})
+			}
+		}
+	}
+	return errs
+}
+
+// sameCallback reports whether a request could reach both callback URLs
+// (see idp.reachedAt): the same path and provider parameter, and hosts
+// that may be the same (a path is on every host).
+func sameCallback(u, v *url.URL) bool {
+	if u.Path != v.Path || u.Query().Get("provider") != v.Query().Get("provider") {
+		return false
+	}
+	return !u.IsAbs() || !v.IsAbs() || canonicalHost(u.Host, u.Scheme) == canonicalHost(v.Host, v.Scheme)
 }
 
 // setFields lists the settings given in p, by their JSON (and Caddyfile)

@@ -24,22 +24,29 @@ import (
 // endpoint serves one of the plugin's own paths.
 type endpoint func(h *Handler, w http.ResponseWriter, r *http.Request) error
 
-// provisionEndpoints maps the plugin's paths to their handlers.
-func (h *Handler) provisionEndpoints() {
-	h.endpoints = map[string]endpoint{
-		h.PathPrefix + "/start":     (*Handler).serveStart,
-		h.PathPrefix + "/callback":  (*Handler).serveCallback,
-		h.PathPrefix + "/sign_out":  (*Handler).serveSignOut,
-		h.PathPrefix + "/userinfo":  (*Handler).serveUserInfo,
-		h.PathPrefix + "/session":   (*Handler).serveSessionStatus,
-		h.PathPrefix + "/jwks.json": (*Handler).serveJWKS,
+// endpointPaths are the plugin's own paths, under path_prefix, and what
+// serves each.
+var endpointPaths = map[string]endpoint{
+	"/start":     (*Handler).serveStart,
+	"/callback":  (*Handler).serveCallback,
+	"/sign_out":  (*Handler).serveSignOut,
+	"/userinfo":  (*Handler).serveUserInfo,
+	"/session":   (*Handler).serveSessionStatus,
+	"/jwks.json": (*Handler).serveJWKS,
 
-		h.PathPrefix + "/backchannel_logout":  (*Handler).serveBackchannelLogout,
-		h.PathPrefix + "/frontchannel_logout": (*Handler).serveFrontchannelLogout,
+	"/backchannel_logout":  (*Handler).serveBackchannelLogout,
+	"/frontchannel_logout": (*Handler).serveFrontchannelLogout,
+}
+
+// provisionEndpoints maps the plugin's paths to their handlers, and each
+// IdP's callback path to the callback.
+func (h *Handler) provisionEndpoints() {
+	h.endpoints = make(map[string]endpoint, len(endpointPaths)+len(h.idps))
+	for path, e := range endpointPaths {
+		h.endpoints[h.PathPrefix+path] = e
 	}
-	h.callbackURI = h.PathPrefix + "/callback"
 	for _, p := range h.idps {
-		h.endpoints[h.callbackPath(p)] = (*Handler).serveCallback
+		h.endpoints[p.redirect.Path] = (*Handler).serveCallback
 	}
 }
 
@@ -177,7 +184,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if p == nil {
 		return loginFailed(http.StatusBadRequest, loginFailureState, fmt.Errorf("login attempt with identity provider %q, which is no longer configured", truncate(f.Provider, 64)))
 	}
-	if r.URL.Path != h.callbackPath(p) {
+	if !p.reachedAt(r) {
 		h.logger.Warn("login callback at another provider's callback URL", zap.String("provider", p.name))
 		return loginFailed(http.StatusBadRequest, loginFailureState, fmt.Errorf("login callback at another URL than provider %s's", p.name))
 	}

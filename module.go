@@ -94,14 +94,13 @@ type Handler struct {
 	store   sessions.Store
 	caps    sessions.Capabilities
 	// sessions finds, refreshes, saves and ends the request's session.
-	sessions    *lifecycle.Keeper
-	migrator    *migrator // nil without migrate_oauth2_proxy or past its until
-	jar         cookies.Jar
-	flowKeys    *sessions.Keyring
-	binding     []byte
-	callbackURI string
-	endpoints   map[string]endpoint
-	stripNames  map[string]bool
+	sessions   *lifecycle.Keeper
+	migrator   *migrator // nil without migrate_oauth2_proxy or past its until
+	jar        cookies.Jar
+	flowKeys   *sessions.Keyring
+	binding    []byte
+	endpoints  map[string]endpoint
+	stripNames map[string]bool
 	// claimPlaceholders are the placeholder names of Claims, made once.
 	claimPlaceholders []string
 	jtis              *oidc.JTICache

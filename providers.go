@@ -9,8 +9,10 @@ package oidcsession
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,8 +41,8 @@ type idp struct {
 	// binding is issuer and client id: what the primary IdP's sessions
 	// and flows are sealed under.
 	binding []byte
-	// redirect is redirect_url, parsed; nil: <prefix>/callback on the
-	// request's host.
+	// redirect is its callback URL (see redirectOf): an absolute URL, or
+	// a path (with a query) on the request's host.
 	redirect *url.URL
 	// dpop: each login makes a DPoP key its session's tokens are bound to.
 	dpop bool
@@ -63,6 +65,9 @@ func (h *Handler) provisionProviders(repl *caddy.Replacer) error {
 	for i := range blocks {
 		b := &blocks[i]
 		p, pkeys, err := newIdP(b, h.siteRules(), repl)
+		if err == nil {
+			p.redirect, err = redirectOf(h.PathPrefix, i, b)
+		}
 		if err != nil {
 			if len(h.Providers) > 0 {
 				return fmt.Errorf("provider %s: %w", b.Name, err)
@@ -128,9 +133,6 @@ func newIdP(b *ProviderBlock, site ProviderRules, repl *caddy.Replacer) (*idp, [
 	if p.label == "" {
 		p.label = b.Name
 	}
-	if pc.RedirectURL != "" {
-		p.redirect, _ = parseRedirectURL(pc.RedirectURL) // validated
-	}
 	p.provider = oidc.NewProvider(cfg)
 	return p, cfg.ClientKeys, nil
 }
@@ -182,20 +184,69 @@ func (h *Handler) providerName(s *sessions.Session) string {
 	return ""
 }
 
-// callbackPath is the path the IdP sends the browser back to.
-func (h *Handler) callbackPath(p *idp) string {
-	if p.redirect != nil {
-		return p.redirect.Path
+// redirectOf is the callback URL of the i-th IdP (from 0) of a site with
+// this path prefix: its redirect_url, else <prefix>/callback for the
+// primary and <prefix>/callback?provider=<name> for the others. Each IdP
+// thus sends its answers to a URL of its own, which the callback checks
+// against the login flow's IdP (OAuth 2.0 Security BCP 4.4.2: an answer
+// of one IdP is never taken for another's, even from an IdP that sends no
+// RFC 9207 iss). A site with one IdP keeps <prefix>/callback.
+func redirectOf(prefix string, i int, b *ProviderBlock) (*url.URL, error) {
+	if b.RedirectURL != "" {
+		return parseRedirectURL(b.RedirectURL)
 	}
-	return h.callbackURI
+	u := &url.URL{Path: prefix + "/callback"}
+	if i > 0 {
+		u.RawQuery = url.Values{"provider": {b.Name}}.Encode()
+	}
+	return u, nil
 }
 
 // redirectURL is the callback URL of p for this request.
 func (h *Handler) redirectURL(r *http.Request, p *idp) string {
-	if p.redirect != nil && p.redirect.IsAbs() {
+	if p.redirect.IsAbs() {
 		return p.redirect.String()
 	}
-	return absoluteURL(r, h.callbackPath(p))
+	return absoluteURL(r, p.redirect.String())
+}
+
+// reachedAt reports whether a callback request came to p's callback URL:
+// its path, its host when the URL is absolute, and its query parameters,
+// the provider parameter included (absent when p's URL has none). The
+// scheme is not compared: behind a proxy the request's own may differ.
+func (p *idp) reachedAt(r *http.Request) bool {
+	u := p.redirect
+	if r.URL.Path != u.Path {
+		return false
+	}
+	if u.IsAbs() && canonicalHost(r.Host, u.Scheme) != canonicalHost(u.Host, u.Scheme) {
+		return false
+	}
+	want, got := u.Query(), r.URL.Query()
+	if got.Get("provider") != want.Get("provider") {
+		return false
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalHost is host[:port] in lower case, without a trailing dot and
+// without the scheme's default port.
+func canonicalHost(host, scheme string) string {
+	host = strings.ToLower(host)
+	if scheme == "https" {
+		host = strings.TrimSuffix(host, ":443")
+	} else {
+		host = strings.TrimSuffix(host, ":80")
+	}
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		return net.JoinHostPort(strings.TrimSuffix(h, "."), port)
+	}
+	return strings.TrimSuffix(host, ".")
 }
 
 // idpForLogin picks the IdP a login goes to: the one named, the one of the

@@ -267,6 +267,62 @@ func TestCallbackMixUp(t *testing.T) {
 	}
 }
 
+// TestCallbackURLOfEachProvider: every provider has a callback URL of its
+// own (the primary <prefix>/callback, the others with ?provider=<name>, or
+// their redirect_url), and the callback takes a flow only at its
+// provider's: path, provider parameter and, for an absolute URL, host.
+func TestCallbackURLOfEachProvider(t *testing.T) {
+	h := twoProviders(t, func(h *Handler) {
+		h.Providers[1].RedirectURL = ""
+		h.Providers = append(h.Providers, ProviderBlock{Name: "ext", ProviderConfig: ProviderConfig{Issuer: "http://127.0.0.1:1/ext", ClientID: "app-ext", RedirectURL: "https://auth.example.com/oauth2/ext/callback"}})
+	})
+	start := httptest.NewRequest(http.MethodGet, "http://app.example.com/oauth2/start", nil)
+	for name, want := range map[string]string{
+		"corp":     "http://app.example.com/oauth2/callback",
+		"partners": "http://app.example.com/oauth2/callback?provider=partners",
+		"ext":      "https://auth.example.com/oauth2/ext/callback",
+	} {
+		if got := h.redirectURL(start, h.idpByName[name]); got != want {
+			t.Errorf("redirect URI of %s: %q, want %q", name, got, want)
+		}
+	}
+	callback := func(target string, f *oidc.Flow) error {
+		rec := httptest.NewRecorder()
+		h.writeFlow(rec, start, f)
+		r := httptest.NewRequest(http.MethodGet, target+"code=c&state="+f.State, nil)
+		for _, c := range rec.Result().Cookies() {
+			r.AddCookie(c)
+		}
+		return h.ServeHTTP(httptest.NewRecorder(), r, nil)
+	}
+	flow := func(provider string) *oidc.Flow {
+		f := oidc.NewFlow("/", true)
+		f.Provider = provider
+		return f
+	}
+	for _, c := range []struct {
+		target, provider string
+		want             int // 503: taken (the IdP is then asked, and cannot be reached here)
+	}{
+		{"http://app.example.com/oauth2/callback?", "", http.StatusServiceUnavailable},
+		{"http://app.example.com/oauth2/callback?provider=partners&", "partners", http.StatusServiceUnavailable},
+		{"https://auth.example.com/oauth2/ext/callback?", "ext", http.StatusServiceUnavailable},
+		{"https://AUTH.example.com:443/oauth2/ext/callback?", "ext", http.StatusServiceUnavailable},
+		// The mix-up: an answer at another provider's callback URL.
+		{"http://app.example.com/oauth2/callback?", "partners", http.StatusBadRequest},
+		{"http://app.example.com/oauth2/callback?provider=partners&", "", http.StatusBadRequest},
+		{"http://app.example.com/oauth2/callback?provider=ext&", "ext", http.StatusBadRequest},
+		{"http://app.example.com/oauth2/callback?provider=&", "partners", http.StatusBadRequest},
+		{"http://app.example.com/oauth2/callback?provider=corp&", "", http.StatusBadRequest},
+		// An absolute redirect_url's path on another host.
+		{"http://app.example.com/oauth2/ext/callback?", "ext", http.StatusBadRequest},
+	} {
+		if err := callback(c.target, flow(c.provider)); statusOf(err) != c.want {
+			t.Errorf("flow of %q at %s: %v; want %d", c.provider, c.target, err, c.want)
+		}
+	}
+}
+
 // TestSessionProvider: a session belongs to the provider of its issuer;
 // one of a provider no longer configured belongs to none.
 func TestSessionProvider(t *testing.T) {

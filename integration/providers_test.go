@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -415,7 +416,7 @@ func TestProvidersDexAndZitadel(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	base := "http://" + addr
 	dex := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{base + "/oauth2/callback"}})
-	z := testidp.StartZitadel(t, testidp.ZitadelOptions{RedirectURIs: []string{base + "/oauth2/callback"}, PostLogoutRedirectURIs: []string{base + "/bye"}})
+	z := testidp.StartZitadel(t, testidp.ZitadelOptions{RedirectURIs: []string{base + "/oauth2/callback?provider=zitadel"}, PostLogoutRedirectURIs: []string{base + "/bye"}})
 	testcaddy.StartCaddyOn(t, addr, providersSite(clientBlock("dex", dex.Issuer, dex.ClientID, dex.ClientSecret, "")+
 		clientBlock("zitadel", z.Issuer, z.ClientID, z.ClientSecret, ""), "store memory"))
 
@@ -452,5 +453,91 @@ func TestProvidersDexAndZitadel(t *testing.T) {
 	// Dex has no end_session_endpoint: a local sign-out.
 	if resp, _ := atDex.Navigate(base + "/oauth2/sign_out?rd=/bye"); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/bye" {
 		t.Errorf("sign_out of the Dex user: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestProvidersMixUpCodeInjection: the IdP mix-up (OAuth 2.0 Security BCP
+// 4.4) where partners is the attacker's IdP and corp sends no RFC 9207
+// iss (mockoidc, like Dex, Google, Entra). The victim is made to start a
+// login with partners; partners sends the browser on to corp with the
+// attacker's own corp authorization request but the victim's state. corp's
+// answer comes to corp's callback URL, which is not the one of the
+// victim's flow (partners'): it is refused before its code goes anywhere,
+// so partners' token endpoint never sees it and the attacker has nothing
+// to inject into its own flow. Without redirect_url (partners' callback is
+// <prefix>/callback?provider=partners) as with one.
+func TestProvidersMixUpCodeInjection(t *testing.T) {
+	for _, c := range []struct{ name, partners string }{
+		{"default callback URLs", ""},
+		{"partners with its own redirect_url", "redirect_url /oauth2/partners/callback"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			corp := mockIdPWithKey(t, false)
+			partners := testcaddy.NewMockIdP(t, 0, false)
+			var mu sync.Mutex
+			var stolenCode, stolenVerifier string
+			if err := partners.AddMiddleware(func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if strings.HasSuffix(r.URL.Path, mockoidc.TokenEndpoint) {
+						_ = r.ParseForm()
+						mu.Lock()
+						stolenCode, stolenVerifier = r.Form.Get("code"), r.Form.Get("code_verifier")
+						mu.Unlock()
+					}
+					next.ServeHTTP(w, r)
+				})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			key, _ := mockoidc.RandomKeypair(2048)
+			partners.Keypair = key
+			testcaddy.StartIdP(t, partners)
+			base := testcaddy.StartCaddy(t, providersSite(providerBlock("corp", corp, "")+providerBlock("partners", partners, c.partners), "store memory"))
+
+			// 1. The attacker starts its own login with corp.
+			mallory := testcaddy.NewBrowser(t)
+			resp, _ := mallory.Navigate(base + "/oauth2/start?provider=corp&rd=/page")
+			attackerAuth, err := url.Parse(resp.Header.Get("Location"))
+			if err != nil || resp.StatusCode != http.StatusFound {
+				t.Fatalf("attacker's start: %d %v", resp.StatusCode, err)
+			}
+			attackerState := attackerAuth.Query().Get("state")
+
+			// 2. The victim follows a link that starts a login with partners.
+			victim := testcaddy.NewBrowser(t)
+			resp, _ = victim.Navigate(base + "/oauth2/start?provider=partners&rd=/page")
+			toPartners, _ := url.Parse(resp.Header.Get("Location"))
+			victimState := toPartners.Query().Get("state")
+			if got, want := toPartners.Query().Get("redirect_uri"), base+"/oauth2/callback?provider=partners"; c.partners == "" && got != want {
+				t.Errorf("partners' redirect_uri %q, want %q", got, want)
+			}
+
+			// 3. partners redirects the victim to corp with the attacker's
+			// request and the victim's state; the victim signs in at corp.
+			q := attackerAuth.Query()
+			q.Set("state", victimState)
+			attackerAuth.RawQuery = q.Encode()
+			corp.QueueUser(&mockoidc.MockUser{Subject: "victim-at-corp", Email: "ceo@corp.example", EmailVerified: true})
+			cb := victim.Authorize(attackerAuth.String())
+			if resp, body := victim.Navigate(cb); resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("corp's answer to the victim's partners flow: %d %s; want 400", resp.StatusCode, body)
+			}
+			mu.Lock()
+			code, verifier := stolenCode, stolenVerifier
+			mu.Unlock()
+			if code != "" || verifier != "" {
+				t.Errorf("partners' token endpoint got code %q and code_verifier %q", code, verifier)
+			}
+
+			// 4. The attacker injects what it has into its own corp flow.
+			inj := base + "/oauth2/callback?code=" + url.QueryEscape(code) + "&state=" + url.QueryEscape(attackerState)
+			resp, body := mallory.Navigate(inj)
+			if resp.StatusCode == http.StatusFound {
+				_, body = mallory.Navigate(base + "/page")
+			}
+			if strings.Contains(body, "id=victim-at-corp provider=corp") {
+				t.Errorf("account takeover: the attacker is logged in as the victim (%q)", body)
+			}
+		})
 	}
 }
