@@ -496,8 +496,10 @@ func (h *Handler) unmarshalHeaders(d *caddyfile.Dispenser) error {
 			target = &hc.Groups
 		case "access_token":
 			target = &hc.AccessToken
+		case "provider":
+			target = &hc.Provider
 		default:
-			return d.Errf("unknown headers option %q (known: user, email, name, groups, access_token)", d.Val())
+			return d.Errf("unknown headers option %q (known: user, email, name, groups, access_token, provider)", d.Val())
 		}
 		if err := cfgargs.One(d, target); err != nil {
 			return err

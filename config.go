@@ -351,6 +351,12 @@ type HeadersConfig struct {
 	// AccessToken carries the access token. Only set it for upstreams that
 	// call APIs on the user's behalf: it hands them the user's credential.
 	AccessToken string `json:"access_token,omitempty"`
+	// Provider carries {http.auth.user.provider}, the name of the identity
+	// provider of the session. Security: on a site with several, a user id,
+	// email or group is only as trustworthy as the provider that asserted
+	// it (two providers may both have a user "ceo"): an upstream that
+	// decides by them should also check this header.
+	Provider string `json:"provider,omitempty"`
 }
 
 // applyDefaults fills in what the configuration leaves out.
@@ -577,8 +583,10 @@ type ProviderBlock struct {
 	// Domains are email domains whose users log in here without the
 	// chooser: a login_hint (or an email given as one) ending in @domain
 	// goes straight to this provider. Each domain belongs to one provider.
-	// Default: none. Security: this only picks where a login starts; the
-	// session's identity is what the provider's ID token says.
+	// Default: none. Security: the domains are this provider's alone: a
+	// login at another provider whose email (verified or not) is of one of
+	// them is refused (403), so no other IdP can pass its users off as
+	// this one's by their address.
 	Domains []string `json:"domains,omitempty"`
 }
 

@@ -131,8 +131,12 @@ func applyTokens(s *sessions.Session, t *oidc.Tokens) {
 var errForbidden = errors.New("access denied")
 
 // authorize applies the allow rules (its provider's) to an authenticated
-// user.
+// user. An email of a domain that is another provider's (its domains) is
+// refused: only that provider speaks for its addresses.
 func (h *Handler) authorize(s *sessions.Session) error {
+	if err := h.checkDomainOwner(s); err != nil {
+		return err
+	}
 	rules := h.rulesOf(s)
 	if len(rules.AllowedEmailDomains) > 0 {
 		_, domain, ok := strings.Cut(s.Email, "@")
@@ -158,6 +162,23 @@ func (h *Handler) authorize(s *sessions.Session) error {
 	return nil
 }
 
+// checkDomainOwner refuses a session whose email is of a domain another
+// provider than its own has in its domains.
+func (h *Handler) checkDomainOwner(s *sessions.Session) error {
+	if len(h.domainOwner) == 0 || s.Email == "" {
+		return nil
+	}
+	at := strings.LastIndexByte(s.Email, '@')
+	if at < 0 {
+		return nil
+	}
+	owner := h.domainOwner[strings.ToLower(s.Email[at+1:])]
+	if owner != nil && owner != h.idpOf(s) {
+		return fmt.Errorf("%w: email domain %s is provider %s's, and this login is not from it (sign in with %s)", errForbidden, truncate(s.Email[at+1:], 64), owner.name, owner.label)
+	}
+	return nil
+}
+
 // expose hands the identity to the rest of the chain as placeholders and,
 // if configured, request headers.
 func (h *Handler) expose(r *http.Request, s *sessions.Session) {
@@ -177,6 +198,7 @@ func (h *Handler) expose(r *http.Request, s *sessions.Session) {
 		setHeader(r, hc.Name, s.Name)
 		setHeader(r, hc.Groups, joinList(s.Groups))
 		setHeader(r, hc.AccessToken, s.AccessToken)
+		setHeader(r, hc.Provider, h.providerName(s))
 	}
 }
 
@@ -234,7 +256,7 @@ func identityHeaderNames(hc *HeadersConfig) map[string]bool {
 		names[normalizeHeader(n)] = true
 	}
 	if hc != nil {
-		for _, n := range []string{hc.User, hc.Email, hc.Name, hc.Groups, hc.AccessToken} {
+		for _, n := range []string{hc.User, hc.Email, hc.Name, hc.Groups, hc.AccessToken, hc.Provider} {
 			if n != "" {
 				names[normalizeHeader(n)] = true
 			}

@@ -101,6 +101,8 @@ type Handler struct {
 	binding    []byte
 	endpoints  map[string]endpoint
 	stripNames map[string]bool
+	// domainOwner is the provider of each domain of the providers' domains.
+	domainOwner map[string]*idp
 	// claimPlaceholders are the placeholder names of Claims, made once.
 	claimPlaceholders []string
 	jtis              *oidc.JTICache

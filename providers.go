@@ -61,6 +61,7 @@ func (h *Handler) provisionProviders(repl *caddy.Replacer) error {
 	h.idps = make([]*idp, 0, len(blocks))
 	h.idpByName = make(map[string]*idp, len(blocks))
 	h.idpByIssuer = make(map[string]*idp, len(blocks))
+	h.domainOwner = map[string]*idp{}
 	var keys []*oidc.ClientKey
 	for i := range blocks {
 		b := &blocks[i]
@@ -80,6 +81,9 @@ func (h *Handler) provisionProviders(repl *caddy.Replacer) error {
 		h.idps = append(h.idps, p)
 		h.idpByName[p.name] = p
 		h.idpByIssuer[p.provider.Issuer()] = p
+		for _, d := range p.domains {
+			h.domainOwner[d] = p
+		}
 		keys = append(keys, pkeys...)
 	}
 	if len(keys) > 0 {
@@ -264,12 +268,7 @@ func (h *Handler) idpForLogin(name, loginHint string) (*idp, error) {
 		return h.primary(), nil
 	}
 	if at := strings.LastIndexByte(loginHint, '@'); at >= 0 {
-		domain := strings.ToLower(loginHint[at+1:])
-		for _, p := range h.idps {
-			if contains(p.domains, domain) {
-				return p, nil
-			}
-		}
+		return h.domainOwner[strings.ToLower(loginHint[at+1:])], nil
 	}
 	return nil, nil
 }

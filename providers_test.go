@@ -440,3 +440,44 @@ func TestFrontchannelLogoutOfOneProvider(t *testing.T) {
 		t.Errorf("front-channel logout of another issuer: %v; want 400", err)
 	}
 }
+
+// TestDomainsAreTheirProviders: partners (an IdP the site does not
+// control) asserts a corp subject and a verified address of corp's
+// domains: the site's allowed_email_domains would admit it, but the domain
+// is corp's, so only corp speaks for it (403). The provider is handed on
+// (headers { provider }), and a client cannot send that header itself.
+func TestDomainsAreTheirProviders(t *testing.T) {
+	h := twoProviders(t, func(h *Handler) {
+		h.AllowedEmailDomains = []string{"corp.example", "partner.example"}
+		h.Headers = &HeadersConfig{User: "X-Forwarded-User", Provider: "X-Forwarded-Provider"}
+	})
+	corp := &sessions.Session{Issuer: "http://127.0.0.1:1/corp"}
+	forged := &sessions.Session{Issuer: "http://127.0.0.1:1/partners"}
+	for _, s := range []*sessions.Session{corp, forged} {
+		if err := h.applyClaims(s, map[string]any{"sub": "ceo", "email": "ceo@Corp.Example", "email_verified": true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.authorize(corp); err != nil {
+		t.Errorf("corp's own user: %v", err)
+	}
+	if err := h.authorize(forged); !errors.Is(err, errForbidden) || !strings.Contains(err.Error(), "provider corp") {
+		t.Errorf("partners' user with a corp address: %v; want refused as corp's domain", err)
+	}
+	partner := &sessions.Session{Issuer: "http://127.0.0.1:1/partners", Subject: "p", Email: "p@partner.example", EmailVerified: true}
+	if err := h.authorize(partner); err != nil {
+		t.Errorf("partners' user of a domain no provider claims: %v", err)
+	}
+
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("X-Forwarded-Provider", "corp")
+	r.Header.Set("x_forwarded_provider", "corp")
+	h.stripIdentityHeaders(r)
+	if len(r.Header) != 0 {
+		t.Errorf("client-sent provider headers kept: %v", r.Header)
+	}
+	h.expose(r, partner)
+	if got := r.Header.Get("X-Forwarded-Provider"); got != "partners" {
+		t.Errorf("X-Forwarded-Provider %q, want partners", got)
+	}
+}

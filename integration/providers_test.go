@@ -220,7 +220,7 @@ func testProvidersChooserAndReload(t *testing.T, store string) {
 	}
 	reload(providersSite(
 		providerBlock("corp", corp, `label "Staff sign-in"
-			domains example.com`)+providerBlock("partners", partners, "label Partners"), store), before)
+			domains corp.example`)+providerBlock("partners", partners, "label Partners"), store), before)
 	resp, body := before.Navigate(base + "/page")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=alice provider=corp") {
 		t.Fatalf("the session of before the reload: %d %s", resp.StatusCode, body)
@@ -232,7 +232,7 @@ func testProvidersChooserAndReload(t *testing.T, store string) {
 		!strings.Contains(body, `value="corp">Staff sign-in</button>`) || !strings.Contains(body, `value="partners">Partners</button>`) {
 		t.Fatalf("chooser: %d %s", resp.StatusCode, body)
 	}
-	resp, _ = b.Navigate(base + "/oauth2/start?login_hint=bob@example.com&rd=/page")
+	resp, _ = b.Navigate(base + "/oauth2/start?login_hint=bob@corp.example&rd=/page")
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), corp.Issuer()) {
 		t.Errorf("login_hint of corp's domain: %d to %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
@@ -271,7 +271,9 @@ func TestProvidersBrowserDex(t *testing.T) {
 	host := "localhost:" + port
 	base := "http://" + host
 	corp := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{base + "/oauth2/callback"}, IDTokenTTL: chromeTokenTTL})
-	partners := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{base + "/oauth2/partners/callback"}, IDTokenTTL: chromeTokenTTL})
+	// partners' user has the same sub, and an address of another domain
+	// (one of corp's domains would be refused from partners).
+	partners := testidp.StartDex(t, testidp.DexOptions{RedirectURIs: []string{base + "/oauth2/partners/callback"}, IDTokenTTL: chromeTokenTTL, Email: "admin@partner.example"})
 	testcaddy.StartCaddySites(t, map[string]string{host: fmt.Sprintf(`	oidc_session {
 		provider corp {
 			issuer %s
@@ -328,7 +330,8 @@ func TestProvidersBrowserDex(t *testing.T) {
 	protected := base + "/app/page"
 	signedInAt := func(provider string) func(headless.Page) bool {
 		return func(p headless.Page) bool {
-			return p.URL == protected && strings.Contains(p.Text, "Signed in as "+corp.Email+" at "+provider)
+			email := map[string]string{"corp": corp.Email, "partners": partners.Email}[provider]
+			return p.URL == protected && strings.Contains(p.Text, "Signed in as "+email+" at "+provider)
 		}
 	}
 	loginAtDex := func(d *testidp.Dex) {
@@ -362,8 +365,8 @@ func TestProvidersBrowserDex(t *testing.T) {
 	loginAtDex(corp)
 	waitFor("the page after logging in at corp", signedInAt("corp"))
 
-	// 3. Sign out, then partners (its own callback URL): the same user and
-	// sub at another IdP is another session, of partners.
+	// 3. Sign out, then partners (its own callback URL): the same sub at
+	// another IdP is another session, of partners.
 	run("sign out", chromedp.Navigate(base+"/oauth2/sign_out?rd=/app/page"))
 	waitFor("the chooser after sign out", func(p headless.Page) bool { return strings.Contains(p.Text, "Staff sign-in") })
 	run("choose partners", chromedp.Click(chromedp.CSS(`button[value="partners"]`)))
