@@ -142,8 +142,10 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	}
 	// Without iss and sid, nothing ties the request to the IdP: another
 	// site could frame this URL. A cross-site request must then come from
-	// the IdP's own pages (when the browser says where it comes from).
-	if iss == "" && r.Header.Get("Sec-Fetch-Site") == "cross-site" && !h.fromIssuer(r.Referer()) {
+	// the IdP's own pages (when the browser says where it comes from), and
+	// only the session of that IdP ends.
+	crossSiteWithoutIss := iss == "" && r.Header.Get("Sec-Fetch-Site") == "cross-site"
+	if crossSiteWithoutIss && r.Referer() != "" && h.refererIdP(r.Referer(), nil) == nil {
 		return caddyhttp.Error(http.StatusForbidden, errors.New("cross-site front-channel logout without iss and sid from another origin than the IdP's"))
 	}
 	// The IdP whose session ended: the one of iss, or without iss (only
@@ -157,6 +159,8 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	if value := h.jar.Read(r); value != "" {
 		sess, err := h.sessions.Peek(r.Context(), value)
 		switch {
+		case err == nil && crossSiteWithoutIss && h.refererIdP(r.Referer(), h.idpOf(sess)) != h.idpOf(sess):
+			return caddyhttp.Error(http.StatusForbidden, errors.New("cross-site front-channel logout without iss and sid from another origin than the session's IdP's"))
 		case err == nil && sess.SID == sid && (p == nil || h.idpOf(sess) == p):
 			cookie, err := h.sessions.End(r.Context(), value, sess, logoutFrontchannel)
 			if err != nil {
@@ -181,21 +185,33 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	return err
 }
 
-// fromIssuer reports whether a Referer is absent or of the origin of one
-// of the issuers.
-func (h *Handler) fromIssuer(referer string) bool {
+// refererIdP is the IdP a Referer is from: the one of its origin, among
+// several of that origin the one whose issuer path it is under (browsers
+// often send the origin only; then prefer, when it is of that origin, is
+// taken). Without a Referer (the browser does not say) it is prefer; nil
+// when the Referer is of no IdP.
+func (h *Handler) refererIdP(referer string, prefer *idp) *idp {
 	if referer == "" {
-		return true
+		return prefer
 	}
 	ref, err := url.Parse(referer)
 	if err != nil {
-		return false
+		return nil
 	}
+	var best *idp
+	bestLen := -1
 	for _, p := range h.idps {
 		iss, err := url.Parse(p.provider.Issuer())
-		if err == nil && strings.EqualFold(ref.Scheme, iss.Scheme) && strings.EqualFold(ref.Host, iss.Host) {
-			return true
+		if err != nil || !strings.EqualFold(ref.Scheme, iss.Scheme) || !strings.EqualFold(ref.Host, iss.Host) {
+			continue
+		}
+		n := 0 // of its origin only
+		if path := strings.TrimSuffix(iss.Path, "/"); path != "" && (ref.Path == path || strings.HasPrefix(ref.Path, path+"/")) {
+			n = len(path)
+		}
+		if n > bestLen || n == bestLen && p == prefer {
+			best, bestLen = p, n
 		}
 	}
-	return false
+	return best
 }

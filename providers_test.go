@@ -481,3 +481,36 @@ func TestDomainsAreTheirProviders(t *testing.T) {
 		t.Errorf("X-Forwarded-Provider %q, want partners", got)
 	}
 }
+
+// TestFrontchannelFromOtherIdPOrigin: a frame of partners' pages loading
+// frontchannel_logout without iss and sid does not end the browser's corp
+// session (partners did not log the user out of corp), even at one origin
+// with corp; a frame of corp's pages does.
+func TestFrontchannelFromOtherIdPOrigin(t *testing.T) {
+	h := twoProviders(t, nil)
+	now := time.Now()
+	v, err := h.store.Save(t.Context(), "", &sessions.Session{Issuer: "http://127.0.0.1:1/corp", Subject: "u1", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := func(referer string) (*httptest.ResponseRecorder, error) {
+		r := httptest.NewRequest(http.MethodGet, "/oauth2/frontchannel_logout", nil)
+		r.Header.Set("Sec-Fetch-Site", "cross-site")
+		r.Header.Set("Sec-Fetch-Dest", "iframe")
+		r.Header.Set("Referer", referer)
+		r.AddCookie(&http.Cookie{Name: h.Cookie.Name, Value: v})
+		rec := httptest.NewRecorder()
+		return rec, h.ServeHTTP(rec, r, nil)
+	}
+	cleared := func(rec *httptest.ResponseRecorder) bool {
+		c := rec.Result().Cookies()
+		return len(c) > 0 && c[0].Name == h.Cookie.Name && c[0].MaxAge < 0
+	}
+	rec, err := frame("http://127.0.0.1:1/partners/some-page")
+	if cleared(rec) || statusOf(err) != http.StatusForbidden {
+		t.Errorf("a frame of partners' pages: %v, cookie cleared %v; want 403 and the corp session kept", err, cleared(rec))
+	}
+	if rec, err := frame("http://127.0.0.1:1/corp/logout"); err != nil || !cleared(rec) {
+		t.Errorf("a frame of corp's pages: %v, cookie cleared %v; want the session ended", err, cleared(rec))
+	}
+}
