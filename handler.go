@@ -114,11 +114,17 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 		h.logger.Error("session store unavailable", zap.Error(err))
 		return nil, caddyhttp.Error(h.UnavailableStatus, sessions.ErrUnavailable)
 	}
-	// A session of a provider no longer configured is not this site's
-	// any more (it cannot be refreshed or logged out at its IdP).
-	if sess != nil && (h.untrustedEmail(sess) || h.idpOf(sess) == nil) {
+	if sess != nil && h.untrustedEmail(sess) {
 		cookie = h.sessions.Discard(r.Context(), value, sess, logoutOther)
 		sess = nil
+	}
+	// A session of an IdP this handler does not know (one of another
+	// oidc_session block with more providers, e.g. a corp-only block on
+	// /admin, or of a provider since removed) is no session here: it is
+	// left as it is, for the handlers that know it, and a login here
+	// replaces it.
+	if sess != nil && h.idpOf(sess) == nil {
+		sess, cookie = nil, lifecycle.Cookie{}
 	}
 	if sess == nil {
 		// An oauth2-proxy session taken over writes its own cookie.

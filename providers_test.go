@@ -514,3 +514,34 @@ func TestFrontchannelFromOtherIdPOrigin(t *testing.T) {
 		t.Errorf("a frame of corp's pages: %v, cookie cleared %v; want the session ended", err, cleared(rec))
 	}
 }
+
+// TestNarrowerBlockLeavesSessions: a second oidc_session block (same
+// cookie and secret) that lets only corp in, e.g. on /admin, answers a
+// partners user's request as one without a session (401 here), and leaves
+// the session and its cookie alone: the rest of the site still has it.
+func TestNarrowerBlockLeavesSessions(t *testing.T) {
+	site := twoProviders(t, nil)
+	admin := &Handler{ProviderConfig: ProviderConfig{Issuer: "http://127.0.0.1:1/corp", ClientID: "app"}, Cookie: CookieConfig{Secrets: []string{testSecret}}}
+	if err := provisioned(t, admin); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	v, err := site.store.Save(t.Context(), "", &sessions.Session{Issuer: "http://127.0.0.1:1/partners", Subject: "p1", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/admin/", nil)
+	r.Header.Set("Accept", "application/json")
+	r.AddCookie(&http.Cookie{Name: site.Cookie.Name, Value: v})
+	rec := httptest.NewRecorder()
+	err = admin.ServeHTTP(rec, r, nil)
+	if statusOf(err) != http.StatusUnauthorized {
+		t.Errorf("partners' session at the corp-only block: %v; want 401", err)
+	}
+	if c := rec.Result().Cookies(); len(c) > 0 {
+		t.Errorf("the corp-only block wrote cookie %s (max-age %d)", c[0].Name, c[0].MaxAge)
+	}
+	if s, err := site.store.Load(t.Context(), v); err != nil || s.Subject != "p1" {
+		t.Errorf("the partners session after the corp-only block: %v %v; want it kept", s, err)
+	}
+}

@@ -21,12 +21,13 @@ type refresher struct{ h *Handler }
 // final (lifecycle.ErrRefused); an IdP that cannot be reached is not.
 func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions.Session, error) {
 	h := rf.h
-	// A session is refreshed at its own IdP only; one whose IdP is gone
-	// from the configuration ends.
+	// A session is refreshed at its own IdP only. One whose IdP this
+	// handler does not know is not ended (not a final answer): it may be
+	// another handler's, which refreshes it.
 	p := h.idpOf(s)
 	if p == nil {
 		metricRefreshFailure(nil, refreshFailureOther)
-		return nil, fmt.Errorf("%w: the session's identity provider (%s) is no longer configured", lifecycle.ErrRefused, s.Issuer)
+		return nil, fmt.Errorf("the session's identity provider (%s) is not one of this handler's", s.Issuer)
 	}
 	ctx, err := p.withSessionDPoPKey(ctx, s)
 	if err != nil {

@@ -250,7 +250,7 @@ func testProvidersChooserAndReload(t *testing.T, store string) {
 	bob := loginAt(t, partners, base, "partners", "bob")
 
 	// Back to corp alone (the top-level form): corp's sessions go on,
-	// partners' end at their next request.
+	// partners' are no session here (a login at corp).
 	reload(testcaddy.SiteConfig(corp, store), before, bob)
 	if resp, body := before.Navigate(base + "/page"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "id=alice ") {
 		t.Errorf("corp's session after partners was removed: %d %s", resp.StatusCode, body)
