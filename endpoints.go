@@ -113,7 +113,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	}
 	f := oidc.NewFlow(h.loginReturnTo(r, returnTo), !p.cfg.DisablePKCE)
 	f.Origin = requestScheme(r) + "://" + r.Host
-	f.Provider = p.flowProvider(h)
+	p.recordIn(h, f)
 	if f.DPoP, err = p.newDPoPKey(); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
@@ -182,7 +182,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	// callback URL registered there.
 	p := h.idpOfFlow(f)
 	if p == nil {
-		return loginFailed(http.StatusBadRequest, loginFailureState, fmt.Errorf("login attempt with identity provider %q, which is no longer configured", truncate(f.Provider, 64)))
+		return loginFailed(http.StatusBadRequest, loginFailureState, fmt.Errorf("login attempt with identity provider %q, which is no longer configured (or now has another issuer)", truncate(f.Provider, 64)))
 	}
 	if !p.reachedAt(r) {
 		h.logger.Warn("login callback at another provider's callback URL", zap.String("provider", p.name))

@@ -162,21 +162,25 @@ func (h *Handler) idpOf(s *sessions.Session) *idp {
 }
 
 // idpOfFlow is the IdP a login flow was started with; nil when it is no
-// longer configured.
+// longer configured, or its name is now another issuer's. (The primary's
+// flows are sealed under its issuer and client id.)
 func (h *Handler) idpOfFlow(f *oidc.Flow) *idp {
 	if f.Provider == "" {
 		return h.primary()
 	}
-	return h.idpByName[f.Provider]
+	if p := h.idpByName[f.Provider]; p != nil && p.provider.Issuer() == f.Issuer {
+		return p
+	}
+	return nil
 }
 
-// flowProvider is what a flow records of its IdP: nothing for the primary
-// one, so the flows of a site with one IdP are as before.
-func (p *idp) flowProvider(h *Handler) string {
-	if p == h.primary() {
-		return ""
+// recordIn records p in a flow as idpOfFlow reads it: nothing for the
+// primary, so the flows of a site with one IdP are as before; its name
+// and issuer for the others.
+func (p *idp) recordIn(h *Handler, f *oidc.Flow) {
+	if p != h.primary() {
+		f.Provider, f.Issuer = p.name, p.provider.Issuer()
 	}
-	return p.name
 }
 
 // providerName is the name of a session's IdP, for placeholders, events

@@ -247,7 +247,7 @@ func TestCallbackMixUp(t *testing.T) {
 		return h.ServeHTTP(httptest.NewRecorder(), r, nil)
 	}
 	partners := oidc.NewFlow("/", true)
-	partners.Provider = "partners"
+	h.idpByName["partners"].recordIn(h, partners)
 	err := callback("/oauth2/callback", partners)
 	if statusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "another URL than provider partners") {
 		t.Errorf("partners' flow at corp's callback: %v; want 400", err)
@@ -260,6 +260,13 @@ func TestCallbackMixUp(t *testing.T) {
 	gone.Provider = "removed"
 	if err := callback("/oauth2/callback", gone); statusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "no longer configured") {
 		t.Errorf("flow of a removed provider: %v; want 400", err)
+	}
+	// A reload that gives the name partners to another issuer: the flow's
+	// code is not sent there.
+	moved := oidc.NewFlow("/", true)
+	moved.Provider, moved.Issuer = "partners", "http://127.0.0.1:1/partners-before"
+	if err := callback("/oauth2/partners/callback", moved); statusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "another issuer") {
+		t.Errorf("flow of a provider name now another issuer's: %v; want 400", err)
 	}
 	// Its own callback: the IdP is asked (and cannot be reached here).
 	if err := callback("/oauth2/partners/callback", partners); statusOf(err) != http.StatusServiceUnavailable {
@@ -297,6 +304,9 @@ func TestCallbackURLOfEachProvider(t *testing.T) {
 	}
 	flow := func(provider string) *oidc.Flow {
 		f := oidc.NewFlow("/", true)
+		if p := h.idpByName[provider]; p != nil {
+			p.recordIn(h, f)
+		}
 		f.Provider = provider
 		return f
 	}
