@@ -108,7 +108,10 @@ func serveSessions(w http.ResponseWriter, r *http.Request) error {
 // 100k sessions never sits in memory at once. An error after the first
 // byte ends the array and is reported in an "error" member.
 func listSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Manager, unmanaged []string) error {
-	sub, provider := r.URL.Query().Get("sub"), r.URL.Query().Get("provider")
+	sub, provider, err := sessionFilters(r)
+	if err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	fmt.Fprint(w, `{"sessions":[`)
@@ -145,7 +148,10 @@ func listSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Ma
 
 func endSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Manager, unmanaged []string, id string, hasID bool) error {
 	ctx := r.Context()
-	sub, provider := r.URL.Query().Get("sub"), r.URL.Query().Get("provider")
+	sub, provider, err := sessionFilters(r)
+	if err != nil {
+		return err
+	}
 	ended := 0
 	for _, m := range managers {
 		var n int
@@ -179,6 +185,19 @@ func endSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Man
 		Ended     int      `json:"ended"`
 		Unmanaged []string `json:"unmanaged,omitempty"`
 	}{ended, unmanaged})
+}
+
+// sessionFilters are the sub and provider parameters of a request for
+// sessions. One given empty is a 400: `DELETE ...?provider=` must not end
+// every session, as a request without it does.
+func sessionFilters(r *http.Request) (sub, provider string, err error) {
+	q := r.URL.Query()
+	for _, name := range []string{"sub", "provider"} {
+		if q.Has(name) && q.Get(name) == "" {
+			return "", "", caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("parameter %s is empty: give a value, or leave it out", name)}
+		}
+	}
+	return q.Get("sub"), q.Get("provider"), nil
 }
 
 // adminSession is a session as the admin API lists it.

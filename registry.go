@@ -60,17 +60,19 @@ func (r *storeRegistry) managers() ([]sessions.Manager, []string) {
 }
 
 // providerOf names the identity provider of a session of store s, as the
-// handlers of s know it; "" when none of them has its issuer.
+// handlers of s know it; "" when none of them has its issuer. When their
+// names for it differ, the least one, whatever the order of the handlers.
 func (r *storeRegistry) providerOf(s any, m *sessions.Meta) string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	name := ""
 	for h, st := range r.entries {
 		if any(st) != s {
 			continue
 		}
-		if p := h.idpByIssuer[m.IssuerOf(h.primary().provider.Issuer())]; p != nil {
-			return p.name
+		if p := h.idpByIssuer[m.IssuerOf(h.primary().provider.Issuer())]; p != nil && (name == "" || p.name < name) {
+			name = p.name
 		}
 	}
-	return ""
+	return name
 }
