@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"net/url"
 
@@ -102,6 +103,20 @@ func loadChooser(file string) (*template.Template, error) {
 		return nil, fmt.Errorf("chooser_template: %w", err)
 	}
 	return t, nil
+}
+
+// checkChooser executes a chooser template once with sample data of the
+// configured providers, so that one using a field the data does not have
+// stops Caddy at start instead of failing every login.
+func (h *Handler) checkChooser(t *template.Template) error {
+	data := ChooserData{Action: h.PathPrefix + "/start", ReturnTo: "/", LoginHint: "user@example.com", AskEmail: true}
+	for _, b := range h.Providers {
+		data.Providers = append(data.Providers, ChooserProvider{Name: b.Name, Label: b.Name, URL: h.PathPrefix + "/start?provider=" + b.Name})
+	}
+	if err := t.Execute(io.Discard, data); err != nil {
+		return fmt.Errorf("chooser_template: executing it with sample data: %w", err)
+	}
+	return nil
 }
 
 // serveChooser answers a login that could go to several IdPs with the

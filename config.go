@@ -450,7 +450,11 @@ func (h *Handler) validate() error {
 	}
 	errs = append(errs, h.validateProviders()...)
 	if h.ChooserTemplate != "" {
-		if _, err := loadChooser(h.ChooserTemplate); err != nil {
+		t, err := loadChooser(h.ChooserTemplate)
+		if err == nil {
+			err = h.checkChooser(t)
+		}
+		if err != nil {
 			bad("chooser_template", "%w", err)
 		}
 	}
@@ -610,6 +614,10 @@ type ProviderRules struct {
 	// these groups. Default: the top-level allowed_groups. Security: a
 	// provider whose users name their own groups should have its own
 	// list, or the top-level one decides.
+	// In JSON, an empty list ("allowed_groups": []) is a list of its own:
+	// it switches the rule off for this provider rather than taking the
+	// top-level one (as do allowed_email_domains: [] and
+	// required_claims: {}); leave the field out to inherit.
 	AllowedGroups []string `json:"allowed_groups,omitempty"`
 	// RequiredClaims admits only this provider's users whose claims have
 	// one of the listed values, for every claim listed. Default: the

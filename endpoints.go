@@ -203,7 +203,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	if e := q.Get("error"); e != "" {
 		endSpan(sp, nil)
-		h.logger.Info("IdP refused the login", zap.String("error", truncate(e, 64)))
+		h.logger.Info("IdP refused the login", zap.String("provider", p.name), zap.String("error", truncate(e, 64)))
 		return loginFailed(http.StatusForbidden, loginFailureIdPError, fmt.Errorf("login refused by the identity provider: %s", truncate(e, 64)))
 	}
 	code := q.Get("code")
@@ -216,21 +216,21 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	tokens, err := p.provider.Exchange(oidc.WithDPoPKey(ctx, f.DPoP), d, f, code, h.redirectURL(r, p))
 	endSpan(sp, err)
 	if errors.Is(err, oidc.ErrUnavailable) {
-		h.logger.Error("login failed: IdP unavailable", zap.Error(err))
+		h.logger.Error("login failed: IdP unavailable", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(h.UnavailableStatus, loginFailureUnavailable, err)
 	}
 	if errors.Is(err, oidc.ErrNotDPoPBound) {
 		// dpop on, and an IdP (or client registration) without DPoP: no
 		// login can work until one of them changes.
-		h.logger.Error("login failed: configuration and IdP do not fit", zap.Error(err))
+		h.logger.Error("login failed: configuration and IdP do not fit", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(http.StatusInternalServerError, loginFailureExchange, err)
 	}
 	if err != nil {
-		h.logger.Warn("login failed", zap.Error(err))
+		h.logger.Warn("login failed", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(http.StatusBadRequest, loginFailureExchange, err)
 	}
 	if err := checkAuthentication(f, tokens.Claims); err != nil {
-		h.logger.Info("login refused: authentication weaker than asked", zap.Error(err))
+		h.logger.Info("login refused: authentication weaker than asked", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
 	}
 	sess, err := h.newSession(p, tokens)
@@ -238,14 +238,14 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		err = keepDPoPKey(sess, f.DPoP)
 	}
 	if errors.Is(err, errForbidden) {
-		h.logger.Info("login denied", zap.Error(err))
+		h.logger.Info("login denied", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
 	}
 	if err != nil {
 		return loginFailed(http.StatusBadRequest, loginFailureVerify, err)
 	}
 	if err := h.authorize(sess); err != nil {
-		h.logger.Info("login denied by authorization rules", zap.String("sub", sess.Subject), zap.Error(err))
+		h.logger.Info("login denied by authorization rules", zap.String("provider", p.name), zap.String("sub", sess.Subject), zap.Error(err))
 		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
 	}
 	// A new login never continues an earlier session (no fixation): the

@@ -192,10 +192,11 @@ func TestChooserTemplate(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("{{.Nope}}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h = twoProviders(t, func(h *Handler) { h.ChooserTemplate = bad })
-	err := h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/oauth2/start", nil), nil)
-	if statusOf(err) != http.StatusInternalServerError {
-		t.Errorf("a template that fails: %v; want 500", err)
+	// A template that fails with the data it gets stops Caddy at start.
+	h = &Handler{Providers: twoProviders(t, nil).Providers, Cookie: CookieConfig{Secrets: []string{testSecret}}}
+	h.ChooserTemplate = bad
+	if err := provisioned(t, h); err == nil || !strings.Contains(err.Error(), "executing it with sample data") {
+		t.Errorf("a template that fails: Provision %v; want the chooser_template error", err)
 	}
 }
 
