@@ -22,10 +22,15 @@ func init() {
 // no configuration: Caddy loads every admin.api module.
 //
 //	GET    /oidc_session/health             whether each session store is reachable
-//	GET    /oidc_session/sessions[?sub=S]   live sessions of the server-side stores (streamed)
-//	DELETE /oidc_session/sessions/<id>      end one session
-//	DELETE /oidc_session/sessions?sub=S     end a user's sessions
-//	DELETE /oidc_session/sessions           end all sessions
+//	GET    /oidc_session/sessions[?sub=S][&provider=P]  live sessions of the server-side stores (streamed)
+//	DELETE /oidc_session/sessions/<id>                  end one session
+//	DELETE /oidc_session/sessions?sub=S[&provider=P]    end a user's sessions
+//	DELETE /oidc_session/sessions?provider=P            end the sessions of one identity provider
+//	DELETE /oidc_session/sessions                       end all sessions
+//
+// Each session object names its identity provider ("provider": the
+// provider block's name, "default" for a site with one IdP). A subject is
+// unique per provider only: give provider with sub on a site with several.
 //
 // Sessions in the cookie store live only in browsers: they cannot be
 // listed or ended here (responses name such stores under "unmanaged").
@@ -103,7 +108,10 @@ func serveSessions(w http.ResponseWriter, r *http.Request) error {
 // 100k sessions never sits in memory at once. An error after the first
 // byte ends the array and is reported in an "error" member.
 func listSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Manager, unmanaged []string) error {
-	sub := r.URL.Query().Get("sub")
+	sub, provider, err := sessionFilters(r)
+	if err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	fmt.Fprint(w, `{"sessions":[`)
@@ -111,11 +119,15 @@ func listSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Ma
 	var walkErr error
 	for _, m := range managers {
 		walkErr = m.Sessions(r.Context(), sub, func(meta sessions.Meta) error {
+			name := registry.providerOf(m, &meta)
+			if provider != "" && name != provider {
+				return nil
+			}
 			if n > 0 {
 				fmt.Fprint(w, ",")
 			}
 			n++
-			return enc.Encode(meta)
+			return enc.Encode(adminSession{meta, name})
 		})
 		if walkErr != nil {
 			break
@@ -136,7 +148,10 @@ func listSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Ma
 
 func endSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Manager, unmanaged []string, id string, hasID bool) error {
 	ctx := r.Context()
-	sub := r.URL.Query().Get("sub")
+	sub, provider, err := sessionFilters(r)
+	if err != nil {
+		return err
+	}
 	ended := 0
 	for _, m := range managers {
 		var n int
@@ -147,14 +162,16 @@ func endSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Man
 			if ok, err = m.EndID(ctx, id); ok {
 				n = 1
 			}
+		case provider != "":
+			n, err = endOfProvider(ctx, m, sub, provider)
 		case sub != "":
-			n, err = m.EndSubject(ctx, sub)
+			n, err = m.EndSubject(ctx, "", sub)
 		default:
 			n, err = m.EndAll(ctx)
 		}
 		ended += n
 		for i := 0; i < n; i++ {
-			metricLogout(logoutAdmin)
+			metricLogout(nil, logoutAdmin)
 		}
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
@@ -168,6 +185,48 @@ func endSessions(w http.ResponseWriter, r *http.Request, managers []sessions.Man
 		Ended     int      `json:"ended"`
 		Unmanaged []string `json:"unmanaged,omitempty"`
 	}{ended, unmanaged})
+}
+
+// sessionFilters are the sub and provider parameters of a request for
+// sessions. One given empty is a 400: `DELETE ...?provider=` must not end
+// every session, as a request without it does.
+func sessionFilters(r *http.Request) (sub, provider string, err error) {
+	q := r.URL.Query()
+	for _, name := range []string{"sub", "provider"} {
+		if q.Has(name) && q.Get(name) == "" {
+			return "", "", caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("parameter %s is empty: give a value, or leave it out", name)}
+		}
+	}
+	return q.Get("sub"), q.Get("provider"), nil
+}
+
+// adminSession is a session as the admin API lists it.
+type adminSession struct {
+	sessions.Meta
+	Provider string `json:"provider,omitempty"`
+}
+
+// endOfProvider ends the sessions of one provider in m (of one subject,
+// when sub is not empty).
+func endOfProvider(ctx context.Context, m sessions.Manager, sub, provider string) (int, error) {
+	var ids []string
+	err := m.Sessions(ctx, sub, func(meta sessions.Meta) error {
+		if registry.providerOf(m, &meta) == provider {
+			ids = append(ids, meta.ID)
+		}
+		return nil
+	})
+	n := 0
+	for _, id := range ids {
+		if err != nil {
+			break
+		}
+		var ok bool
+		if ok, err = m.EndID(ctx, id); ok {
+			n++
+		}
+	}
+	return n, err
 }
 
 func methodNotAllowed() error {

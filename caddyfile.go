@@ -3,6 +3,7 @@ package oidcsession
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -78,72 +79,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		at.fields[d.Val()] = d.Line()
 		var err error
+		if known, err := h.ProviderConfig.unmarshalSetting(d, at, ""); known {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		switch d.Val() {
-		case "issuer":
-			err = cfgargs.One(d, &h.Issuer)
-		case "client_id":
-			err = cfgargs.One(d, &h.ClientID)
-		case "client_secret":
-			err = cfgargs.One(d, &h.ClientSecret)
-		case "client_auth":
-			err = cfgargs.One(d, &h.ClientAuth)
-		case "client_key":
-			// Repeatable: a second one is published for rotation. Each
-			// one's line, for the errors of that key.
-			var key string
-			if err = cfgargs.One(d, &key); err == nil {
-				h.ClientKeys = append(h.ClientKeys, key)
-				at.fields[clientKeyField(len(h.ClientKeys)-1)] = d.Line()
-			}
-		case "client_key_id":
-			var ids []string
-			if err = cfgargs.Many(d, &ids); err == nil {
-				h.ClientKeyIDs = append(h.ClientKeyIDs, ids...)
-			}
-		case "par":
-			err = cfgargs.One(d, &h.PAR)
-		case "dpop":
-			err = cfgargs.One(d, &h.DPoP)
-		case "profile":
-			err = cfgargs.One(d, &h.Profile)
-		case "redirect_url":
-			err = cfgargs.One(d, &h.RedirectURL)
-		case "scopes":
-			err = cfgargs.Many(d, &h.Scopes)
+		case "provider":
+			err = h.unmarshalProvider(d, at)
+		case "chooser_template":
+			err = cfgargs.One(d, &h.ChooserTemplate)
 		case "path_prefix":
 			err = cfgargs.One(d, &h.PathPrefix)
-		case "disable_pkce":
-			err = cfgargs.Flag(d, &h.DisablePKCE)
-		case "fetch_userinfo":
-			// Bare, as before there were modes: on.
-			var mode string
-			if d.NextArg() {
-				mode = d.Val()
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-			} else {
-				mode = "on"
-			}
-			h.FetchUserInfo = FetchUserInfoMode(mode)
-		case "prompt":
-			var values []string
-			if err = cfgargs.Many(d, &values); err == nil {
-				h.Prompt = strings.Join(values, " ")
-			}
-		case "login_hint":
-			err = cfgargs.One(d, &h.LoginHint)
-		case "acr_values":
-			err = cfgargs.Many(d, &h.ACRValues)
-		case "max_age":
-			err = cfgargs.Duration(d, &h.MaxAge)
-		case "resource":
-			var values []string
-			if err = cfgargs.Many(d, &values); err == nil {
-				h.Resource = append(h.Resource, values...)
-			}
-		case "auth_params":
-			err = h.unmarshalAuthParams(d)
 		case "require_acr":
 			err = cfgargs.Many(d, &h.RequireACR)
 		case "max_auth_age":
@@ -190,16 +138,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allowed_groups":
 			err = cfgargs.Many(d, &h.AllowedGroups)
 		case "require_claim":
-			var args []string
-			if err = cfgargs.Many(d, &args); err == nil {
-				if len(args) < 2 {
-					return d.Err("require_claim takes a claim name and at least one value")
-				}
-				if h.RequiredClaims == nil {
-					h.RequiredClaims = map[string][]string{}
-				}
-				h.RequiredClaims[args[0]] = append(h.RequiredClaims[args[0]], args[1:]...)
-			}
+			err = unmarshalRequireClaim(d, &h.RequiredClaims)
 		case "max_login_flows":
 			var s string
 			if err = cfgargs.One(d, &s); err == nil {
@@ -232,8 +171,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "login_timeout":
 			err = cfgargs.Duration(d, &h.LoginTimeout)
-		case "provider_timeout":
-			err = cfgargs.Duration(d, &h.ProviderTimeout)
 		case "bearer":
 			if h.Bearer != nil {
 				return d.Err("bearer: one bearer block only (list several audiences or issuers in it)")
@@ -250,15 +187,140 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	// The configuration as Provision will see it, checked by the same
 	// validation, its mistakes reported at their lines.
 	defaulted := *h
+	defaulted.Providers = slices.Clone(h.Providers)
 	defaulted.applyDefaults()
 	return at.wrap(defaulted.validate())
+}
+
+// unmarshalSetting reads the subdirective at d if it is one of an IdP's
+// settings (known false otherwise). prefix is what the lines of the
+// provider block it is in are recorded under.
+func (p *ProviderConfig) unmarshalSetting(d *caddyfile.Dispenser, at lines, prefix string) (known bool, err error) {
+	switch d.Val() {
+	case "issuer":
+		err = cfgargs.One(d, &p.Issuer)
+	case "client_id":
+		err = cfgargs.One(d, &p.ClientID)
+	case "client_secret":
+		err = cfgargs.One(d, &p.ClientSecret)
+	case "client_auth":
+		err = cfgargs.One(d, &p.ClientAuth)
+	case "client_key":
+		// Repeatable: a second one is published for rotation. Each
+		// one's line, for the errors of that key.
+		var key string
+		if err = cfgargs.One(d, &key); err == nil {
+			p.ClientKeys = append(p.ClientKeys, key)
+			at.fields[prefix+clientKeyField(len(p.ClientKeys)-1)] = d.Line()
+		}
+	case "client_key_id":
+		var ids []string
+		if err = cfgargs.Many(d, &ids); err == nil {
+			p.ClientKeyIDs = append(p.ClientKeyIDs, ids...)
+		}
+	case "par":
+		err = cfgargs.One(d, &p.PAR)
+	case "dpop":
+		err = cfgargs.One(d, &p.DPoP)
+	case "profile":
+		err = cfgargs.One(d, &p.Profile)
+	case "redirect_url":
+		err = cfgargs.One(d, &p.RedirectURL)
+	case "scopes":
+		err = cfgargs.Many(d, &p.Scopes)
+	case "disable_pkce":
+		err = cfgargs.Flag(d, &p.DisablePKCE)
+	case "fetch_userinfo":
+		// Bare, as before there were modes: on.
+		var mode string
+		if d.NextArg() {
+			mode = d.Val()
+			if d.NextArg() {
+				return true, d.ArgErr()
+			}
+		} else {
+			mode = "on"
+		}
+		p.FetchUserInfo = FetchUserInfoMode(mode)
+	case "prompt":
+		var values []string
+		if err = cfgargs.Many(d, &values); err == nil {
+			p.Prompt = strings.Join(values, " ")
+		}
+	case "login_hint":
+		err = cfgargs.One(d, &p.LoginHint)
+	case "acr_values":
+		err = cfgargs.Many(d, &p.ACRValues)
+	case "max_age":
+		err = cfgargs.Duration(d, &p.MaxAge)
+	case "resource":
+		var values []string
+		if err = cfgargs.Many(d, &values); err == nil {
+			p.Resource = append(p.Resource, values...)
+		}
+	case "auth_params":
+		err = p.unmarshalAuthParams(d)
+	case "provider_timeout":
+		err = cfgargs.Duration(d, &p.ProviderTimeout)
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+// unmarshalProvider reads provider <name> { ... }: the settings of one IdP
+// of several, with its label and domains.
+func (h *Handler) unmarshalProvider(d *caddyfile.Dispenser, at lines) error {
+	var p ProviderBlock
+	if !d.NextArg() {
+		return d.Err("provider needs a name: provider <name> { issuer ... client_id ... }")
+	}
+	p.Name = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	prefix := providerField(len(h.Providers), "")
+	at.fields[prefix] = d.Line()
+	prefix += "."
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		at.fields[prefix+d.Val()] = d.Line()
+		known, err := p.unmarshalSetting(d, at, prefix)
+		if !known {
+			switch d.Val() {
+			case "label":
+				err = cfgargs.One(d, &p.Label)
+			case "domains":
+				var domains []string
+				if err = cfgargs.Many(d, &domains); err == nil {
+					p.Domains = append(p.Domains, domains...)
+				}
+			case "user_id_claim":
+				err = cfgargs.One(d, &p.UserIDClaim)
+			case "groups_claim":
+				err = cfgargs.One(d, &p.GroupsClaim)
+			case "allowed_email_domains":
+				err = cfgargs.Many(d, &p.AllowedEmailDomains)
+			case "allowed_groups":
+				err = cfgargs.Many(d, &p.AllowedGroups)
+			case "require_claim":
+				err = unmarshalRequireClaim(d, &p.RequiredClaims)
+			default:
+				return d.Errf("unknown option %q in provider %s: a provider block takes the IdP settings (issuer, client_id, client_secret, scopes, redirect_url, login parameters...), label, domains, and the claims and rules that differ (user_id_claim, groups_claim, allowed_email_domains, allowed_groups, require_claim)", d.Val(), p.Name)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	h.Providers = append(h.Providers, p)
+	return nil
 }
 
 // lines remembers where each subdirective of a block is, so a mistake
 // validate finds is reported at its line.
 type lines struct {
 	file   string
-	fields map[string]int // subdirective (cookie.name for those of the cookie block) -> line; "" the block's
+	fields map[string]int // subdirective (cookie.name for those of the cookie block, providers.<i>.issuer for those of the i-th provider block) -> line; "" the block's
 }
 
 // wrap prefixes each configError of err with its position, as Caddyfile
@@ -276,10 +338,18 @@ func (l lines) wrap(err error) error {
 		line := l.fields[""]
 		var ce *configError
 		if errors.As(e, &ce) {
-			if n, ok := l.fields[ce.field]; ok {
-				line = n
-			} else if group, _, ok := strings.Cut(ce.field, "."); ok && l.fields[group] != 0 {
-				line = l.fields[group]
+			// The subdirective's line, else its block's (cookie for
+			// cookie.name, providers.1 for providers.1.issuer).
+			for field := ce.field; field != ""; {
+				if n, ok := l.fields[field]; ok {
+					line = n
+					break
+				}
+				i := strings.LastIndex(field, ".")
+				if i < 0 {
+					break
+				}
+				field = field[:i]
 			}
 		}
 		out[i] = fmt.Errorf("%s:%d - Error during parsing: oidc_session: %w", l.file, line, e)
@@ -433,8 +503,10 @@ func (h *Handler) unmarshalHeaders(d *caddyfile.Dispenser) error {
 			target = &hc.Groups
 		case "access_token":
 			target = &hc.AccessToken
+		case "provider":
+			target = &hc.Provider
 		default:
-			return d.Errf("unknown headers option %q (known: user, email, name, groups, access_token)", d.Val())
+			return d.Errf("unknown headers option %q (known: user, email, name, groups, access_token, provider)", d.Val())
 		}
 		if err := cfgargs.One(d, target); err != nil {
 			return err
@@ -447,8 +519,24 @@ func (h *Handler) unmarshalHeaders(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// unmarshalRequireClaim reads require_claim <claim> <value...> into m.
+func unmarshalRequireClaim(d *caddyfile.Dispenser, m *map[string][]string) error {
+	var args []string
+	if err := cfgargs.Many(d, &args); err != nil {
+		return err
+	}
+	if len(args) < 2 {
+		return d.Err("require_claim takes a claim name and at least one value")
+	}
+	if *m == nil {
+		*m = map[string][]string{}
+	}
+	(*m)[args[0]] = append((*m)[args[0]], args[1:]...)
+	return nil
+}
+
 // unmarshalAuthParams reads auth_params { <name> <value> ... }.
-func (h *Handler) unmarshalAuthParams(d *caddyfile.Dispenser) error {
+func (p *ProviderConfig) unmarshalAuthParams(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
@@ -458,10 +546,10 @@ func (h *Handler) unmarshalAuthParams(d *caddyfile.Dispenser) error {
 		if err := cfgargs.One(d, &value); err != nil {
 			return err
 		}
-		if h.AuthParams == nil {
-			h.AuthParams = map[string]string{}
+		if p.AuthParams == nil {
+			p.AuthParams = map[string]string{}
 		}
-		h.AuthParams[name] = value
+		p.AuthParams[name] = value
 	}
 	return nil
 }

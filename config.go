@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -27,10 +28,10 @@ type ProviderConfig struct {
 	// Issuer is the IdP's issuer URL; discovery is read from
 	// <issuer>/.well-known/openid-configuration. Required. It must match
 	// the iss claim of the ID tokens exactly.
-	Issuer string `json:"issuer"`
+	Issuer string `json:"issuer,omitempty"`
 
 	// ClientID is this relying party's client id at the IdP. Required.
-	ClientID string `json:"client_id"`
+	ClientID string `json:"client_id,omitempty"`
 
 	// ClientSecret is the client secret; empty for a public client (which
 	// then relies on PKCE). Supports {env.*} and {file.*} placeholders, and
@@ -241,6 +242,12 @@ type BrowserConfig struct {
 	// access log and the IdP's. Default: post.
 	EndSessionMethod string `json:"end_session_method,omitempty"`
 
+	// ChooserTemplate is the file of a Go html/template that replaces the
+	// sign-in chooser page shown when a login could go to several
+	// providers (see the README for its data). Read once at Provision.
+	// Default: the built-in page, in English.
+	ChooserTemplate string `json:"chooser_template,omitempty"`
+
 	// CacheControl is the Cache-Control header given to responses of
 	// authenticated requests that the handlers after this one leave without
 	// one; "off" leaves them as they are. Default: no-store, so a page shown
@@ -357,6 +364,12 @@ type HeadersConfig struct {
 	// AccessToken carries the access token. Only set it for upstreams that
 	// call APIs on the user's behalf: it hands them the user's credential.
 	AccessToken string `json:"access_token,omitempty"`
+	// Provider carries {http.auth.user.provider}, the name of the identity
+	// provider of the session. Security: on a site with several, a user id,
+	// email or group is only as trustworthy as the provider that asserted
+	// it (two providers may both have a user "ceo"): an upstream that
+	// decides by them should also check this header.
+	Provider string `json:"provider,omitempty"`
 }
 
 // applyDefaults fills in what the configuration leaves out.
@@ -367,10 +380,11 @@ func (h *Handler) applyDefaults() {
 	if h.Cookie.Path == "" {
 		h.Cookie.Path = "/"
 	}
-	if len(h.Scopes) == 0 {
-		h.Scopes = []string{"openid", "email", "profile"}
-	} else if !contains(h.Scopes, "openid") {
-		h.Scopes = append([]string{"openid"}, h.Scopes...)
+	if len(h.Providers) == 0 {
+		h.ProviderConfig.applyDefaults()
+	}
+	for i := range h.Providers {
+		h.Providers[i].applyDefaults()
 	}
 	if h.PathPrefix == "" {
 		h.PathPrefix = defaultPrefix
@@ -412,8 +426,17 @@ func (h *Handler) applyDefaults() {
 	if h.UnavailableStatus == 0 {
 		h.UnavailableStatus = http.StatusServiceUnavailable
 	}
-	if h.ProviderTimeout == 0 {
-		h.ProviderTimeout = caddy.Duration(10 * time.Second)
+}
+
+// applyDefaults fills in what the configuration of one IdP leaves out.
+func (p *ProviderConfig) applyDefaults() {
+	if len(p.Scopes) == 0 {
+		p.Scopes = []string{"openid", "email", "profile"}
+	} else if !contains(p.Scopes, "openid") {
+		p.Scopes = append([]string{"openid"}, p.Scopes...)
+	}
+	if p.ProviderTimeout == 0 {
+		p.ProviderTimeout = caddy.Duration(10 * time.Second)
 	}
 }
 
@@ -438,63 +461,19 @@ func (h *Handler) validate() error {
 	bad := func(field string, format string, args ...any) {
 		errs = append(errs, &configError{field, fmt.Errorf(format, args...)})
 	}
-	switch {
-	case h.Issuer == "":
-		bad("issuer", "issuer is required (the IdP's issuer URL, e.g. https://accounts.example.com)")
-	case !isPlaceholder(h.Issuer):
-		if err := checkAbsoluteURL(h.Issuer); err != nil {
-			bad("issuer", "issuer: %w", err)
+	errs = append(errs, h.validateProviders()...)
+	if h.ChooserTemplate != "" {
+		t, err := loadChooser(h.ChooserTemplate)
+		if err == nil {
+			err = h.checkChooser(t)
+		}
+		if err != nil {
+			bad("chooser_template", "%w", err)
 		}
 	}
-	if h.ClientID == "" {
-		bad("client_id", "client_id is required")
-	}
-	errs = append(errs, h.clientSecurity(&oidc.Config{ClientID: h.ClientID, ClientSecret: h.ClientSecret}, nil)...)
-	if h.RedirectURL != "" {
-		if _, err := parseRedirectURL(h.RedirectURL); err != nil {
-			bad("redirect_url", "%w", err)
-		}
-	}
-	switch h.FetchUserInfo {
-	case "", "auto", "on", "off":
-	default:
-		bad("fetch_userinfo", "fetch_userinfo must be auto, on or off, not %q", h.FetchUserInfo)
-	}
-	if h.Prompt != "omit" {
-		for _, p := range strings.Fields(h.Prompt) {
-			if !promptValues[p] {
-				bad("prompt", "prompt %q: each value must be one of none, login, consent, select_account, create (or prompt omit)", h.Prompt)
-			}
-		}
-	}
-	checkACR := func(directive string, values []string) {
-		for _, v := range values {
-			if v == "" || strings.ContainsAny(v, " \t") {
-				bad(directive, "%s: acr value %q must be one word", directive, v)
-			}
-		}
-	}
-	checkACR("acr_values", h.ACRValues)
-	checkACR("require_acr", h.RequireACR)
-	if h.MaxAge < 0 {
-		bad("max_age", "max_age must be positive")
-	}
+	checkACR(bad, "require_acr", h.RequireACR)
 	if h.MaxAuthAge < 0 {
 		bad("max_auth_age", "max_auth_age must be positive")
-	}
-	for _, r := range h.Resource {
-		if u, err := url.Parse(r); !isPlaceholder(r) && (err != nil || !u.IsAbs() || u.Fragment != "") {
-			bad("resource", "resource %q must be an absolute URI without a fragment (RFC 8707)", r)
-		}
-	}
-	for k := range h.AuthParams {
-		if directive, reserved := reservedAuthParams[k]; reserved {
-			if directive != "" {
-				bad("auth_params", "auth_params: use the %s subdirective for %s", directive, k)
-			} else {
-				bad("auth_params", "auth_params: %s is the protocol's own and cannot be set", k)
-			}
-		}
 	}
 	if len(h.Cookie.Secrets) == 0 {
 		bad("cookie", "cookie { secret <value> } is required (at least %d characters; e.g. secret {env.OIDC_COOKIE_SECRET})", sessions.MinSecretLength)
@@ -550,7 +529,7 @@ func (h *Handler) validate() error {
 		if err := h.Bearer.Validate(); err != nil {
 			bad("bearer", "%w", err)
 		}
-		if h.Bearer.Introspection && h.ClientSecret == "" {
+		if h.Bearer.Introspection && h.primaryConfig().ClientSecret == "" {
 			bad("bearer", "bearer: introspection needs client_secret: the IdP authenticates introspection requests with this client's credentials")
 		}
 	}
@@ -599,6 +578,269 @@ func (h *Handler) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ProviderBlock is one identity provider of a site that lets users log in
+// with several (a provider block): its own settings, and how the sign-in
+// chooser shows it.
+type ProviderBlock struct {
+	// Name identifies the provider: in <path_prefix>/start?provider=, the
+	// admin API, metrics, events and {http.auth.user.provider}. Letters,
+	// digits, - and _; unique. Required.
+	Name string `json:"name"`
+
+	ProviderConfig
+
+	// Label is the text of its button on the sign-in chooser. Default: the
+	// name.
+	Label string `json:"label,omitempty"`
+
+	// ProviderRules map this provider's claims and admit its users where
+	// they differ from the site's.
+	ProviderRules
+
+	// Domains are email domains whose users log in here without the
+	// chooser: a login_hint (or an email given as one) ending in @domain
+	// goes straight to this provider. Each domain belongs to one provider.
+	// Default: none. Security: the domains are this provider's alone: a
+	// login at another provider whose email (verified or not) is of one of
+	// them is refused (403), so no other IdP can pass its users off as
+	// this one's by their address.
+	Domains []string `json:"domains,omitempty"`
+}
+
+// ProviderRules are the claims mapping and authorization rules of one
+// provider block. Each one set replaces the top-level setting of the same
+// name for the sessions of that provider; those left out are the
+// top-level ones.
+type ProviderRules struct {
+	// UserIDClaim is the claim that becomes {http.auth.user.id} for this
+	// provider's users. Default: the top-level user_id_claim.
+	UserIDClaim string `json:"user_id_claim,omitempty"`
+	// GroupsClaim is the claim read as this provider's users' groups.
+	// Default: the top-level groups_claim.
+	GroupsClaim string `json:"groups_claim,omitempty"`
+	// AllowedEmailDomains admits only this provider's users of these
+	// (verified) email domains. Default: the top-level
+	// allowed_email_domains. Security: it replaces the top-level list for
+	// this provider, it does not add to it.
+	AllowedEmailDomains []string `json:"allowed_email_domains,omitempty"`
+	// AllowedGroups admits only this provider's users in at least one of
+	// these groups. Default: the top-level allowed_groups. Security: a
+	// provider whose users name their own groups should have its own
+	// list, or the top-level one decides.
+	// In JSON, an empty list ("allowed_groups": []) is a list of its own:
+	// it switches the rule off for this provider rather than taking the
+	// top-level one (as do allowed_email_domains: [] and
+	// required_claims: {}); leave the field out to inherit.
+	AllowedGroups []string `json:"allowed_groups,omitempty"`
+	// RequiredClaims admits only this provider's users whose claims have
+	// one of the listed values, for every claim listed. Default: the
+	// top-level require_claim.
+	RequiredClaims map[string][]string `json:"required_claims,omitempty"`
+}
+
+// primaryConfig is the first IdP's settings: the top-level ones, or those
+// of the first provider block. Sessions are sealed under its issuer and
+// client, and the bearer block and migrate_oauth2_proxy use it.
+func (h *Handler) primaryConfig() *ProviderConfig {
+	if len(h.Providers) > 0 {
+		return &h.Providers[0].ProviderConfig
+	}
+	return &h.ProviderConfig
+}
+
+// providerField names a setting of the i-th provider block (from 0) in
+// configErrors: providers.<i>.<subdirective>, so the Caddyfile parser
+// reports it at its line, or at the block's.
+func providerField(i int, field string) string {
+	f := "providers." + strconv.Itoa(i)
+	if field != "" {
+		f += "." + field
+	}
+	return f
+}
+
+// validateProviders checks the IdP settings: the top-level ones of a
+// site with one IdP, or each provider block, which then exclude them.
+func (h *Handler) validateProviders() []error {
+	if len(h.Providers) == 0 {
+		return append(h.ProviderConfig.validate(), h.validateRedirects()...)
+	}
+	errs := h.validateRedirects()
+	bad := func(field string, format string, args ...any) {
+		errs = append(errs, &configError{field, fmt.Errorf(format, args...)})
+	}
+	if top := setFields(h.ProviderConfig); len(top) > 0 {
+		bad(top[0], "%s is set at the top and there are provider blocks: with several identity providers, every IdP setting (%s) goes inside its provider block", top[0], strings.Join(top, ", "))
+	}
+	names := map[string]int{}
+	issuers := map[string]string{}
+	domains := map[string]string{}
+	for i := range h.Providers {
+		p := &h.Providers[i]
+		switch {
+		case !validProviderName(p.Name):
+			bad(providerField(i, ""), "provider name %q must be 1 to 64 letters, digits, - or _", p.Name)
+		case names[p.Name] != 0:
+			bad(providerField(i, ""), "provider %q is defined twice (each provider block needs its own name)", p.Name)
+		}
+		names[p.Name] = i + 1
+		for _, err := range p.validate() {
+			var ce *configError
+			if errors.As(err, &ce) {
+				err = &configError{providerField(i, ce.field), fmt.Errorf("provider %s: %w", p.Name, ce.err)}
+			}
+			errs = append(errs, err)
+		}
+		if p.Issuer != "" {
+			if other, dup := issuers[p.Issuer]; dup {
+				bad(providerField(i, "issuer"), "provider %s: issuer %s is already provider %s's (sessions are told apart by their issuer: one provider per issuer)", p.Name, p.Issuer, other)
+			}
+			issuers[p.Issuer] = p.Name
+		}
+		for _, d := range p.Domains {
+			if d == "" || strings.ContainsAny(d, "@/\\:*; ") || d != strings.ToLower(d) {
+				bad(providerField(i, "domains"), "provider %s: domains: %q is not a lower-case domain name", p.Name, d)
+			}
+			if other, dup := domains[d]; dup && other != p.Name {
+				bad(providerField(i, "domains"), "provider %s: domain %s is already provider %s's", p.Name, d, other)
+			}
+			domains[d] = p.Name
+		}
+	}
+	return errs
+}
+
+// validateRedirects checks the IdPs' callback URLs (see redirectOf): none
+// is another of the plugin's endpoints, and no two could be reached by the
+// same request, since the URL tells the IdPs' answers apart.
+func (h *Handler) validateRedirects() []error {
+	var errs []error
+	blocks, field := h.Providers, func(i int) string { return providerField(i, "redirect_url") }
+	if len(blocks) == 0 {
+		blocks = []ProviderBlock{{Name: defaultProviderName, ProviderConfig: h.ProviderConfig}}
+		field = func(int) string { return "redirect_url" }
+	}
+	urls := make([]*url.URL, len(blocks))
+	for i := range blocks {
+		u, err := redirectOf(h.PathPrefix, i, &blocks[i])
+		if err != nil {
+			continue // reported by ProviderConfig.validate
+		}
+		urls[i] = u
+		if rest, ok := strings.CutPrefix(u.Path, h.PathPrefix); ok && rest != "/callback" && endpointPaths[rest] != nil {
+			errs = append(errs, &configError{field(i), fmt.Errorf("redirect_url %s is the path of the plugin's own %s endpoint: choose another path (and register it at the IdP)", blocks[i].RedirectURL, rest)})
+		}
+		for j, v := range urls[:i] {
+			if v != nil && sameCallback(u, v) {
+				errs = append(errs, &configError{field(i), fmt.Errorf("provider %s: its callback URL %s is already provider %s's: each provider needs its own, which tells their answers apart (give one of them another redirect_url, or leave redirect_url out: <path_prefix>/callback?provider=<name>)", blocks[i].Name, u, blocks[j].Name)})
+			}
+		}
+	}
+	return errs
+}
+
+// sameCallback reports whether a request could reach both callback URLs
+// (see idp.reachedAt): the same path and provider parameter, and hosts
+// that may be the same (a path is on every host).
+func sameCallback(u, v *url.URL) bool {
+	if u.Path != v.Path || u.Query().Get("provider") != v.Query().Get("provider") {
+		return false
+	}
+	return !u.IsAbs() || !v.IsAbs() || canonicalHost(u.Host, u.Scheme) == canonicalHost(v.Host, v.Scheme)
+}
+
+// setFields lists the settings given in p, by their JSON (and Caddyfile)
+// names.
+func setFields(p ProviderConfig) []string {
+	b, _ := json.Marshal(p) // cannot fail for this type
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(b, &m)
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] == "issuer" || out[j] != "issuer" && out[i] < out[j] })
+	return out
+}
+
+func validProviderName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validate checks the settings of one IdP; the fields of its errors are
+// named as in the Caddyfile block they are in.
+func (p *ProviderConfig) validate() []error {
+	var errs []error
+	bad := func(field string, format string, args ...any) {
+		errs = append(errs, &configError{field, fmt.Errorf(format, args...)})
+	}
+	switch {
+	case p.Issuer == "":
+		bad("issuer", "issuer is required (the IdP's issuer URL, e.g. https://accounts.example.com)")
+	case !isPlaceholder(p.Issuer):
+		if err := checkAbsoluteURL(p.Issuer); err != nil {
+			bad("issuer", "issuer: %w", err)
+		}
+	}
+	if p.ClientID == "" {
+		bad("client_id", "client_id is required")
+	}
+	errs = append(errs, p.clientSecurity(&oidc.Config{ClientID: p.ClientID, ClientSecret: p.ClientSecret}, nil)...)
+	if p.RedirectURL != "" {
+		if _, err := parseRedirectURL(p.RedirectURL); err != nil {
+			bad("redirect_url", "%w", err)
+		}
+	}
+	switch p.FetchUserInfo {
+	case "", "auto", "on", "off":
+	default:
+		bad("fetch_userinfo", "fetch_userinfo must be auto, on or off, not %q", p.FetchUserInfo)
+	}
+	if p.Prompt != "omit" {
+		for _, v := range strings.Fields(p.Prompt) {
+			if !promptValues[v] {
+				bad("prompt", "prompt %q: each value must be one of none, login, consent, select_account, create (or prompt omit)", p.Prompt)
+			}
+		}
+	}
+	checkACR(bad, "acr_values", p.ACRValues)
+	if p.MaxAge < 0 {
+		bad("max_age", "max_age must be positive")
+	}
+	for _, r := range p.Resource {
+		if u, err := url.Parse(r); !isPlaceholder(r) && (err != nil || !u.IsAbs() || u.Fragment != "") {
+			bad("resource", "resource %q must be an absolute URI without a fragment (RFC 8707)", r)
+		}
+	}
+	for k := range p.AuthParams {
+		if directive, reserved := reservedAuthParams[k]; reserved {
+			if directive != "" {
+				bad("auth_params", "auth_params: use the %s subdirective for %s", directive, k)
+			} else {
+				bad("auth_params", "auth_params: %s is the protocol's own and cannot be set", k)
+			}
+		}
+	}
+	return errs
+}
+
+// checkACR checks acr values: each one word.
+func checkACR(bad func(field, format string, args ...any), directive string, values []string) {
+	for _, v := range values {
+		if v == "" || strings.ContainsAny(v, " \t") {
+			bad(directive, "%s: acr value %q must be one word", directive, v)
+		}
+	}
 }
 
 // storeBackend is the name of the configured store module.
@@ -706,28 +948,28 @@ var reservedAuthParams = map[string]string{
 var promptValues = map[string]bool{"none": true, "login": true, "consent": true, "select_account": true, "create": true}
 
 // authParams are the parameters every login sends besides the protocol's.
-func (h *Handler) authParams() url.Values {
+func (p *ProviderConfig) authParams() url.Values {
 	q := url.Values{}
 	switch {
-	case h.Prompt == "omit":
-	case h.Prompt != "":
-		q.Set("prompt", h.Prompt)
-	case contains(h.Scopes, "offline_access"):
+	case p.Prompt == "omit":
+	case p.Prompt != "":
+		q.Set("prompt", p.Prompt)
+	case contains(p.Scopes, "offline_access"):
 		q.Set("prompt", "consent")
 	}
-	if h.LoginHint != "" {
-		q.Set("login_hint", h.LoginHint)
+	if p.LoginHint != "" {
+		q.Set("login_hint", p.LoginHint)
 	}
-	if len(h.ACRValues) > 0 {
-		q.Set("acr_values", strings.Join(h.ACRValues, " "))
+	if len(p.ACRValues) > 0 {
+		q.Set("acr_values", strings.Join(p.ACRValues, " "))
 	}
-	if h.MaxAge > 0 {
-		q.Set("max_age", strconv.FormatInt(int64(time.Duration(h.MaxAge)/time.Second), 10))
+	if p.MaxAge > 0 {
+		q.Set("max_age", strconv.FormatInt(int64(time.Duration(p.MaxAge)/time.Second), 10))
 	}
-	for _, r := range h.Resource {
+	for _, r := range p.Resource {
 		q.Add("resource", r)
 	}
-	for k, v := range h.AuthParams {
+	for k, v := range p.AuthParams {
 		q.Set(k, v)
 	}
 	return q

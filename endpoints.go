@@ -24,23 +24,29 @@ import (
 // endpoint serves one of the plugin's own paths.
 type endpoint func(h *Handler, w http.ResponseWriter, r *http.Request) error
 
-// provisionEndpoints maps the plugin's paths to their handlers.
-func (h *Handler) provisionEndpoints() {
-	h.endpoints = map[string]endpoint{
-		h.PathPrefix + "/start":     (*Handler).serveStart,
-		h.PathPrefix + "/callback":  (*Handler).serveCallback,
-		h.PathPrefix + "/sign_out":  (*Handler).serveSignOut,
-		h.PathPrefix + "/userinfo":  (*Handler).serveUserInfo,
-		h.PathPrefix + "/session":   (*Handler).serveSessionStatus,
-		h.PathPrefix + "/jwks.json": (*Handler).serveJWKS,
+// endpointPaths are the plugin's own paths, under path_prefix, and what
+// serves each.
+var endpointPaths = map[string]endpoint{
+	"/start":     (*Handler).serveStart,
+	"/callback":  (*Handler).serveCallback,
+	"/sign_out":  (*Handler).serveSignOut,
+	"/userinfo":  (*Handler).serveUserInfo,
+	"/session":   (*Handler).serveSessionStatus,
+	"/jwks.json": (*Handler).serveJWKS,
 
-		h.PathPrefix + "/backchannel_logout":  (*Handler).serveBackchannelLogout,
-		h.PathPrefix + "/frontchannel_logout": (*Handler).serveFrontchannelLogout,
+	"/backchannel_logout":  (*Handler).serveBackchannelLogout,
+	"/frontchannel_logout": (*Handler).serveFrontchannelLogout,
+}
+
+// provisionEndpoints maps the plugin's paths to their handlers, and each
+// IdP's callback path to the callback.
+func (h *Handler) provisionEndpoints() {
+	h.endpoints = make(map[string]endpoint, len(endpointPaths)+len(h.idps))
+	for path, e := range endpointPaths {
+		h.endpoints[h.PathPrefix+path] = e
 	}
-	h.callbackURI = h.PathPrefix + "/callback"
-	if h.RedirectURL != "" {
-		h.redirect, _ = parseRedirectURL(h.RedirectURL) // validated
-		h.endpoints[h.redirect.Path] = (*Handler).serveCallback
+	for _, p := range h.idps {
+		h.endpoints[p.redirect.Path] = (*Handler).serveCallback
 	}
 }
 
@@ -56,51 +62,59 @@ func parseRedirectURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// redirectURL is the callback URL for this request.
-func (h *Handler) redirectURL(r *http.Request) string {
-	if h.redirect != nil && h.redirect.IsAbs() {
-		return h.redirect.String()
-	}
-	path := h.callbackURI
-	if h.redirect != nil {
-		path = h.redirect.String()
-	}
-	return absoluteURL(r, path)
-}
-
 // serveStart begins a login that returns to rd (or /), with the
-// login_hint of the query if it has one.
+// login_hint of the query if it has one (or the email the chooser's form
+// asked for, which is sent as one).
 func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	var opts loginOptions
-	if hint := q.Get("login_hint"); hint != "" {
+	hint := q.Get("login_hint")
+	if hint == "" {
+		hint = strings.TrimSpace(q.Get("email"))
+	}
+	if hint != "" {
 		if len(hint) > 256 || hasControlChars(hint) {
 			return caddyhttp.Error(http.StatusBadRequest, errors.New("login_hint too long or with control characters"))
 		}
 		opts.loginHint = hint
 	}
+	p, err := h.idpForLogin(q.Get("provider"), opts.loginHint)
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	opts.idp = p
 	return h.startLogin(w, r, q.Get("rd"), opts)
 }
 
 // loginOptions are the parameters of one login besides the configured
-// ones: a login_hint, and what a step-up requires.
+// ones: the IdP (nil: the only one, or the one the user chooses), a
+// login_hint, and what a step-up requires.
 type loginOptions struct {
+	idp        *idp
 	loginHint  string
 	requireACR []string
 	maxAge     time.Duration // 0: none beyond the configured max_age
 }
 
 // startLogin sends the browser to the IdP with a new login flow that comes
-// back to returnTo, once loginReturnTo has checked it.
+// back to returnTo, once loginReturnTo has checked it. On a site with
+// several IdPs and none chosen, the browser gets the sign-in chooser.
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string, opts loginOptions) error {
-	d, err := h.provider.Discover(r.Context())
+	p := opts.idp
+	if p == nil {
+		if p, _ = h.idpForLogin("", opts.loginHint); p == nil {
+			return h.serveChooser(w, r, h.loginReturnTo(r, returnTo), opts.loginHint)
+		}
+	}
+	d, err := p.provider.Discover(r.Context())
 	if err != nil {
-		h.logger.Error("cannot start login", zap.Error(err))
+		h.logger.Error("cannot start login", zap.String("provider", p.name), zap.Error(err))
 		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
-	f := oidc.NewFlow(h.loginReturnTo(r, returnTo), !h.DisablePKCE)
+	f := oidc.NewFlow(h.loginReturnTo(r, returnTo), !p.cfg.DisablePKCE)
 	f.Origin = requestScheme(r) + "://" + r.Host
-	if f.DPoP, err = h.newDPoPKey(); err != nil {
+	p.recordIn(h, f)
+	if f.DPoP, err = p.newDPoPKey(); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	extra := url.Values{}
@@ -110,7 +124,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	if len(opts.requireACR) > 0 {
 		f.RequireACR = opts.requireACR
 		extra.Set("acr_values", strings.Join(opts.requireACR, " "))
-		if h.Prompt == "" {
+		if p.cfg.Prompt == "" {
 			// acr_values alone is a wish an IdP may meet with the
 			// session it has: a step-up is a new authentication.
 			extra.Set("prompt", "login")
@@ -118,7 +132,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	}
 	// The max_age sent is the stricter of the configured one and the
 	// step-up's; the callback then requires auth_time within it.
-	maxAge := time.Duration(h.MaxAge)
+	maxAge := time.Duration(p.cfg.MaxAge)
 	if opts.maxAge > 0 && (maxAge == 0 || opts.maxAge < maxAge) {
 		maxAge = opts.maxAge
 	}
@@ -126,13 +140,13 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 		f.MaxAge = int64(maxAge / time.Second)
 		extra.Set("max_age", strconv.FormatInt(f.MaxAge, 10))
 	}
-	target, err := h.provider.LoginURL(r.Context(), d, f, h.redirectURL(r), extra)
+	target, err := p.provider.LoginURL(r.Context(), d, f, h.redirectURL(r, p), extra)
 	if errors.Is(err, oidc.ErrUnavailable) {
-		h.logger.Error("cannot start login", zap.Error(err))
+		h.logger.Error("cannot start login", zap.String("provider", p.name), zap.Error(err))
 		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
 	if err != nil {
-		h.logger.Error("cannot start login: configuration and IdP do not fit", zap.Error(err))
+		h.logger.Error("cannot start login: configuration and IdP do not fit", zap.String("provider", p.name), zap.Error(err))
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	h.writeFlow(w, r, f)
@@ -164,8 +178,18 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if time.Since(f.Created) > time.Duration(h.LoginTimeout) {
 		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login attempt expired"))
 	}
+	// The answer is taken from the IdP the login went to only, at the
+	// callback URL registered there.
+	p := h.idpOfFlow(f)
+	if p == nil {
+		return loginFailed(http.StatusBadRequest, loginFailureState, fmt.Errorf("login attempt with identity provider %q, which is no longer configured (or now has another issuer)", truncate(f.Provider, 64)))
+	}
+	if !p.reachedAt(r) {
+		h.logger.Warn("login callback at another provider's callback URL", zap.String("provider", p.name))
+		return loginFailed(http.StatusBadRequest, loginFailureState, fmt.Errorf("login callback at another URL than provider %s's", p.name))
+	}
 	ctx, sp := idpSpan(r.Context(), "exchange")
-	d, err := h.provider.Discover(ctx)
+	d, err := p.provider.Discover(ctx)
 	if err != nil {
 		endSpan(sp, err)
 		return loginFailed(h.UnavailableStatus, loginFailureUnavailable, err)
@@ -174,12 +198,12 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	// is refused before its code is used, or its error shown.
 	if err := d.CheckIssuer(q.Get("iss"), q.Has("iss")); err != nil {
 		endSpan(sp, err)
-		h.logger.Warn("login callback from another issuer", zap.Error(err))
+		h.logger.Warn("login callback from another issuer", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(http.StatusBadRequest, loginFailureState, err)
 	}
 	if e := q.Get("error"); e != "" {
 		endSpan(sp, nil)
-		h.logger.Info("IdP refused the login", zap.String("error", truncate(e, 64)))
+		h.logger.Info("IdP refused the login", zap.String("provider", p.name), zap.String("error", truncate(e, 64)))
 		return loginFailed(http.StatusForbidden, loginFailureIdPError, fmt.Errorf("login refused by the identity provider: %s", truncate(e, 64)))
 	}
 	code := q.Get("code")
@@ -189,39 +213,39 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	// With dpop on, the code is redeemed with proofs of the flow's key,
 	// which the authorization request named (dpop_jkt).
-	tokens, err := h.provider.Exchange(oidc.WithDPoPKey(ctx, f.DPoP), d, f, code, h.redirectURL(r))
+	tokens, err := p.provider.Exchange(oidc.WithDPoPKey(ctx, f.DPoP), d, f, code, h.redirectURL(r, p))
 	endSpan(sp, err)
 	if errors.Is(err, oidc.ErrUnavailable) {
-		h.logger.Error("login failed: IdP unavailable", zap.Error(err))
+		h.logger.Error("login failed: IdP unavailable", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(h.UnavailableStatus, loginFailureUnavailable, err)
 	}
 	if errors.Is(err, oidc.ErrNotDPoPBound) {
 		// dpop on, and an IdP (or client registration) without DPoP: no
 		// login can work until one of them changes.
-		h.logger.Error("login failed: configuration and IdP do not fit", zap.Error(err))
+		h.logger.Error("login failed: configuration and IdP do not fit", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(http.StatusInternalServerError, loginFailureExchange, err)
 	}
 	if err != nil {
-		h.logger.Warn("login failed", zap.Error(err))
+		h.logger.Warn("login failed", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(http.StatusBadRequest, loginFailureExchange, err)
 	}
 	if err := checkAuthentication(f, tokens.Claims); err != nil {
-		h.logger.Info("login refused: authentication weaker than asked", zap.Error(err))
+		h.logger.Info("login refused: authentication weaker than asked", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
 	}
-	sess, err := h.newSession(tokens)
+	sess, err := h.newSession(p, tokens)
 	if err == nil {
 		err = keepDPoPKey(sess, f.DPoP)
 	}
 	if errors.Is(err, errForbidden) {
-		h.logger.Info("login denied", zap.Error(err))
+		h.logger.Info("login denied", zap.String("provider", p.name), zap.Error(err))
 		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
 	}
 	if err != nil {
 		return loginFailed(http.StatusBadRequest, loginFailureVerify, err)
 	}
 	if err := h.authorize(sess); err != nil {
-		h.logger.Info("login denied by authorization rules", zap.String("sub", sess.Subject), zap.Error(err))
+		h.logger.Info("login denied by authorization rules", zap.String("provider", p.name), zap.String("sub", sess.Subject), zap.Error(err))
 		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
 	}
 	// A new login never continues an earlier session (no fixation): the
@@ -238,8 +262,8 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		}
 		return caddyhttp.Error(h.UnavailableStatus, err)
 	}
-	h.logger.Info("login", zap.String("sub", sess.Subject))
-	metricLogin()
+	h.logger.Info("login", zap.String("sub", sess.Subject), zap.String("provider", p.name))
+	metricLogin(p)
 	h.emit(eventCreated, sess, "")
 	// The flow cookie is authenticated, but its return URL is checked again
 	// against this request: whatever sends the browser on must be safe here.
@@ -274,11 +298,18 @@ func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 			return caddyhttp.Error(h.UnavailableStatus, err)
 		}
 		kind := logoutLocal
+		var p *idp
 		if sess != nil {
-			h.logger.Info("logout", zap.String("sub", sess.Subject))
+			p = h.idpOf(sess)
+			h.logger.Info("logout", zap.String("sub", sess.Subject), zap.String("provider", h.providerName(sess)))
 			idToken = sess.IDToken
 		}
-		d, derr := h.provider.Discover(r.Context())
+		// RP-initiated logout and revocation at the session's own IdP.
+		var d *oidc.Discovered
+		derr := errors.New("no identity provider")
+		if p != nil {
+			d, derr = p.provider.Discover(r.Context())
+		}
 		rpInitiated := derr == nil && idToken != "" && d.EndSessionEndpoint != ""
 		if rpInitiated {
 			kind = logoutRPInitiated
@@ -290,11 +321,11 @@ func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 		}
 		_ = h.applyCookie(w, r, cookie) // a Clear: cannot fail
 		if sess != nil && derr == nil {
-			h.revoke(d, sess)
+			h.revoke(p, d, sess)
 		}
 		if rpInitiated {
 			h.clearFlows(w, r)
-			return h.sendToEndSession(w, r, d.EndSessionEndpoint, idToken, target)
+			return h.sendToEndSession(w, r, p, d.EndSessionEndpoint, idToken, target)
 		}
 	}
 	h.clearFlows(w, r)
@@ -328,7 +359,8 @@ func (h *Handler) serveUserInfo(w http.ResponseWriter, r *http.Request) error {
 		Claims        map[string][]string `json:"claims,omitempty"`
 		CreatedAt     time.Time           `json:"created_at"`
 		ExpiresAt     time.Time           `json:"expires_at"`
-	}{h.userID(sess), sess.Subject, sess.Email, sess.EmailVerified, sess.Name, sess.Groups, sess.Claims, sess.CreatedAt, sess.ExpiresAt})
+		Provider      string              `json:"provider"`
+	}{h.userID(sess), sess.Subject, sess.Email, sess.EmailVerified, sess.Name, sess.Groups, sess.Claims, sess.CreatedAt, sess.ExpiresAt, h.providerName(sess)})
 }
 
 // serveSessionStatus answers GET <prefix>/session for single-page apps:
@@ -347,18 +379,35 @@ func (h *Handler) serveSessionStatus(w http.ResponseWriter, r *http.Request) err
 		return caddyhttp.Error(h.UnavailableStatus, sessions.ErrUnavailable)
 	}
 	now := time.Now()
-	if sess == nil || sess.Expired(now, h.idleTimeout()) || h.untrustedEmail(sess) {
+	if sess == nil || sess.Expired(now, h.idleTimeout()) || h.untrustedEmail(sess) || h.idpOf(sess) == nil {
 		w.WriteHeader(http.StatusUnauthorized)
-		_, err := io.WriteString(w, `{"authenticated":false}`+"\n")
-		return err
+		if !h.multi() {
+			_, err := io.WriteString(w, `{"authenticated":false}`+"\n")
+			return err
+		}
+		// Where a single-page app can send the user to log in.
+		type provider struct {
+			Name     string `json:"name"`
+			Label    string `json:"label"`
+			LoginURL string `json:"login_url"`
+		}
+		out := struct {
+			Authenticated bool       `json:"authenticated"`
+			Providers     []provider `json:"providers"`
+		}{}
+		for _, p := range h.idps {
+			out.Providers = append(out.Providers, provider{p.name, p.label, h.loginURL(p, "", "")})
+		}
+		return json.NewEncoder(w).Encode(out)
 	}
 	status := struct {
 		Authenticated        bool       `json:"authenticated"`
 		Subject              string     `json:"sub"`
+		Provider             string     `json:"provider"`
 		ExpiresAt            time.Time  `json:"expires_at"`
 		IdleExpiresAt        *time.Time `json:"idle_expires_at,omitempty"`
 		AccessTokenExpiresAt *time.Time `json:"access_token_expires_at,omitempty"`
-	}{Authenticated: true, Subject: sess.Subject, ExpiresAt: sess.ExpiresAt}
+	}{Authenticated: true, Subject: sess.Subject, Provider: h.providerName(sess), ExpiresAt: sess.ExpiresAt}
 	if idle := h.idleTimeout(); idle > 0 {
 		t := sess.Deadline(idle)
 		status.IdleExpiresAt = &t
@@ -373,7 +422,7 @@ func (h *Handler) serveSessionStatus(w http.ResponseWriter, r *http.Request) err
 // of a session that has ended (RFC 7009), in the background: a slow or
 // down IdP must never delay or fail the logout, and each call is bounded
 // by provider_timeout.
-func (h *Handler) revoke(d *oidc.Discovered, s *sessions.Session) {
+func (h *Handler) revoke(p *idp, d *oidc.Discovered, s *sessions.Session) {
 	if d.RevocationEndpoint == "" || (s.RefreshToken == "" && s.AccessToken == "") {
 		return
 	}
@@ -383,8 +432,8 @@ func (h *Handler) revoke(d *oidc.Discovered, s *sessions.Session) {
 			if t.token == "" {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(h.ProviderTimeout))
-			err := h.provider.Revoke(ctx, d, t.token, t.hint)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(p.cfg.ProviderTimeout))
+			err := p.provider.Revoke(ctx, d, t.token, t.hint)
 			cancel()
 			if err != nil {
 				h.logger.Info("token revocation failed", zap.String("sub", sub), zap.String("token", t.hint), zap.Error(err))

@@ -44,12 +44,12 @@ var (
 
 type formField struct{ Name, Value string }
 
-// sendToEndSession sends the browser to the IdP's end_session_endpoint,
+// sendToEndSession sends the browser to the end_session_endpoint of p,
 // coming back to target (made absolute, as the IdP needs).
-func (h *Handler) sendToEndSession(w http.ResponseWriter, r *http.Request, endpoint, idToken, target string) error {
+func (h *Handler) sendToEndSession(w http.ResponseWriter, r *http.Request, p *idp, endpoint, idToken, target string) error {
 	fields := []formField{
 		{"id_token_hint", idToken},
-		{"client_id", h.provider.ClientID()},
+		{"client_id", p.provider.ClientID()},
 		{"post_logout_redirect_uri", absoluteURL(r, target)},
 	}
 	if h.EndSessionMethod == endSessionGET {

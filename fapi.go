@@ -24,28 +24,28 @@ import (
 // the placeholders of the keys at Provision; validate passes nil, and a
 // key that is a placeholder is then left for Provision, as are the checks
 // that need every key. Each error names its subdirective.
-func (h *Handler) clientSecurity(cfg *oidc.Config, repl *caddy.Replacer) []error {
+func (p *ProviderConfig) clientSecurity(cfg *oidc.Config, repl *caddy.Replacer) []error {
 	var errs []error
 	bad := func(field string, err error) { errs = append(errs, &configError{field, err}) }
 	var err error
-	if cfg.ClientAuth, err = oidc.ParseClientAuthMethod(h.ClientAuth); err != nil {
+	if cfg.ClientAuth, err = oidc.ParseClientAuthMethod(p.ClientAuth); err != nil {
 		bad("client_auth", err)
 	}
-	if cfg.PAR, err = oidc.ParsePARMode(h.PAR); err != nil {
+	if cfg.PAR, err = oidc.ParsePARMode(p.PAR); err != nil {
 		bad("par", err)
 	}
-	if cfg.DPoP, err = oidc.ParseDPoPMode(h.DPoP); err != nil {
+	if cfg.DPoP, err = oidc.ParseDPoPMode(p.DPoP); err != nil {
 		bad("dpop", err)
 	}
-	profile, err := oidc.ParseProfile(h.Profile)
+	profile, err := oidc.ParseProfile(p.Profile)
 	if err != nil {
 		bad("profile", err)
 	}
-	if len(h.ClientKeyIDs) > len(h.ClientKeys) {
-		bad("client_key_id", fmt.Errorf("client_key_id: %d key ids for %d client_key; give one per key, in the same order", len(h.ClientKeyIDs), len(h.ClientKeys)))
+	if len(p.ClientKeyIDs) > len(p.ClientKeys) {
+		bad("client_key_id", fmt.Errorf("client_key_id: %d key ids for %d client_key; give one per key, in the same order", len(p.ClientKeyIDs), len(p.ClientKeys)))
 	}
 	pending := false
-	for i, source := range h.ClientKeys {
+	for i, source := range p.ClientKeys {
 		switch {
 		case repl != nil:
 			if replaced := repl.ReplaceKnown(source, ""); replaced != "" {
@@ -59,8 +59,8 @@ func (h *Handler) clientSecurity(cfg *oidc.Config, repl *caddy.Replacer) []error
 			continue
 		}
 		kid := ""
-		if i < len(h.ClientKeyIDs) {
-			kid = h.ClientKeyIDs[i]
+		if i < len(p.ClientKeyIDs) {
+			kid = p.ClientKeyIDs[i]
 		}
 		key, err := oidc.LoadClientKey(source, kid)
 		if err != nil {
@@ -74,7 +74,7 @@ func (h *Handler) clientSecurity(cfg *oidc.Config, repl *caddy.Replacer) []error
 	}
 	if profile == oidc.ProfileFAPI2 {
 		// The handler always checks the authorization response's iss.
-		if err := oidc.ApplyFAPI2(cfg, !h.DisablePKCE, true); err != nil {
+		if err := oidc.ApplyFAPI2(cfg, !p.DisablePKCE, true); err != nil {
 			bad("profile", err)
 			return errs
 		}
@@ -109,8 +109,8 @@ func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 }
 
 // newDPoPKey makes the DPoP key of a login when dpop is on (nil when off).
-func (h *Handler) newDPoPKey() (*oidc.DPoPKey, error) {
-	if !h.dpop {
+func (p *idp) newDPoPKey() (*oidc.DPoPKey, error) {
+	if !p.dpop {
 		return nil, nil
 	}
 	return oidc.NewDPoPKey()
@@ -133,8 +133,8 @@ func keepDPoPKey(s *sessions.Session, key *oidc.DPoPKey) error {
 // is on, so that the IdP calls of its refresh carry proofs. A session
 // without a key (made before dpop was on) gets none; its refresh is then
 // refused (oidc.ErrNoDPoPKey) and the user logs in again, with a key.
-func (h *Handler) withSessionDPoPKey(ctx context.Context, s *sessions.Session) (context.Context, error) {
-	if !h.dpop || s.DPoPKey == nil {
+func (p *idp) withSessionDPoPKey(ctx context.Context, s *sessions.Session) (context.Context, error) {
+	if !p.dpop || s.DPoPKey == nil {
 		return ctx, nil
 	}
 	key, err := oidc.UnmarshalDPoPKey(s.DPoPKey)

@@ -46,7 +46,7 @@ func TestProvisionFAPI2(t *testing.T) {
 	if err := provisioned(t, h); err != nil {
 		t.Fatal(err)
 	}
-	if !h.dpop {
+	if !h.primary().dpop {
 		t.Error("profile fapi2 left DPoP off")
 	}
 	rec := httptest.NewRecorder()
@@ -84,7 +84,7 @@ func TestProvisionFAPI2(t *testing.T) {
 	if err := plain.serveJWKS(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/oauth2/jwks.json", nil)); statusOf(err) != http.StatusNotFound {
 		t.Errorf("jwks.json without client keys: %v, want 404", err)
 	}
-	if plain.dpop {
+	if plain.primary().dpop {
 		t.Error("DPoP on by default")
 	}
 }
@@ -110,7 +110,7 @@ func TestProvisionClientKeyPlaceholder(t *testing.T) {
 // TestSessionDPoPKey: a login's key goes into its session, comes back out
 // for refreshes only with dpop on, and a broken one is refused.
 func TestSessionDPoPKey(t *testing.T) {
-	h := &Handler{dpop: true}
+	h := &idp{dpop: true}
 	key, err := h.newDPoPKey()
 	if err != nil || key == nil {
 		t.Fatalf("newDPoPKey with dpop on: %v, %v", key, err)
@@ -129,10 +129,10 @@ func TestSessionDPoPKey(t *testing.T) {
 	if ctx, err := h.withSessionDPoPKey(base, s); err != nil || ctx == base {
 		t.Fatalf("withSessionDPoPKey: %v; the key not added", err)
 	}
-	if ctx, _ := (&Handler{}).withSessionDPoPKey(base, s); ctx != base {
+	if ctx, _ := (&idp{}).withSessionDPoPKey(base, s); ctx != base {
 		t.Error("dpop off: the session's key still used")
 	}
-	if k, _ := (&Handler{}).newDPoPKey(); k != nil {
+	if k, _ := (&idp{}).newDPoPKey(); k != nil {
 		t.Error("dpop off: a login got a key")
 	}
 	s.DPoPKey = s.DPoPKey[:20]

@@ -42,6 +42,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if !h.redirects(r) {
 			return insufficientAuthentication(w, need)
 		}
+		need.idp = h.idpOf(sess) // a step-up is a new login at the session's own IdP
 		return h.startLogin(w, r, r.URL.RequestURI(), *need)
 	}
 	return h.admit(w, r, next, sess, authSession)
@@ -88,12 +89,10 @@ type admitted struct {
 	sess  *sessions.Session
 }
 
-// sessionOwner names what a session belongs to: the IdP, the client and
-// the cookie. Only a handler with all three the same may take over a
-// session another admitted.
-func (h *Handler) sessionOwner() string {
-	return h.Issuer + "\x00" + h.ClientID + "\x00" + h.Cookie.Name
-}
+// sessionOwner names what a session belongs to: the IdPs, their clients
+// and the cookie. Only a handler with all of them the same may take over
+// a session another admitted.
+func (h *Handler) sessionOwner() string { return h.owner }
 
 // admittedBefore is the session an earlier handler of the same owner
 // admitted for this request, or nil.
@@ -118,6 +117,14 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) (*sessi
 	if sess != nil && h.untrustedEmail(sess) {
 		cookie = h.sessions.Discard(r.Context(), value, sess, logoutOther)
 		sess = nil
+	}
+	// A session of an IdP this handler does not know (one of another
+	// oidc_session block with more providers, e.g. a corp-only block on
+	// /admin, or of a provider since removed) is no session here: it is
+	// left as it is, for the handlers that know it, and a login here
+	// replaces it.
+	if sess != nil && h.idpOf(sess) == nil {
+		sess, cookie = nil, lifecycle.Cookie{}
 	}
 	if sess == nil {
 		// An oauth2-proxy session taken over writes its own cookie.
@@ -157,6 +164,7 @@ func (h *Handler) idleTimeout() time.Duration {
 // bearer challenge when access tokens are accepted).
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
 	if !h.redirects(r) {
+		h.challengeProviders(w)
 		if h.bearer != nil {
 			// Where API clients learn how to get a token (RFC 9728). A
 			// Caddy error still, so handle_errors sees it as before.

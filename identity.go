@@ -13,10 +13,11 @@ import (
 	"github.com/oidc-session/oidc_session/sessions"
 )
 
-// newSession builds a session from a login's verified tokens.
-func (h *Handler) newSession(t *oidc.Tokens) (*sessions.Session, error) {
+// newSession builds a session from a login's verified tokens at p.
+func (h *Handler) newSession(p *idp, t *oidc.Tokens) (*sessions.Session, error) {
 	now := time.Now().Truncate(time.Millisecond)
 	s := &sessions.Session{
+		Issuer:    p.provider.Issuer(),
 		CreatedAt: now,
 		LastSeen:  now,
 		ExpiresAt: now.Add(time.Duration(h.SessionLifetime)),
@@ -37,6 +38,7 @@ func (h *Handler) newSession(t *oidc.Tokens) (*sessions.Session, error) {
 // refreshed ID token has none (many IdPs send sid only at login), or
 // back- and front-channel logout by sid would find nothing to end.
 func (h *Handler) applyClaims(s *sessions.Session, claims map[string]any) error {
+	rules := h.rulesOf(s)
 	s.Subject = oidc.ClaimString(claims, "sub")
 	if s.Subject == "" {
 		return errors.New("ID token has no sub claim")
@@ -48,23 +50,23 @@ func (h *Handler) applyClaims(s *sessions.Session, claims map[string]any) error 
 	if trustEmail {
 		s.Email = oidc.ClaimString(claims, "email")
 	}
-	if h.UserIDClaim != "sub" && oidc.ClaimString(claims, h.UserIDClaim) == "" {
-		return fmt.Errorf("ID token has no %q claim (user_id_claim)", h.UserIDClaim)
+	if rules.UserIDClaim != "sub" && oidc.ClaimString(claims, rules.UserIDClaim) == "" {
+		return fmt.Errorf("ID token has no %q claim (user_id_claim)", rules.UserIDClaim)
 	}
-	if h.UserIDClaim == "email" && !trustEmail {
+	if rules.UserIDClaim == "email" && !trustEmail {
 		return fmt.Errorf("%w: user_id_claim email needs a verified email, and the IdP does not mark this one as verified (email_verified); allow_unverified_email accepts it", errForbidden)
 	}
 	s.Name = oidc.ClaimString(claims, "name")
 	if s.Name == "" {
 		s.Name = oidc.ClaimString(claims, "preferred_username")
 	}
-	s.Groups = oidc.ClaimStrings(claims, h.GroupsClaim)
+	s.Groups = oidc.ClaimStrings(claims, rules.GroupsClaim)
 	if sid := oidc.ClaimString(claims, "sid"); sid != "" {
 		s.SID = sid
 	}
 	s.Claims = nil
 	keepAuthentication(s, claims)
-	for _, name := range h.keptClaims() {
+	for _, name := range h.keptClaims(&rules) {
 		if name == "email" && !trustEmail {
 			continue
 		}
@@ -89,10 +91,11 @@ func (h *Handler) untrustedEmail(s *sessions.Session) bool {
 // userID is the session's {http.auth.user.id}: the sub, or the configured
 // user_id_claim.
 func (h *Handler) userID(s *sessions.Session) string {
-	if h.UserIDClaim == "sub" {
+	claim := h.rulesOf(s).UserIDClaim
+	if claim == "sub" || claim == "" {
 		return s.Subject
 	}
-	if v := s.Claims[h.UserIDClaim]; len(v) > 0 {
+	if v := s.Claims[claim]; len(v) > 0 {
 		return v[0]
 	}
 	return s.Subject
@@ -100,12 +103,12 @@ func (h *Handler) userID(s *sessions.Session) string {
 
 // keptClaims are the claims stored in the session: those asked for, the
 // user id claim, and those authorization rules need.
-func (h *Handler) keptClaims() []string {
+func (h *Handler) keptClaims(rules *ProviderRules) []string {
 	names := append([]string(nil), h.Claims...)
-	if h.UserIDClaim != "sub" && !contains(names, h.UserIDClaim) {
-		names = append(names, h.UserIDClaim)
+	if rules.UserIDClaim != "sub" && !contains(names, rules.UserIDClaim) {
+		names = append(names, rules.UserIDClaim)
 	}
-	for name := range h.RequiredClaims {
+	for name := range rules.RequiredClaims {
 		if !contains(names, name) {
 			names = append(names, name)
 		}
@@ -127,9 +130,15 @@ func applyTokens(s *sessions.Session, t *oidc.Tokens) {
 
 var errForbidden = errors.New("access denied")
 
-// authorize applies the allow rules to an authenticated user.
+// authorize applies the allow rules (its provider's) to an authenticated
+// user. An email of a domain that is another provider's (its domains) is
+// refused: only that provider speaks for its addresses.
 func (h *Handler) authorize(s *sessions.Session) error {
-	if len(h.AllowedEmailDomains) > 0 {
+	if err := h.checkDomainOwner(s); err != nil {
+		return err
+	}
+	rules := h.rulesOf(s)
+	if len(rules.AllowedEmailDomains) > 0 {
 		_, domain, ok := strings.Cut(s.Email, "@")
 		switch {
 		case !ok && !s.EmailVerified && !h.AllowUnverifiedEmail:
@@ -138,17 +147,34 @@ func (h *Handler) authorize(s *sessions.Session) error {
 			return fmt.Errorf("%w: no email", errForbidden)
 		case !s.EmailVerified && !h.AllowUnverifiedEmail:
 			return fmt.Errorf("%w: email not verified", errForbidden)
-		case !containsFold(h.AllowedEmailDomains, domain):
+		case !containsFold(rules.AllowedEmailDomains, domain):
 			return fmt.Errorf("%w: email domain not allowed", errForbidden)
 		}
 	}
-	if len(h.AllowedGroups) > 0 && !intersects(h.AllowedGroups, s.Groups) {
+	if len(rules.AllowedGroups) > 0 && !intersects(rules.AllowedGroups, s.Groups) {
 		return fmt.Errorf("%w: not in an allowed group", errForbidden)
 	}
-	for name, want := range h.RequiredClaims {
+	for name, want := range rules.RequiredClaims {
 		if !intersects(want, s.Claims[name]) {
 			return fmt.Errorf("%w: claim %q has no allowed value", errForbidden, name)
 		}
+	}
+	return nil
+}
+
+// checkDomainOwner refuses a session whose email is of a domain another
+// provider than its own has in its domains.
+func (h *Handler) checkDomainOwner(s *sessions.Session) error {
+	if len(h.domainOwner) == 0 || s.Email == "" {
+		return nil
+	}
+	at := strings.LastIndexByte(s.Email, '@')
+	if at < 0 {
+		return nil
+	}
+	owner := h.domainOwner[strings.ToLower(s.Email[at+1:])]
+	if owner != nil && owner != h.idpOf(s) {
+		return fmt.Errorf("%w: email domain %s is provider %s's, and this login is not from it (sign in with %s)", errForbidden, truncate(s.Email[at+1:], 64), owner.name, owner.label)
 	}
 	return nil
 }
@@ -161,6 +187,7 @@ func (h *Handler) expose(r *http.Request, s *sessions.Session) {
 		repl.Set("http.auth.user.email", s.Email)
 		repl.Set("http.auth.user.name", s.Name)
 		repl.Set("http.auth.user.groups", joinList(s.Groups))
+		repl.Set("http.auth.user.provider", h.providerName(s))
 		for i, name := range h.Claims {
 			repl.Set(h.claimPlaceholders[i], joinList(s.Claims[name]))
 		}
@@ -171,6 +198,7 @@ func (h *Handler) expose(r *http.Request, s *sessions.Session) {
 		setHeader(r, hc.Name, s.Name)
 		setHeader(r, hc.Groups, joinList(s.Groups))
 		setHeader(r, hc.AccessToken, s.AccessToken)
+		setHeader(r, hc.Provider, h.providerName(s))
 	}
 }
 
@@ -228,7 +256,7 @@ func identityHeaderNames(hc *HeadersConfig) map[string]bool {
 		names[normalizeHeader(n)] = true
 	}
 	if hc != nil {
-		for _, n := range []string{hc.User, hc.Email, hc.Name, hc.Groups, hc.AccessToken} {
+		for _, n := range []string{hc.User, hc.Email, hc.Name, hc.Groups, hc.AccessToken, hc.Provider} {
 			if n != "" {
 				names[normalizeHeader(n)] = true
 			}

@@ -44,19 +44,26 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	if !ok {
 		return backchannelError(w, http.StatusNotImplemented, "unsupported", "the cookie store cannot end sessions from the back channel; use store memory or store redis")
 	}
-	d, err := h.provider.Discover(r.Context())
+	// The token is verified by the provider it names as its issuer, with
+	// that provider's keys, issuer and client id, and ends only that
+	// provider's sessions: a token of one IdP never touches another's.
+	p := h.logoutTokenIdP(raw)
+	if p == nil {
+		return backchannelError(w, http.StatusBadRequest, "invalid_request", "logout token from an issuer that is not one of this site's identity providers")
+	}
+	d, err := p.provider.Discover(r.Context())
 	if err != nil {
 		return backchannelError(w, h.UnavailableStatus, "temporarily_unavailable", "identity provider not reachable")
 	}
 	source := clientAddress(r)
-	lt, err := h.provider.VerifyLogoutToken(r.Context(), d, raw, func() bool { return h.logoutFetches.allow(source) })
+	lt, err := p.provider.VerifyLogoutToken(r.Context(), d, raw, func() bool { return h.logoutFetches.allow(source) })
 	if errors.Is(err, oidc.ErrUnavailable) {
 		h.logger.Warn("back-channel logout token not checked now", zap.Error(err))
 		w.Header().Set("Retry-After", "5")
 		return backchannelError(w, h.UnavailableStatus, "temporarily_unavailable", "the identity provider's keys cannot be checked now; retry")
 	}
 	if err != nil {
-		h.logger.Warn("back-channel logout token refused", zap.Error(err))
+		h.logger.Warn("back-channel logout token refused", zap.String("provider", p.name), zap.Error(err))
 		return backchannelError(w, http.StatusBadRequest, "invalid_request", err.Error())
 	}
 	if h.jtis.Used(lt.Issuer, lt.JTI) {
@@ -65,9 +72,9 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	}
 	var n int
 	if lt.SID != "" {
-		n, err = mgr.EndSID(r.Context(), lt.SID, lt.Subject)
+		n, err = mgr.EndSID(r.Context(), lt.Issuer, lt.SID, lt.Subject)
 	} else {
-		n, err = mgr.EndSubject(r.Context(), lt.Subject)
+		n, err = mgr.EndSubject(r.Context(), lt.Issuer, lt.Subject)
 	}
 	if err != nil {
 		// Not recorded as used: the IdP's retry of this token must work.
@@ -75,12 +82,27 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		return backchannelError(w, h.UnavailableStatus, "temporarily_unavailable", "session store not reachable")
 	}
 	h.jtis.Record(lt.Issuer, lt.JTI)
-	h.logger.Info("back-channel logout", zap.String("sub", lt.Subject), zap.Int("sessions", n))
+	h.logger.Info("back-channel logout", zap.String("sub", lt.Subject), zap.String("provider", p.name), zap.Int("sessions", n))
 	for i := 0; i < n; i++ {
-		metricLogout(logoutBackchannel)
+		metricLogout(p, logoutBackchannel)
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// logoutTokenIdP is the provider whose issuer the (not yet verified) logout
+// token names, or nil. Choosing by it is safe: that provider then verifies
+// the token, iss included.
+func (h *Handler) logoutTokenIdP(raw string) *idp {
+	if !h.multi() {
+		return h.primary()
+	}
+	claims, err := oidc.UnverifiedClaims(raw)
+	if err != nil {
+		return nil
+	}
+	iss, _ := claims["iss"].(string)
+	return h.idpByIssuer[iss]
 }
 
 // backchannelError answers as section 2.8 of the spec asks: a status and a
@@ -120,17 +142,26 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	}
 	// Without iss and sid, nothing ties the request to the IdP: another
 	// site could frame this URL. A cross-site request must then come from
-	// the IdP's own pages (when the browser says where it comes from).
-	if iss == "" && r.Header.Get("Sec-Fetch-Site") == "cross-site" && !h.fromIssuer(r.Referer()) {
+	// the IdP's own pages (when the browser says where it comes from), and
+	// only the session of that IdP ends.
+	crossSiteWithoutIss := iss == "" && r.Header.Get("Sec-Fetch-Site") == "cross-site"
+	if crossSiteWithoutIss && r.Referer() != "" && h.refererIdP(r.Referer(), nil) == nil {
 		return caddyhttp.Error(http.StatusForbidden, errors.New("cross-site front-channel logout without iss and sid from another origin than the IdP's"))
 	}
-	if iss != "" && iss != h.provider.Issuer() {
-		return caddyhttp.Error(http.StatusBadRequest, errors.New("front-channel logout for another issuer"))
+	// The IdP whose session ended: the one of iss, or without iss (only
+	// with one IdP, or for the browser's own session without sid) any.
+	var p *idp
+	if iss != "" {
+		if p = h.idpByIssuer[iss]; p == nil {
+			return caddyhttp.Error(http.StatusBadRequest, errors.New("front-channel logout for another issuer"))
+		}
 	}
 	if value := h.jar.Read(r); value != "" {
 		sess, err := h.sessions.Peek(r.Context(), value)
 		switch {
-		case err == nil && sess.SID == sid:
+		case err == nil && crossSiteWithoutIss && h.refererIdP(r.Referer(), h.idpOf(sess)) != h.idpOf(sess):
+			return caddyhttp.Error(http.StatusForbidden, errors.New("cross-site front-channel logout without iss and sid from another origin than the session's IdP's"))
+		case err == nil && sess.SID == sid && (p == nil || h.idpOf(sess) == p):
 			cookie, err := h.sessions.End(r.Context(), value, sess, logoutFrontchannel)
 			if err != nil {
 				return caddyhttp.Error(h.UnavailableStatus, err)
@@ -141,12 +172,12 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		}
 	}
 	if mgr, ok := h.store.(sessions.Manager); ok && sid != "" {
-		n, err := mgr.EndSID(r.Context(), sid, "")
+		n, err := mgr.EndSID(r.Context(), p.provider.Issuer(), sid, "")
 		if err != nil {
 			return caddyhttp.Error(h.UnavailableStatus, err)
 		}
 		for i := 0; i < n; i++ {
-			metricLogout(logoutFrontchannel)
+			metricLogout(p, logoutFrontchannel)
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -154,16 +185,33 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	return err
 }
 
-// fromIssuer reports whether a Referer is absent or of the issuer's
-// origin.
-func (h *Handler) fromIssuer(referer string) bool {
+// refererIdP is the IdP a Referer is from: the one of its origin, among
+// several of that origin the one whose issuer path it is under (browsers
+// often send the origin only; then prefer, when it is of that origin, is
+// taken). Without a Referer (the browser does not say) it is prefer; nil
+// when the Referer is of no IdP.
+func (h *Handler) refererIdP(referer string, prefer *idp) *idp {
 	if referer == "" {
-		return true
+		return prefer
 	}
 	ref, err := url.Parse(referer)
 	if err != nil {
-		return false
+		return nil
 	}
-	iss, err := url.Parse(h.provider.Issuer())
-	return err == nil && strings.EqualFold(ref.Scheme, iss.Scheme) && strings.EqualFold(ref.Host, iss.Host)
+	var best *idp
+	bestLen := -1
+	for _, p := range h.idps {
+		iss, err := url.Parse(p.provider.Issuer())
+		if err != nil || !strings.EqualFold(ref.Scheme, iss.Scheme) || !strings.EqualFold(ref.Host, iss.Host) {
+			continue
+		}
+		n := 0 // of its origin only
+		if path := strings.TrimSuffix(iss.Path, "/"); path != "" && (ref.Path == path || strings.HasPrefix(ref.Path, path+"/")) {
+			n = len(path)
+		}
+		if n > bestLen || n == bestLen && p == prefer {
+			best, bestLen = p, n
+		}
+	}
+	return best
 }

@@ -12,11 +12,11 @@ import (
 
 // Prometheus metrics of the handler, in Caddy's metrics registry:
 //
-//	caddy_oidc_session_logins_total
+//	caddy_oidc_session_logins_total{provider}
 //	caddy_oidc_session_login_failures_total{reason}
-//	caddy_oidc_session_refreshes_total
-//	caddy_oidc_session_refresh_failures_total{reason}
-//	caddy_oidc_session_logouts_total{kind}
+//	caddy_oidc_session_refreshes_total{provider}
+//	caddy_oidc_session_refresh_failures_total{reason,provider}
+//	caddy_oidc_session_logouts_total{kind,provider}
 //	caddy_oidc_session_store_duration_seconds{store,op}
 //	caddy_oidc_session_active_sessions{store}
 //
@@ -85,36 +85,36 @@ var storeDurationBuckets = []float64{
 }
 
 var (
-	loginsTotal = prometheus.NewCounter(prometheus.CounterOpts{
+	loginsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "logins_total",
-		Help:      "Logins completed: a new session was started.",
-	})
+		Help:      "Logins completed: a new session was started, by identity provider.",
+	}, []string{"provider"})
 	loginFailuresTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "login_failures_total",
 		Help:      "Login callbacks that did not start a session, by reason.",
 	}, []string{"reason"})
-	refreshesTotal = prometheus.NewCounter(prometheus.CounterOpts{
+	refreshesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "refreshes_total",
-		Help:      "Token refreshes that succeeded.",
-	})
+		Help:      "Token refreshes that succeeded, by identity provider.",
+	}, []string{"provider"})
 	refreshFailuresTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "refresh_failures_total",
-		Help:      "Token refreshes that failed, by reason.",
-	}, []string{"reason"})
+		Help:      "Token refreshes that failed, by reason and identity provider.",
+	}, []string{"reason", "provider"})
 	logoutsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "logouts_total",
-		Help:      "Sessions ended, by kind of logout.",
-	}, []string{"kind"})
+		Help:      "Sessions ended, by kind of logout and identity provider (empty when the session's is not known).",
+	}, []string{"kind", "provider"})
 	storeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
@@ -131,13 +131,55 @@ var (
 	loginFailures = newCounterSet(loginFailuresTotal, loginFailureOther,
 		loginFailureState, loginFailureExchange, loginFailureVerify,
 		loginFailureUnavailable, loginFailureDenied, loginFailureIdPError)
-	refreshFailures = newCounterSet(refreshFailuresTotal, refreshFailureOther,
-		refreshFailureInvalidGrant, refreshFailureUnavailable)
-	logouts = newCounterSet(logoutsTotal, logoutOther,
-		logoutLocal, logoutRPInitiated, logoutBackchannel, logoutFrontchannel,
-		logoutAdmin, logoutLimit, logoutExpired)
+	// The counts of no known provider (never a login or a refresh).
+	unknownProvider = idpCounters{
+		refreshFailures: providerSet(refreshFailuresTotal, "", refreshFailureOther, refreshFailureInvalidGrant, refreshFailureUnavailable),
+		logouts:         providerSet(logoutsTotal, "", logoutOther, logoutKinds...),
+	}
 	storeObservers = newObserverCache(storeDuration)
 )
+
+func init() {
+	// The series of a site with one IdP exist from the start, as they did
+	// before they had a provider label; providerMetrics adds the others.
+	providerMetrics(defaultProviderName)
+}
+
+// idpCounters are the series of one provider, resolved once (configured
+// names only, so the series stay bounded).
+type idpCounters struct {
+	logins, refreshes        prometheus.Counter
+	refreshFailures, logouts *counterSet
+}
+
+// providerMetrics makes the series of a provider, so that they are
+// exposed (at 0) before its first login.
+func providerMetrics(name string) idpCounters {
+	return idpCounters{
+		logins:          loginsTotal.WithLabelValues(name),
+		refreshes:       refreshesTotal.WithLabelValues(name),
+		refreshFailures: providerSet(refreshFailuresTotal, name, refreshFailureOther, refreshFailureInvalidGrant, refreshFailureUnavailable),
+		logouts:         providerSet(logoutsTotal, name, logoutOther, logoutKinds...),
+	}
+}
+
+// logoutKinds are the values of logouts_total{kind} besides "other".
+var logoutKinds = []string{logoutLocal, logoutRPInitiated, logoutBackchannel, logoutFrontchannel,
+	logoutAdmin, logoutLimit, logoutExpired}
+
+// providerSet is the counterSet of vec for one provider: other, then the
+// fixed values.
+func providerSet(vec *prometheus.CounterVec, provider, other string, values ...string) *counterSet {
+	return newCounterSet(vec.MustCurryWith(prometheus.Labels{"provider": provider}), other, values...)
+}
+
+// countersOf are p's series, or those of no known provider for nil.
+func countersOf(p *idp) *idpCounters {
+	if p == nil || p.counters.logouts == nil {
+		return &unknownProvider
+	}
+	return &p.counters
+}
 
 // registerMetrics registers the handler's collectors into reg, the registry
 // of the config being loaded (caddy.Context.GetMetricsRegistry()); call it
@@ -179,23 +221,23 @@ func registerMetrics(reg prometheus.Registerer, active func(context.Context) map
 	return errors.Join(errs...)
 }
 
-// metricLogin counts a completed login.
-func metricLogin() { loginsTotal.Inc() }
+// metricLogin counts a completed login at p.
+func metricLogin(p *idp) { p.counters.logins.Inc() }
 
 // metricLoginFailure counts a failed login; reason is one of the
 // loginFailure* constants.
 func metricLoginFailure(reason string) { loginFailures.get(reason).Inc() }
 
-// metricRefresh counts a successful token refresh.
-func metricRefresh() { refreshesTotal.Inc() }
+// metricRefresh counts a successful token refresh at p.
+func metricRefresh(p *idp) { p.counters.refreshes.Inc() }
 
-// metricRefreshFailure counts a failed token refresh; reason is one of the
-// refreshFailure* constants.
-func metricRefreshFailure(reason string) { refreshFailures.get(reason).Inc() }
+// metricRefreshFailure counts a failed token refresh at p (nil: not
+// known); reason is one of the refreshFailure* constants.
+func metricRefreshFailure(p *idp, reason string) { countersOf(p).refreshFailures.get(reason).Inc() }
 
-// metricLogout counts an ended session; kind is one of the logout*
-// constants.
-func metricLogout(kind string) { logouts.get(kind).Inc() }
+// metricLogout counts an ended session of p (nil: not known); kind is one
+// of the logout* constants.
+func metricLogout(p *idp, kind string) { countersOf(p).logouts.get(kind).Inc() }
 
 // observeStore records how long a store operation took since start; store
 // is the store's name (storeName) and op one of the storeOp* constants. It

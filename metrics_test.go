@@ -66,8 +66,11 @@ func TestMetricsRegisterAcrossReloads(t *testing.T) {
 	}
 
 	// Counts carry over: both registries see the same counters.
-	before := metricValue(t, loginsTotal)
-	metricLogin()
+	before := 0.0
+	for _, m := range collectMetrics(t, loginsTotal) {
+		before += m.GetCounter().GetValue()
+	}
+	metricLogin(&idp{counters: providerMetrics(defaultProviderName)})
 	for i, reg := range []*prometheus.Registry{first, second} {
 		if got := gatheredCounter(t, reg, metricPrefix+"logins_total"); got != before+1 {
 			t.Errorf("registry %d: logins_total %v, want %v", i, got, before+1)
@@ -75,7 +78,8 @@ func TestMetricsRegisterAcrossReloads(t *testing.T) {
 	}
 }
 
-// gatheredCounter returns the value of an unlabelled counter in reg.
+// gatheredCounter returns the value of a counter in reg, summed over its
+// series.
 func gatheredCounter(t *testing.T, reg prometheus.Gatherer, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -83,8 +87,12 @@ func gatheredCounter(t *testing.T, reg prometheus.Gatherer, name string) float64
 		t.Fatalf("gather: %v", err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+		if mf.GetName() == name {
+			sum := 0.0
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
 		}
 	}
 	t.Fatalf("%s not gathered", name)
@@ -146,10 +154,10 @@ func TestMetricsRegisterConflict(t *testing.T) {
 	restoreActive(t)
 	reg := prometheus.NewRegistry()
 	// Someone else's collector under our name is a real conflict.
-	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{
+	reg.MustRegister(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-		Name: "logins_total", Help: "Logins completed: a new session was started.",
-	}))
+		Name: "logins_total", Help: "Logins completed: a new session was started, by identity provider.",
+	}, []string{"provider"}))
 	err := registerMetrics(reg, nil)
 	var are prometheus.AlreadyRegisteredError
 	if !errors.As(err, &are) {
@@ -173,29 +181,45 @@ func TestMetricHelpersCount(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, got, before+1)
 		}
 	}
-	check("logins", loginsTotal, metricLogin)
-	check("refreshes", refreshesTotal, metricRefresh)
+	def, corp := &idp{counters: providerMetrics(defaultProviderName)}, &idp{counters: providerMetrics("corp")}
+	check("logins", loginsTotal.WithLabelValues(defaultProviderName), func() { metricLogin(def) })
+	check("refreshes", refreshesTotal.WithLabelValues(defaultProviderName), func() { metricRefresh(def) })
+	check("logins at corp", loginsTotal.WithLabelValues("corp"), func() { metricLogin(corp) })
 	for _, r := range []string{loginFailureState, loginFailureExchange, loginFailureVerify,
 		loginFailureUnavailable, loginFailureDenied, loginFailureIdPError} {
 		check("login failure "+r, loginFailuresTotal.WithLabelValues(r), func() { metricLoginFailure(r) })
 	}
 	for _, r := range []string{refreshFailureInvalidGrant, refreshFailureUnavailable, refreshFailureOther} {
-		check("refresh failure "+r, refreshFailuresTotal.WithLabelValues(r), func() { metricRefreshFailure(r) })
+		check("refresh failure "+r, refreshFailuresTotal.WithLabelValues(r, ""), func() { metricRefreshFailure(nil, r) })
+		check("refresh failure at corp "+r, refreshFailuresTotal.WithLabelValues(r, "corp"), func() { metricRefreshFailure(corp, r) })
 	}
 	for _, k := range []string{logoutLocal, logoutRPInitiated, logoutBackchannel, logoutFrontchannel,
 		logoutAdmin, logoutLimit, logoutExpired} {
-		check("logout "+k, logoutsTotal.WithLabelValues(k), func() { metricLogout(k) })
+		check("logout "+k, logoutsTotal.WithLabelValues(k, ""), func() { metricLogout(nil, k) })
+		check("logout at corp "+k, logoutsTotal.WithLabelValues(k, "corp"), func() { metricLogout(corp, k) })
 	}
 
 	// Values outside the fixed sets count as "other", not as new series.
 	check("unknown login failure", loginFailuresTotal.WithLabelValues(loginFailureOther),
 		func() { metricLoginFailure("error from somewhere: 42") })
-	check("unknown refresh failure", refreshFailuresTotal.WithLabelValues(refreshFailureOther),
-		func() { metricRefreshFailure("nope") })
-	check("unknown logout", logoutsTotal.WithLabelValues(logoutOther), func() { metricLogout("nope") })
-	for vec, n := range map[*prometheus.CounterVec]int{loginFailuresTotal: 7, refreshFailuresTotal: 3, logoutsTotal: 8} {
-		if got := collectCount(t, vec); got != n {
-			t.Errorf("%d series, want %d", got, n)
+	check("unknown refresh failure", refreshFailuresTotal.WithLabelValues(refreshFailureOther, "corp"),
+		func() { metricRefreshFailure(corp, "nope") })
+	check("unknown logout", logoutsTotal.WithLabelValues(logoutOther, "corp"), func() { metricLogout(corp, "nope") })
+	if got := collectCount(t, loginFailuresTotal); got != 7 {
+		t.Errorf("login failures: %d series, want 7", got)
+	}
+	// Per provider (other tests make other providers' series).
+	for vec, n := range map[*prometheus.CounterVec]int{refreshFailuresTotal: 3, logoutsTotal: 8} {
+		got := 0
+		for _, m := range collectMetrics(t, vec) {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "provider" && l.GetValue() == "corp" {
+					got++
+				}
+			}
+		}
+		if got != n {
+			t.Errorf("corp: %d series, want %d", got, n)
 		}
 	}
 }
@@ -251,12 +275,13 @@ func histogramCount(t *testing.T, store, op string) uint64 {
 func TestMetricHelpersDoNotAllocate(t *testing.T) {
 	observeStore("cookie", storeOpSave, time.Now()) // first use of a store resolves its children
 	start := time.Now()
+	p := &idp{counters: providerMetrics(defaultProviderName)}
 	allocs := testing.AllocsPerRun(100, func() {
-		metricLogin()
+		metricLogin(p)
 		metricLoginFailure(loginFailureState)
-		metricRefresh()
-		metricRefreshFailure(refreshFailureInvalidGrant)
-		metricLogout(logoutLocal)
+		metricRefresh(p)
+		metricRefreshFailure(p, refreshFailureInvalidGrant)
+		metricLogout(p, logoutLocal)
 		observeStore("cookie", storeOpLoad, start)
 		observeStore("cookie", storeOpSave, start)
 		observeStore("cookie", storeOpDelete, start)

@@ -337,7 +337,7 @@ func (m *migrator) convert(ctx context.Context, prev string, ps *oauth2proxy.Ses
 	refused := func(format string, args ...any) (*sessions.Session, lifecycle.Cookie, error) {
 		return nil, lifecycle.Cookie{}, fmt.Errorf(format, args...)
 	}
-	d, err := h.provider.Discover(ctx)
+	d, err := h.primary().provider.Discover(ctx)
 	if err != nil {
 		return nil, lifecycle.Cookie{}, fmt.Errorf("%w: %w", errUnavailable, err)
 	}
@@ -354,13 +354,13 @@ func (m *migrator) convert(ctx context.Context, prev string, ps *oauth2proxy.Ses
 		// given the session.
 		ExpiresAt: minTime(now.Add(time.Duration(h.SessionLifetime)), ps.Expires),
 	}
-	claims, err := h.provider.VerifyStoredIDToken(ctx, d, ps.IDToken)
+	claims, err := h.primary().provider.VerifyStoredIDToken(ctx, d, ps.IDToken)
 	verified := err == nil
 	switch {
 	case verified:
-		if h.provider.WantsUserInfo(d, claims) && now.Before(ps.ExpiresOn) {
+		if h.primary().provider.WantsUserInfo(d, claims) && now.Before(ps.ExpiresOn) {
 			// As at login; an expired token gets them at its refresh.
-			if err := h.provider.MergeUserInfo(ctx, d, ps.AccessToken, claims); err != nil {
+			if err := h.primary().provider.MergeUserInfo(ctx, d, ps.AccessToken, claims); err != nil {
 				return refused("%w", err)
 			}
 		}

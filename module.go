@@ -5,11 +5,10 @@ package oidcsession
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 
-	"net/url"
+	"html/template"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -48,6 +47,18 @@ type Handler struct {
 	IdentityConfig
 	AccessRules
 
+	// Providers are the identity providers of a site that lets users log
+	// in with several, in the order the sign-in chooser shows them. Each
+	// has its own IdP settings, which are then not set at the top level.
+	// Sessions belong to the provider they were made with (told apart by
+	// their issuer): they are refreshed and logged out there only. The
+	// first provider is the primary: sessions are sealed under its issuer
+	// and client (keep it first to keep everyone logged in; it is also
+	// the IdP of sessions stored before sessions recorded their issuer,
+	// and of the bearer block and migrate_oauth2_proxy). Default: none,
+	// the single IdP set by the top-level settings.
+	Providers []ProviderBlock `json:"providers,omitempty"`
+
 	// Cookie sets the session cookie's name, secrets and attributes.
 	Cookie CookieConfig `json:"cookie"`
 
@@ -72,19 +83,26 @@ type Handler struct {
 	// Security: every issuer it trusts can mint tokens for its audiences.
 	Bearer *bearer.Config `json:"bearer,omitempty"`
 
-	provider *oidc.Provider
-	store    sessions.Store
-	caps     sessions.Capabilities
+	// idps are the identity providers, the primary first; idpByName and
+	// idpByIssuer find them by name and by (replaced) issuer.
+	idps        []*idp
+	idpByName   map[string]*idp
+	idpByIssuer map[string]*idp
+	// owner names what the sessions belong to (sessionOwner).
+	owner   string
+	chooser *template.Template
+	store   sessions.Store
+	caps    sessions.Capabilities
 	// sessions finds, refreshes, saves and ends the request's session.
-	sessions    *lifecycle.Keeper
-	migrator    *migrator // nil without migrate_oauth2_proxy or past its until
-	jar         cookies.Jar
-	flowKeys    *sessions.Keyring
-	binding     []byte
-	redirect    *url.URL
-	callbackURI string
-	endpoints   map[string]endpoint
-	stripNames  map[string]bool
+	sessions   *lifecycle.Keeper
+	migrator   *migrator // nil without migrate_oauth2_proxy or past its until
+	jar        cookies.Jar
+	flowKeys   *sessions.Keyring
+	binding    []byte
+	endpoints  map[string]endpoint
+	stripNames map[string]bool
+	// domainOwner is the provider of each domain of the providers' domains.
+	domainOwner map[string]*idp
 	// claimPlaceholders are the placeholder names of Claims, made once.
 	claimPlaceholders []string
 	jtis              *oidc.JTICache
@@ -98,8 +116,6 @@ type Handler struct {
 
 	// bearer verifies access tokens; nil without Bearer.
 	bearer *bearer.Verifier
-	// dpop: each login makes a DPoP key its session's tokens are bound to.
-	dpop bool
 	// jwks is the document of <prefix>/jwks.json; nil without client keys.
 	jwks []byte
 }
@@ -142,13 +158,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.flowKeys, err = sessions.NewKeyring("flow", secrets...); err != nil {
 		return fmt.Errorf("cookie secret: %w", err)
 	}
-	issuer := repl.ReplaceKnown(h.Issuer, "")
-	if err := checkAbsoluteURL(issuer); err != nil {
-		return fmt.Errorf("issuer: %w", err) // a placeholder, checked once replaced
+	if err := h.provisionProviders(repl); err != nil {
+		return err
 	}
-	clientID := repl.ReplaceKnown(h.ClientID, "")
-	// Sessions are bound to the IdP and client they were made for.
-	h.binding = []byte(issuer + "\x00" + clientID)
 
 	sameSite, err := parseSameSite(h.Cookie.SameSite)
 	if err != nil {
@@ -182,6 +194,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		CookieName:  h.Cookie.Name,
 		Keys:        sessionKeys,
 		Binding:     h.binding,
+		Issuer:      h.primary().provider.Issuer(),
 		IdleTimeout: h.idleTimeout(),
 		MaxPerUser:  h.MaxSessionsPerUser,
 	}); err != nil {
@@ -192,42 +205,29 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionObservability(ctx); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	for _, p := range h.idps {
+		p.counters = providerMetrics(p.name)
+	}
 
 	h.provisionEndpoints()
 	h.provisionIdentity()
+	if h.chooser, err = loadChooser(h.ChooserTemplate); err != nil {
+		return err
+	}
 	// Logout tokens older than the verifier's max age are refused anyway,
 	// so remembering jtis for that long catches every replay.
 	h.jtis = oidc.NewJTICache(oidc.DefaultLogoutMaxAge+oidc.LogoutClockSkew, 100000)
 	h.logoutFetches = newSourceLimiter(rate.Every(time.Minute), 3, 10000)
 
-	cfg := oidc.Config{
-		Issuer:       issuer,
-		ClientID:     clientID,
-		ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
-		Scopes:       h.Scopes,
-		UserInfo:     h.FetchUserInfo.userInfoMode(),
-		GroupsClaim:  h.GroupsClaim,
-		AuthParams:   h.authParams(),
-		HTTPClient:   &http.Client{Timeout: time.Duration(h.ProviderTimeout)},
-	}
-	if errs := h.clientSecurity(&cfg, repl); len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	h.dpop = cfg.DPoP.Enabled()
-	if len(cfg.ClientKeys) > 0 {
-		if h.jwks, err = oidc.ClientJWKS(cfg.ClientKeys); err != nil {
-			return err
-		}
-	}
-	h.provider = oidc.NewProvider(cfg)
 	if h.Bearer != nil {
 		// Its own client: the same timeout, and the default transport's
 		// connections shared with the provider's.
+		primary := h.primary()
 		h.bearer, err = bearer.NewVerifier(*h.Bearer, bearer.IdP{
-			Issuer:       issuer,
-			ClientID:     clientID,
-			ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
-			HTTPClient:   &http.Client{Timeout: time.Duration(h.ProviderTimeout)},
+			Issuer:       primary.provider.Issuer(),
+			ClientID:     primary.provider.ClientID(),
+			ClientSecret: repl.ReplaceKnown(primary.cfg.ClientSecret, ""),
+			HTTPClient:   &http.Client{Timeout: time.Duration(primary.cfg.ProviderTimeout)},
 		})
 		if err != nil {
 			return err // its messages start with "bearer:"
@@ -236,7 +236,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.sessions = lifecycle.New(lifecycle.Config{
 		Store:         h.store,
 		Capabilities:  h.caps,
-		Issuer:        issuer,
+		Issuer:        h.primary().provider.Issuer(),
 		IdleTimeout:   h.idleTimeout(),
 		RefreshMargin: time.Duration(h.RefreshMargin),
 		Refresher:     refresher{h},

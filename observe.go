@@ -55,7 +55,11 @@ func (h *Handler) sessionEnded(s *sessions.Session, reason lifecycle.Reason) {
 	if reason == lifecycle.ReasonRefused {
 		kind = logoutOther
 	}
-	metricLogout(kind)
+	var p *idp
+	if s != nil {
+		p = h.idpOf(s)
+	}
+	metricLogout(p, kind)
 	h.emit(eventEnded, s, kind)
 }
 
@@ -66,8 +70,8 @@ func idpSpan(ctx context.Context, what string) (context.Context, trace.Span) {
 	return ctx, sp
 }
 
-// Event names, emitted through Caddy's events app with the subject (never
-// a token) as data.
+// Event names, emitted through Caddy's events app with the subject, the
+// store and the provider (never a token) as data.
 const (
 	eventCreated   = "oidc_session.session_created"
 	eventRefreshed = "oidc_session.session_refreshed"
@@ -78,7 +82,7 @@ func (h *Handler) emit(name string, s *sessions.Session, reason string) {
 	if h.events == nil || s == nil {
 		return
 	}
-	data := map[string]any{"sub": s.Subject, "store": h.storeName}
+	data := map[string]any{"sub": s.Subject, "store": h.storeName, "provider": h.providerName(s)}
 	if reason != "" {
 		data["reason"] = reason
 	}

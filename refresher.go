@@ -21,23 +21,31 @@ type refresher struct{ h *Handler }
 // final (lifecycle.ErrRefused); an IdP that cannot be reached is not.
 func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions.Session, error) {
 	h := rf.h
-	ctx, err := h.withSessionDPoPKey(ctx, s)
+	// A session is refreshed at its own IdP only. One whose IdP this
+	// handler does not know is not ended (not a final answer): it may be
+	// another handler's, which refreshes it.
+	p := h.idpOf(s)
+	if p == nil {
+		metricRefreshFailure(nil, refreshFailureOther)
+		return nil, fmt.Errorf("the session's identity provider (%s) is not one of this handler's", s.Issuer)
+	}
+	ctx, err := p.withSessionDPoPKey(ctx, s)
 	if err != nil {
-		metricRefreshFailure(refreshFailureOther)
+		metricRefreshFailure(p, refreshFailureOther)
 		return nil, fmt.Errorf("%w: the session's DPoP key: %w", lifecycle.ErrRefused, err)
 	}
 	ctx, sp := idpSpan(ctx, "refresh")
-	t, err := h.refreshTokens(ctx, s.RefreshToken, s.IDToken)
+	t, err := p.refreshTokens(ctx, s.RefreshToken, s.IDToken)
 	endSpan(sp, err)
 	switch {
 	case errors.Is(err, oidc.ErrInvalidGrant):
-		metricRefreshFailure(refreshFailureInvalidGrant)
+		metricRefreshFailure(p, refreshFailureInvalidGrant)
 		return nil, fmt.Errorf("%w: %w", lifecycle.ErrRefused, err)
 	case errors.Is(err, oidc.ErrUnavailable):
-		metricRefreshFailure(refreshFailureUnavailable)
+		metricRefreshFailure(p, refreshFailureUnavailable)
 		return nil, err
 	case err != nil:
-		metricRefreshFailure(refreshFailureOther)
+		metricRefreshFailure(p, refreshFailureOther)
 		return nil, fmt.Errorf("%w: %w", lifecycle.ErrRefused, err)
 	}
 	out := *s
@@ -54,28 +62,28 @@ func (rf refresher) Refresh(ctx context.Context, s *sessions.Session) (*sessions
 			}
 		}
 		if err := h.applyClaims(&out, claims); err != nil {
-			metricRefreshFailure(refreshFailureOther)
+			metricRefreshFailure(p, refreshFailureOther)
 			return nil, fmt.Errorf("%w: refreshed ID token: %w", lifecycle.ErrRefused, err)
 		}
 		if out.Subject != s.Subject {
-			metricRefreshFailure(refreshFailureOther)
+			metricRefreshFailure(p, refreshFailureOther)
 			return nil, fmt.Errorf("%w: refreshed ID token is for another subject", lifecycle.ErrRefused)
 		}
 	}
 	applyTokens(&out, t)
-	if !h.dpop {
+	if !p.dpop {
 		out.DPoPKey = nil // the new tokens are not bound to it
 	}
-	metricRefresh()
+	metricRefresh(p)
 	h.emit(eventRefreshed, &out, "")
 	return &out, nil
 }
 
 // refreshTokens redeems a refresh token at the IdP.
-func (h *Handler) refreshTokens(ctx context.Context, refreshToken, previousIDToken string) (*oidc.Tokens, error) {
-	d, err := h.provider.Discover(ctx)
+func (p *idp) refreshTokens(ctx context.Context, refreshToken, previousIDToken string) (*oidc.Tokens, error) {
+	d, err := p.provider.Discover(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return h.provider.Refresh(ctx, d, refreshToken, previousIDToken)
+	return p.provider.Refresh(ctx, d, refreshToken, previousIDToken)
 }

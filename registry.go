@@ -58,3 +58,21 @@ func (r *storeRegistry) managers() ([]sessions.Manager, []string) {
 	}
 	return ms, unmanaged
 }
+
+// providerOf names the identity provider of a session of store s, as the
+// handlers of s know it; "" when none of them has its issuer. When their
+// names for it differ, the least one, whatever the order of the handlers.
+func (r *storeRegistry) providerOf(s any, m *sessions.Meta) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	name := ""
+	for h, st := range r.entries {
+		if any(st) != s {
+			continue
+		}
+		if p := h.idpByIssuer[m.IssuerOf(h.primary().provider.Issuer())]; p != nil && (name == "" || p.name < name) {
+			name = p.name
+		}
+	}
+	return name
+}

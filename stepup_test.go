@@ -92,7 +92,12 @@ func TestStepUpNeeds(t *testing.T) {
 // only by a handler of the same issuer, client and cookie.
 func TestAdmittedBefore(t *testing.T) {
 	handler := func(issuer, client, cookie string) *Handler {
-		return &Handler{ProviderConfig: ProviderConfig{Issuer: issuer, ClientID: client}, Cookie: CookieConfig{Name: cookie}}
+		h := &Handler{ProviderConfig: ProviderConfig{Issuer: issuer, ClientID: client}, Cookie: CookieConfig{Name: cookie}}
+		h.applyDefaults()
+		if err := h.provisionProviders(caddy.NewReplacer()); err != nil {
+			t.Fatal(err)
+		}
+		return h
 	}
 	first := handler("https://idp.example", "app", "s")
 	sess := &sessions.Session{Subject: "alice"}

@@ -320,7 +320,7 @@ func TestDashboardMatchesScrape(t *testing.T) {
 	moving := map[string]map[string]string{
 		"caddy_oidc_session_logins_total":         nil,
 		"caddy_oidc_session_login_failures_total": {"reason": "state"},
-		"caddy_oidc_session_logouts_total":        {"kind": "local"},
+		"caddy_oidc_session_logouts_total":        {"kind": "local", "provider": "default"},
 	}
 	before := map[string]float64{}
 	for metric, labels := range moving {

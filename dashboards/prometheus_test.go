@@ -170,7 +170,7 @@ func TestDashboardInPrometheus(t *testing.T) {
 	traffic(t, c, idp)
 	// A sample before and one after the sign-out, the last of the traffic:
 	// every rate() window then spans the whole traffic.
-	prom.waitFor(t, "the sign-out in Prometheus", `increase(caddy_oidc_session_logouts_total{kind="local"}[30s])`, func(v float64) bool { return v > 0 })
+	prom.waitFor(t, "the sign-out in Prometheus", `increase(caddy_oidc_session_logouts_total{kind="local",provider="default"}[30s])`, func(v float64) bool { return v > 0 })
 
 	results := map[string][]series{} // by panel title/refId
 	for _, e := range d.expressions() {

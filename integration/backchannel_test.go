@@ -116,7 +116,7 @@ func testBackchannelLogout(t *testing.T, storeConfig string) {
 	resp.Body.Close()
 	for _, want := range []string{
 		"caddy_oidc_session_logins_total",
-		`caddy_oidc_session_logouts_total{kind="backchannel"}`,
+		`caddy_oidc_session_logouts_total{kind="backchannel",provider="default"}`,
 		`caddy_oidc_session_store_duration_seconds_count{op="load"`,
 		`caddy_oidc_session_active_sessions{store=`,
 	} {

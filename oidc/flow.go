@@ -35,6 +35,13 @@ type Flow struct {
 	// DPoP): the authorization request names it (dpop_jkt), so the code
 	// can only be redeemed with proofs signed by it.
 	DPoP *DPoPKey `json:"k,omitempty"`
+	// Provider names the IdP the login went to, on a site with several
+	// (empty: the site's first): only that IdP's answer is taken at the
+	// callback, and its code redeemed only there (mix-up defence).
+	Provider string `json:"p,omitempty"`
+	// Issuer is that IdP's issuer (with Provider): a reload that gives
+	// the name to another IdP does not send this flow's code there.
+	Issuer string `json:"i,omitempty"`
 }
 
 // NewFlow starts a login attempt that returns to returnTo (already

@@ -97,6 +97,9 @@ type Env struct {
 	// Binding is authenticated with every encrypted session, so a session made
 	// for one issuer and client cannot be replayed against another.
 	Binding []byte
+	// Issuer is the issuer of the sessions stored before sessions recorded
+	// theirs (Session.Issuer, Meta.Issuer empty): the handler's first IdP.
+	Issuer string
 	// IdleTimeout is the handler's idle timeout (0: none); server-side
 	// stores expire records at the session's Deadline.
 	IdleTimeout time.Duration

@@ -147,7 +147,7 @@ func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (str
 	if err != nil {
 		return "", err
 	}
-	meta := Meta{ID: t.Handle, Subject: sess.Subject, Email: sess.Email, Name: sess.Name, SID: sess.SID,
+	meta := Meta{ID: t.Handle, Issuer: sess.Issuer, Subject: sess.Subject, Email: sess.Email, Name: sess.Name, SID: sess.SID,
 		CreatedAt: sess.CreatedAt, LastSeen: sess.LastSeen, ExpiresAt: deadline}
 	if err := s.write(ctx, login, sealed, meta, ttl); err != nil {
 		return "", err
@@ -161,7 +161,7 @@ func (s *TicketStore) Save(ctx context.Context, prev string, sess *Session) (str
 		}
 	}
 	if login && s.env.MaxPerUser > 0 {
-		if err := s.enforceLimit(ctx, sess.Subject, t.Handle); err != nil {
+		if err := s.enforceLimit(ctx, sess.Issuer, sess.Subject, t.Handle); err != nil {
 			return "", err
 		}
 	}
@@ -205,10 +205,10 @@ func (s *TicketStore) write(ctx context.Context, login bool, record []byte, meta
 
 // enforceLimit ends the subject's oldest sessions beyond MaxPerUser,
 // never the one just made.
-func (s *TicketStore) enforceLimit(ctx context.Context, sub, keep string) error {
+func (s *TicketStore) enforceLimit(ctx context.Context, iss, sub, keep string) error {
 	var metas []Meta
 	err := s.Sessions(ctx, sub, func(m Meta) error {
-		if m.ID != keep {
+		if m.ID != keep && s.ofIssuer(&m, iss) {
 			metas = append(metas, m)
 		}
 		return nil
@@ -425,19 +425,31 @@ func (s *TicketStore) EndID(ctx context.Context, id string) (bool, error) {
 }
 
 // EndSubject implements Manager.
-func (s *TicketStore) EndSubject(ctx context.Context, sub string) (int, error) {
-	return s.endMatching(ctx, func(fn func(Meta) error) error { return s.Sessions(ctx, sub, fn) })
+func (s *TicketStore) EndSubject(ctx context.Context, iss, sub string) (int, error) {
+	return s.endMatching(ctx, func(fn func(Meta) error) error {
+		return s.Sessions(ctx, sub, func(m Meta) error {
+			if !s.ofIssuer(&m, iss) {
+				return nil
+			}
+			return fn(m)
+		})
+	})
+}
+
+// ofIssuer reports whether m is of the IdP iss (any, when iss is empty).
+func (s *TicketStore) ofIssuer(m *Meta, iss string) bool {
+	return iss == "" || m.IssuerOf(s.env.Issuer) == iss
 }
 
 // EndSID implements Manager.
-func (s *TicketStore) EndSID(ctx context.Context, sid, sub string) (int, error) {
+func (s *TicketStore) EndSID(ctx context.Context, iss, sid, sub string) (int, error) {
 	handles, err := s.members(ctx, s.indexKeys("sid", sid))
 	if err != nil {
 		return 0, err
 	}
 	return s.endMatching(ctx, func(fn func(Meta) error) error {
 		return s.walk(ctx, handles, func(m Meta) error {
-			if m.SID != sid || (sub != "" && m.Subject != sub) {
+			if m.SID != sid || (sub != "" && m.Subject != sub) || !s.ofIssuer(&m, iss) {
 				return nil
 			}
 			return fn(m)

@@ -31,10 +31,14 @@ plugin's admin API (GET and DELETE /oidc_session/sessions), as a table,
 or with --json exactly as the API answers, for scripts. Sessions of the
 cookie store live only in the browsers: they are named as not listed.
 
-  caddy oidc-session sessions list [--sub <sub>]
+  caddy oidc-session sessions list [--sub <sub>] [--provider <name>]
   caddy oidc-session sessions end <id>
-  caddy oidc-session sessions end --sub <sub>
+  caddy oidc-session sessions end --sub <sub> [--provider <name>]
+  caddy oidc-session sessions end --provider <name>
   caddy oidc-session sessions end --all
+
+On a site with several identity providers, --provider narrows to the
+sessions of one (a subject is unique per provider only).
 
 The admin address is --admin, else the admin address in --config, else
 Caddy's default (localhost:2019, or $CADDY_ADMIN). unix/<path> reaches a
@@ -55,18 +59,25 @@ not be reached or failed (a store error while listing included); 3 end
 
 func listCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "list [--sub <sub>]",
+		Use:   "list [--sub <sub>] [--provider <name>]",
 		Short: "List the sessions of the server-side stores",
 		Args:  cobra.NoArgs,
 	}
 	c.Flags().String("sub", "", "Only the sessions of this subject (user id)")
+	c.Flags().String("provider", "", "Only the sessions of this identity provider (its provider block's name)")
 	run(c, func(fl caddycmd.Flags, out io.Writer) (int, error) {
-		path := sessionsPath
-		if fl.Changed("sub") {
-			if fl.String("sub") == "" {
-				return usageError("--sub needs a subject")
+		q := url.Values{}
+		for _, name := range []string{"sub", "provider"} {
+			if fl.Changed(name) {
+				if fl.String(name) == "" {
+					return usageError("--%s needs a value", name)
+				}
+				q.Set(name, fl.String(name))
 			}
-			path += "?sub=" + url.QueryEscape(fl.String("sub"))
+		}
+		path := sessionsPath
+		if len(q) > 0 {
+			path += "?" + q.Encode()
 		}
 		return callAdmin(fl, out, http.MethodGet, path, writeList)
 	})
@@ -75,11 +86,12 @@ func listCommand() *cobra.Command {
 
 func endCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "end <id> | --sub <sub> | --all",
-		Short: "End one session, a user's sessions, or all of them",
+		Use:   "end <id> | --sub <sub> [--provider <name>] | --provider <name> | --all",
+		Short: "End one session, a user's sessions, one provider's, or all of them",
 		Args:  cobra.MaximumNArgs(1),
 	}
 	c.Flags().String("sub", "", "End every session of this subject (user id)")
+	c.Flags().String("provider", "", "End only the sessions of this identity provider (with --sub: that user's there)")
 	c.Flags().Bool("all", false, "End every session of every server-side store")
 	run(c, func(fl caddycmd.Flags, out io.Writer) (int, error) {
 		path, err := endPath(fl)
@@ -91,19 +103,20 @@ func endCommand() *cobra.Command {
 	return c
 }
 
-// endPath is the DELETE of exactly one of <id>, --sub or --all. A DELETE
-// without an ID or sub ends every session, so it is sent only for an
-// explicit --all, never for an empty --sub or ID.
+// endPath is the DELETE of exactly one of <id>, --sub (with or without
+// --provider), --provider or --all. A DELETE without an ID, sub or
+// provider ends every session, so it is sent only for an explicit --all,
+// never for an empty --sub, --provider or ID.
 func endPath(fl caddycmd.Flags) (string, error) {
 	n := fl.NArg()
-	if fl.Changed("sub") {
+	if fl.Changed("sub") || fl.Changed("provider") {
 		n++
 	}
 	if fl.Bool("all") {
 		n++
 	}
 	if n != 1 {
-		return "", errors.New("give exactly one of <id>, --sub <sub> or --all")
+		return "", errors.New("give exactly one of <id>, --sub <sub> (and --provider <name>), --provider <name> or --all")
 	}
 	switch {
 	case fl.NArg() == 1:
@@ -112,11 +125,17 @@ func endPath(fl caddycmd.Flags) (string, error) {
 			return "", fmt.Errorf("%q is not a session ID (see sessions list)", printable(id))
 		}
 		return sessionsPath + "/" + url.PathEscape(id), nil
-	case fl.Changed("sub"):
-		if fl.String("sub") == "" {
-			return "", errors.New("--sub needs a subject; to end every session use --all")
+	case fl.Changed("sub") || fl.Changed("provider"):
+		q := url.Values{}
+		for _, name := range []string{"sub", "provider"} {
+			if fl.Changed(name) {
+				if fl.String(name) == "" {
+					return "", fmt.Errorf("--%s needs a value; to end every session use --all", name)
+				}
+				q.Set(name, fl.String(name))
+			}
 		}
-		return sessionsPath + "?sub=" + url.QueryEscape(fl.String("sub")), nil
+		return sessionsPath + "?" + q.Encode(), nil
 	}
 	return sessionsPath, nil
 }
@@ -157,7 +176,7 @@ func callAdmin(fl caddycmd.Flags, out io.Writer, method, path string, write func
 // many sessions) and prints a table.
 func writeList(out io.Writer, body io.Reader) error {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tSTORE\tSUB\tEMAIL\tCREATED\tLAST SEEN\tEXPIRES")
+	fmt.Fprintln(w, "ID\tSTORE\tPROVIDER\tSUB\tEMAIL\tCREATED\tLAST SEEN\tEXPIRES")
 	dec := json.NewDecoder(body)
 	var count, rows int
 	var unmanaged []string
@@ -166,11 +185,14 @@ func writeList(out io.Writer, body io.Reader) error {
 		switch key {
 		case "sessions":
 			return eachElement(dec, func() error {
-				var m sessions.Meta
+				var m struct {
+					sessions.Meta
+					Provider string `json:"provider"`
+				}
 				if err := dec.Decode(&m); err != nil {
 					return err
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(m.ID), printable(m.Store),
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(m.ID), printable(m.Store), orDash(printable(m.Provider)),
 					printable(m.Subject), orDash(printable(m.Email)), when(m.CreatedAt), when(m.LastSeen), when(m.ExpiresAt))
 				rows++
 				return nil

@@ -69,7 +69,10 @@ func TestSessions(t *testing.T) {
 	admin := c.Admin
 
 	r := caddy(t, nil, "sessions", "--admin", admin, "list")
-	want(t, r, 0, "ID", "STORE", "SUB", "EMAIL", "CREATED", "LAST SEEN", "EXPIRES", "alice@example.com", "bob@example.com", "3 sessions")
+	want(t, r, 0, "ID", "STORE", "PROVIDER", "SUB", "EMAIL", "CREATED", "LAST SEEN", "EXPIRES", "alice@example.com", "bob@example.com", "3 sessions")
+	if n := strings.Count(r.stdout, " default "); n != 3 {
+		t.Errorf("want 3 rows of the default provider, got %d:\n%s", n, r)
+	}
 	if n := strings.Count(r.stdout, " memory "); n != 3 {
 		t.Errorf("want 3 rows of the memory store, got %d:\n%s", n, r)
 	}
@@ -89,6 +92,12 @@ func TestSessions(t *testing.T) {
 	if l := listJSON(t, admin, "--sub", "alice"); l.Count != 2 || l.Sessions[0].Subject != "alice" {
 		t.Errorf("list --sub alice: %+v", l)
 	}
+	if l := listJSON(t, admin, "--sub", "alice", "--provider", "default"); l.Count != 2 {
+		t.Errorf("list --sub alice --provider default: %+v", l)
+	}
+	if l := listJSON(t, admin, "--provider", "other"); l.Count != 0 {
+		t.Errorf("list --provider other: %+v", l)
+	}
 	if r := caddy(t, nil, "sessions", "--admin", admin, "list", "--sub", "nobody"); r.code != 0 || !strings.Contains(r.stdout, "0 sessions") || strings.Contains(r.stdout, "STORE") {
 		t.Errorf("an empty list: %s", r)
 	}
@@ -105,6 +114,9 @@ func TestSessions(t *testing.T) {
 		{"end", "a/b"},
 		{"end", "one", "two"},
 		{"list", "--sub", ""},
+		{"end", "--provider", ""},
+		{"end", "--provider", "default", "--all"},
+		{"list", "--provider", ""},
 	} {
 		if r := caddy(t, nil, append([]string{"sessions", "--admin", admin}, args...)...); r.code != 1 {
 			t.Errorf("sessions %q: want exit 1, got %s", args, r)
@@ -113,6 +125,9 @@ func TestSessions(t *testing.T) {
 	if l := listJSON(t, admin); l.Count != 3 {
 		t.Fatalf("a refused command ended sessions: %+v", l)
 	}
+
+	// Another provider's: none of these.
+	want(t, caddy(t, nil, "sessions", "--admin", admin, "end", "--sub", "bob", "--provider", "other"), 0, "ended 0 sessions\n")
 
 	// One session.
 	bobID := listJSON(t, admin, "--sub", "bob").Sessions[0].ID

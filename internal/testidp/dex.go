@@ -52,6 +52,9 @@ type DexOptions struct {
 	// same RedirectURIs, for tests that need tokens made for another
 	// client of the same issuer.
 	ExtraClients []DexClient
+	// Email is the static user's login and email claim. Default
+	// DefaultEmail.
+	Email string
 }
 
 // DexClient is a static client of Dex.
@@ -116,6 +119,9 @@ func tryStartDex(t testing.TB, bin, dir string, attempt int, opts DexOptions) (*
 		Addr:         addr,
 		ConfigPath:   filepath.Join(dir, fmt.Sprintf("dex-%d.json", attempt)),
 		LogPath:      filepath.Join(dir, fmt.Sprintf("dex-%d.log", attempt)),
+	}
+	if opts.Email != "" {
+		d.Email = opts.Email
 	}
 	d.proc = process{what: "dex", logPath: d.LogPath}
 	redirects := opts.RedirectURIs

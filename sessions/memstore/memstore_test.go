@@ -206,10 +206,10 @@ func TestStateFileRestart(t *testing.T) {
 	if n := countSessions(t, b); n != len(values) {
 		t.Errorf("%d sessions listed after the restart, want %d", n, len(values))
 	}
-	if n, err := b.EndSubject(t.Context(), want[3].Subject); n != 1 || err != nil {
+	if n, err := b.EndSubject(t.Context(), "", want[3].Subject); n != 1 || err != nil {
 		t.Errorf("EndSubject after the restart: %d, %v; want 1 (the indexes are restored)", n, err)
 	}
-	if n, err := b.EndSID(t.Context(), want[4].SID, ""); n != 1 || err != nil {
+	if n, err := b.EndSID(t.Context(), "", want[4].SID, ""); n != 1 || err != nil {
 		t.Errorf("EndSID after the restart: %d, %v; want 1", n, err)
 	}
 
@@ -565,7 +565,7 @@ func TestMaxSessions(t *testing.T) {
 	if nidx != 6 || nval != 6 {
 		t.Errorf("%d index sets and %d values for 3 sessions with a sid each, want 6 and 6", nidx, nval)
 	}
-	if n, err := st.EndSubject(ctx, "b"); n != 0 || err != nil {
+	if n, err := st.EndSubject(ctx, "", "b"); n != 0 || err != nil {
 		t.Errorf("EndSubject of the evicted session's user: %d, %v", n, err)
 	}
 	// A flood of logins stays within the bound.
@@ -702,11 +702,11 @@ func TestConcurrent(t *testing.T) {
 				case 0:
 					st.Delete(ctx, v)
 				case 1:
-					st.EndSID(ctx, s.SID, "")
+					st.EndSID(ctx, "", s.SID, "")
 				case 2:
 					st.Sessions(ctx, "", func(sessions.Meta) error { return nil })
 				case 3:
-					st.EndSubject(ctx, s.Subject)
+					st.EndSubject(ctx, "", s.Subject)
 				}
 			}
 		})

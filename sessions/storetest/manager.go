@@ -57,6 +57,7 @@ func RunManager(t *testing.T, newStore func(t *testing.T, env sessions.Env) sess
 		{"EndSubject", suite.endSubject},
 		{"EndSID", suite.endSID},
 		{"EndSIDOfSubject", suite.endSIDOfSubject},
+		{"EndByIssuer", suite.endByIssuer},
 		{"EndAll", suite.endAll},
 		{"PerUserLimit", suite.perUserLimit},
 		{"UpdateDoesNotReviveEnded", suite.updateDoesNotReviveEnded},
@@ -153,7 +154,7 @@ func (suite managerSuite) endID(t *testing.T) {
 func (suite managerSuite) endSubject(t *testing.T) {
 	ms := suite.open(t, NewEnv(t))
 	pop := ms.populate(t)
-	n, err := ms.m.EndSubject(t.Context(), "bob")
+	n, err := ms.m.EndSubject(t.Context(), "", "bob")
 	if err != nil || n != len(pop.of("bob")) {
 		t.Fatalf("EndSubject(bob): %d, %v; want %d, nil", n, err, len(pop.of("bob")))
 	}
@@ -163,10 +164,10 @@ func (suite managerSuite) endSubject(t *testing.T) {
 	}
 	ms.expectLoads(t, pop.except(pop.of("bob")...)...)
 	ms.expectListed(t, pop.except(pop.of("bob")...))
-	if n, err := ms.m.EndSubject(t.Context(), "bob"); n != 0 || err != nil {
+	if n, err := ms.m.EndSubject(t.Context(), "", "bob"); n != 0 || err != nil {
 		t.Errorf("EndSubject(bob) again: %d, %v; want 0, nil", n, err)
 	}
-	if n, err := ms.m.EndSubject(t.Context(), "nobody"); n != 0 || err != nil {
+	if n, err := ms.m.EndSubject(t.Context(), "", "nobody"); n != 0 || err != nil {
 		t.Errorf("EndSubject of an unknown subject: %d, %v; want 0, nil", n, err)
 	}
 }
@@ -177,7 +178,7 @@ func (suite managerSuite) endSID(t *testing.T) {
 	pop := ms.populate(t)
 	for _, sid := range []string{"sid-A", "sid-B"} {
 		ended := pop.withSID(sid)
-		n, err := ms.m.EndSID(t.Context(), sid, "")
+		n, err := ms.m.EndSID(t.Context(), "", sid, "")
 		if err != nil || n != len(ended) {
 			t.Fatalf("EndSID(%s): %d, %v; want %d, nil", sid, n, err, len(ended))
 		}
@@ -193,7 +194,7 @@ func (suite managerSuite) endSID(t *testing.T) {
 	if len(pop.of("bob")) != 1 || len(pop.of("carol")) != 2 {
 		t.Fatalf("fixture: %d of bob's and %d of carol's sessions left", len(pop.of("bob")), len(pop.of("carol")))
 	}
-	if n, err := ms.m.EndSID(t.Context(), "unknown-sid", ""); n != 0 || err != nil {
+	if n, err := ms.m.EndSID(t.Context(), "", "unknown-sid", ""); n != 0 || err != nil {
 		t.Errorf("EndSID of an unknown sid: %d, %v; want 0, nil", n, err)
 	}
 }
@@ -206,16 +207,56 @@ func (suite managerSuite) endSIDOfSubject(t *testing.T) {
 	// index entry): a logout token naming sid and sub ends only that
 	// subject's sessions.
 	daveA := ms.save(t, userSession("dave", "sid-A", Now()))
-	n, err := ms.m.EndSID(t.Context(), "sid-A", "dave")
+	n, err := ms.m.EndSID(t.Context(), "", "sid-A", "dave")
 	if err != nil || n != 1 {
 		t.Fatalf("EndSID(sid-A, dave): %d, %v; want 1, nil", n, err)
 	}
 	expectNoSession(t, ms.st, daveA.value, "dave's session of sid-A")
 	ms.expectLoads(t, pop...)
-	if n, err := ms.m.EndSID(t.Context(), "sid-A", "bob"); n != 0 || err != nil {
+	if n, err := ms.m.EndSID(t.Context(), "", "sid-A", "bob"); n != 0 || err != nil {
 		t.Errorf("EndSID(sid-A, bob), a sid bob has no session of: %d, %v; want 0, nil", n, err)
 	}
 	ms.expectLoads(t, pop...)
+}
+
+// endByIssuer ends, for an issuer, only the sessions made with that IdP:
+// the same sub and sid at two IdPs are two users. Sessions stored without
+// an issuer are Env.Issuer's; the listing says whose each one is.
+func (suite managerSuite) endByIssuer(t *testing.T) {
+	const corp, partners = "https://corp.example", "https://partners.example"
+	env := NewEnv(t)
+	env.Issuer = corp
+	ms := suite.open(t, env)
+	of := func(iss, sub, sid string) *savedSession {
+		s := userSession(sub, sid, Now())
+		s.Issuer = iss
+		return ms.save(t, s)
+	}
+	atCorp, atPartners, legacy := of(corp, "dave", "sid-1"), of(partners, "dave", "sid-1"), of("", "dave", "sid-1")
+	for _, m := range ms.list(t, "dave") {
+		want := corp
+		if m.ID == atPartners.handle {
+			want = partners
+		}
+		if got := m.IssuerOf(env.Issuer); got != want {
+			t.Errorf("session %s listed with issuer %q; want %q", m.ID, got, want)
+		}
+	}
+	if n, err := ms.m.EndSubject(t.Context(), partners, "dave"); n != 1 || err != nil {
+		t.Fatalf("EndSubject(partners, dave): %d, %v; want 1, nil", n, err)
+	}
+	expectNoSession(t, ms.st, atPartners.value, "dave's session at partners")
+	ms.expectLoads(t, atCorp, legacy)
+	again := of(partners, "dave", "sid-1")
+	if n, err := ms.m.EndSID(t.Context(), corp, "sid-1", ""); n != 2 || err != nil {
+		t.Fatalf("EndSID(corp, sid-1): %d, %v; want 2 (one stored without issuer), nil", n, err)
+	}
+	expectNoSession(t, ms.st, atCorp.value, "dave's session at corp")
+	expectNoSession(t, ms.st, legacy.value, "dave's session stored without issuer (corp's)")
+	ms.expectLoads(t, again)
+	if n, err := ms.m.EndSID(t.Context(), partners, "sid-1", "dave"); n != 1 || err != nil {
+		t.Fatalf("EndSID(partners, sid-1, dave): %d, %v; want 1, nil", n, err)
+	}
 }
 
 // endAll ends every session of the store, and none of another deployment's.
@@ -291,11 +332,11 @@ func (suite managerSuite) updateDoesNotReviveEnded(t *testing.T) {
 	ends := map[string]func(s *savedSession) error{
 		"EndID": func(s *savedSession) error { _, err := ms.m.EndID(t.Context(), s.handle); return err },
 		"EndSID": func(s *savedSession) error {
-			_, err := ms.m.EndSID(t.Context(), s.sess.SID, "")
+			_, err := ms.m.EndSID(t.Context(), "", s.sess.SID, "")
 			return err
 		},
 		"EndSubject": func(s *savedSession) error {
-			_, err := ms.m.EndSubject(t.Context(), s.sess.Subject)
+			_, err := ms.m.EndSubject(t.Context(), "", s.sess.Subject)
 			return err
 		},
 	}
@@ -447,10 +488,10 @@ func (suite managerSuite) deleteLeavesListingsAndIndexes(t *testing.T) {
 	if got := ms.list(t, "bob"); len(got) != 0 {
 		t.Errorf("bob has %d sessions listed after deleting them all", len(got))
 	}
-	if n, err := ms.m.EndSubject(t.Context(), "bob"); n != 0 || err != nil {
+	if n, err := ms.m.EndSubject(t.Context(), "", "bob"); n != 0 || err != nil {
 		t.Errorf("EndSubject after Delete: %d, %v; want 0, nil", n, err)
 	}
-	if n, err := ms.m.EndSID(t.Context(), "sid-B", ""); n != 0 || err != nil {
+	if n, err := ms.m.EndSID(t.Context(), "", "sid-B", ""); n != 0 || err != nil {
 		t.Errorf("EndSID after Delete: %d, %v; want 0, nil", n, err)
 	}
 }
@@ -539,7 +580,7 @@ func (suite managerSuite) expiry(t *testing.T) {
 	ms.expectNotIndexed(t, short.handle)
 	ms.expectIndexed(t, long.handle, 2)
 	ms.expectLoads(t, long)
-	if n, err := ms.m.EndSID(t.Context(), "sid-A", ""); n != 1 || err != nil {
+	if n, err := ms.m.EndSID(t.Context(), "", "sid-A", ""); n != 1 || err != nil {
 		t.Errorf("EndSID after one of its sessions expired: %d, %v; want 1, nil", n, err)
 	}
 }
@@ -703,6 +744,7 @@ func (ms *mgrStore) checkMeta(t *testing.T, m sessions.Meta, s *savedSession) {
 		t.Errorf("Meta.Store is empty")
 	}
 	for _, f := range []struct{ name, got, want string }{
+		{"Issuer", m.Issuer, want.Issuer},
 		{"Subject", m.Subject, want.Subject},
 		{"Email", m.Email, want.Email},
 		{"Name", m.Name, want.Name},
@@ -732,7 +774,7 @@ func (ms *mgrStore) checkMeta(t *testing.T, m sessions.Meta, s *savedSession) {
 			}
 		}
 	}
-	if v := reflect.ValueOf(m); v.NumField() != 9 {
+	if v := reflect.ValueOf(m); v.NumField() != 10 {
 		t.Errorf("Meta has %d fields; check the new ones carry no token, then update this count", v.NumField())
 	}
 }
