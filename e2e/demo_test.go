@@ -26,17 +26,21 @@ import (
 // The fixed addresses of scripts/demo.sh.
 const (
 	demoSite  = "http://localhost:9080"
-	demoDex   = "127.0.0.1:5556"
+	demoDex   = "127.0.0.1:5556" // the staff's
+	demoDex2  = "127.0.0.1:5557" // the partners'
+
 	demoAdmin = "127.0.0.1:2999"
 	demoRedis = "127.0.0.1:6399"
 )
 
 // TestDemo runs `scripts/demo.sh --store redis` (the README's first
 // command) and uses it as a person would, in headless Chromium: the public
-// landing page and its API call (401), Dex's form, the protected area with
+// landing page and its API call (401), the chooser of its two providers,
+// the staff's Dex form, the protected area with
 // the identity, the session's times and the live list of sessions, the API
-// call again (200), the bearer curl line the script printed, ending a
-// session from the list, and signing out back to the landing page. The
+// call again (200), the bearer curl line the script printed, a partner's
+// login at the other Dex in a second browser, ending that session from
+// the list, and signing out back to the landing page. The
 // screenshots are kept in $OIDC_SESSION_SCREENSHOTS when it is set
 // (scripts/test.sh sets it).
 func TestDemo(t *testing.T) {
@@ -47,7 +51,7 @@ func TestDemo(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		testenv.Missing(t, "redis-server not installed", testenv.InstallDeps)
 	}
-	for _, addr := range []string{"127.0.0.1:9080", demoDex, demoAdmin, demoRedis} {
+	for _, addr := range []string{"127.0.0.1:9080", demoDex, demoDex2, demoAdmin, demoRedis} {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
 			t.Fatalf("%s is in use (is scripts/demo.sh running?): the demo needs it", addr)
@@ -104,12 +108,17 @@ func TestDemo(t *testing.T) {
 	waitFor("the API's 401", apiAnswered("401"))
 	shot("01-landing.png")
 
-	// 2. Sign in at Dex.
+	// 2. Sign in: the chooser, then the staff's Dex.
 	run("click Sign in", chromedp.Click(chromedp.CSS("#sign-in")))
+	waitFor("the chooser", func(p headless.Page) bool {
+		return strings.Contains(p.Text, "Staff (Dex on :5556)") && strings.Contains(p.Text, "Partners (Dex on :5557)")
+	})
+	shot("02-chooser.png")
+	run("choose the staff's provider", chromedp.Click(chromedp.CSS(`button[name="provider"][value="staff"]`)))
 	waitFor("Dex's login form", func(p headless.Page) bool {
 		return p.Host() == demoDex && strings.Contains(p.HTML, `name="login"`)
 	})
-	shot("02-dex-login.png")
+	shot("03-dex-login.png")
 	run("fill Dex's login form",
 		chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), "admin@example.com"),
 		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "password"),
@@ -122,8 +131,8 @@ func TestDemo(t *testing.T) {
 		return p.URL == demoSite+"/app/" && strings.Contains(p.Text, "Hello admin@example.com") &&
 			strings.Contains(p.Text, `"email_verified": true`) && strings.Contains(p.Text, "1 live session(s) in the redis store")
 	})
-	for _, want := range []string{"Session ends", "Access token expires", "(this browser)"} {
-		if !strings.Contains(p.Text, want) {
+	for _, want := range []string{"Session ends", "Access token expires", "(this browser)", `<dd id="provider">staff</dd>`} {
+		if !strings.Contains(p.Text, want) && !strings.Contains(p.HTML, want) {
 			t.Errorf("protected area lacks %q:\n%s", want, p.Text)
 		}
 	}
@@ -132,24 +141,36 @@ func TestDemo(t *testing.T) {
 	}
 	run("call the API with the session", chromedp.Click(chromedp.CSS("#call-api")))
 	waitFor("the API's 200", func(p headless.Page) bool {
-		return apiAnswered("200")(p) && strings.Contains(p.Text, `"auth_method": "session"`)
+		return apiAnswered("200")(p) && strings.Contains(p.Text, `"auth_method": "session"`) &&
+			strings.Contains(p.Text, `"provider": "staff"`)
 	})
-	shot("03-protected-area.png")
+	shot("04-protected-area.png")
 
-	// 4. A second session (curl's login elsewhere would do; a second
-	// browser profile is simpler) appears in the list and is ended there.
+	// 4. A partner signs in at the other Dex in a second browser (the
+	// email field of the chooser routes partner.example there); the
+	// session appears in the list and is ended there.
 	other := headless.Start(t, 60*time.Second)
 	if err := chromedp.Do(other.First.Ctx,
 		chromedp.Navigate(demoSite+"/oauth2/start?rd=/app/"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="email"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), "partner@partner.example"),
+		chromedp.Submit(chromedp.CSS(`input[name="email"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`input[name="login"]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), "admin@example.com"),
+	); err != nil {
+		t.Fatalf("second browser, to the partners' Dex: %v", err)
+	}
+	if p, _ := headless.Read(other.First.Ctx); p.Host() != demoDex2 {
+		t.Fatalf("the partner's email led to %s, want the partners' Dex %s", p.URL, demoDex2)
+	}
+	if err := chromedp.Do(other.First.Ctx,
+		chromedp.SendKeys(chromedp.CSS(`input[name="login"]`), "partner@partner.example"),
 		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "password"),
 		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
 	); err != nil {
 		t.Fatalf("second browser's login: %v", err)
 	}
 	if _, err := headless.WaitPage(other.First.Ctx, 20*time.Second, func(p headless.Page) bool {
-		return strings.Contains(p.Text, "2 live session(s)")
+		return strings.Contains(p.Text, "2 live session(s)") && strings.Contains(p.HTML, `<dd id="provider">partners</dd>`)
 	}); err != nil {
 		other.DumpPage(other.First, "second browser")
 		t.Fatalf("second browser: %v", err)
@@ -159,12 +180,12 @@ func TestDemo(t *testing.T) {
 	mine := demoSessionID(t, tab)
 	run("end the other session", chromedp.Click(chromedp.CSS(`#sessions tr:not([data-id="`+mine+`"]) button.end`)))
 	waitFor("one session left", func(p headless.Page) bool { return strings.Contains(p.Text, "1 live session(s)") })
-	shot("04-session-ended.png")
+	shot("05-session-ended.png")
 	if err := chromedp.Do(other.First.Ctx, chromedp.Navigate(demoSite+"/app/")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := headless.WaitPage(other.First.Ctx, 20*time.Second, func(p headless.Page) bool {
-		return p.Host() == demoDex
+		return strings.Contains(p.Text, "Staff (Dex on :5556)") // the chooser again
 	}); err != nil {
 		t.Errorf("the ended session still opens the protected area: %v", err)
 	}
@@ -177,7 +198,7 @@ func TestDemo(t *testing.T) {
 	})
 	run("call the API after sign out", chromedp.Click(chromedp.CSS("#call-api")))
 	waitFor("the API's 401 after sign out", apiAnswered("401"))
-	shot("05-signed-out.png")
+	shot("06-signed-out.png")
 }
 
 // demoSessionID returns the id of the tab's own session, the row the page
@@ -229,7 +250,7 @@ func startDemo(t *testing.T, root string) string {
 		if t.Failed() {
 			t.Logf("demo.sh output (tail):\n%s", testenv.Tail(logPath, 40))
 		}
-		for _, addr := range []string{"127.0.0.1:9080", demoDex, demoAdmin, demoRedis} {
+		for _, addr := range []string{"127.0.0.1:9080", demoDex, demoDex2, demoAdmin, demoRedis} {
 			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 				c.Close()
 				t.Errorf("%s still answers after the demo stopped", addr)

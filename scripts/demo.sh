@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The demo: Dex (OIDC provider) on http://127.0.0.1:5556/dex and Caddy with
+# The demo: two Dex instances (OIDC providers: the staff's on
+# http://127.0.0.1:5556/dex, the partners' on :5557) and Caddy with
 # the oidc_session plugin on http://localhost:9080/ (scripts/demo/Caddyfile,
 # pages in scripts/demo/site): a public landing page, a protected area, an
-# API for browsers and bearer tokens. Sign in as admin@example.com /
-# password. Ctrl-C stops everything.
+# API for browsers and bearer tokens, a sign-in chooser. Sign in as
+# admin@example.com or partner@partner.example, password "password".
+# Ctrl-C stops everything.
 #
 #   scripts/demo.sh [--store cookie|memory|redis]
 #
@@ -46,7 +48,7 @@ go build -o .bin/caddy ./cmd/caddy
 export OIDC_SESSION_DEMO_SECRET="${OIDC_SESSION_DEMO_SECRET:-demo-only-cookie-secret-0123456789abcdef}"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-ports="5556 9080 2999"
+ports="5556 5557 9080 2999"
 [ "$STORE" != redis ] || ports="$ports 6399"
 for port in $ports; do
 	if port_busy "$port"; then
@@ -55,23 +57,26 @@ for port in $ports; do
 done
 
 WORK=$(mktemp -d -t oidc-session-demo.XXXXXX)
-DEX_PID=""
+DEX_PIDS=""
 CADDY_PID=""
 REDIS_PID=""
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	for pid in $CADDY_PID $DEX_PID $REDIS_PID; do
+	for pid in $CADDY_PID $DEX_PIDS $REDIS_PID; do
 		if kill -0 "$pid" 2>/dev/null; then
 			kill "$pid" 2>/dev/null || true
 		fi
 	done
-	for pid in $CADDY_PID $DEX_PID $REDIS_PID; do
+	for pid in $CADDY_PID $DEX_PIDS $REDIS_PID; do
 		wait "$pid" 2>/dev/null || true
 	done
-	if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ] && [ "$rc" -ne 143 ] && [ -s "$WORK/dex.log" ]; then
-		echo "[demo] last lines of the Dex log:" >&2
-		tail -n 20 "$WORK/dex.log" >&2 || true
+	if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ] && [ "$rc" -ne 143 ]; then
+		for dexlog in "$WORK"/dex-*.log; do
+			[ -s "$dexlog" ] || continue
+			echo "[demo] last lines of $(basename "$dexlog"):" >&2
+			tail -n 20 "$dexlog" >&2 || true
+		done
 	fi
 	rm -rf "$WORK"
 	log "stopped"
@@ -81,15 +86,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Password "password", bcrypt cost 10.
-cat >"$WORK/dex.yaml" <<'EOF'
-issuer: http://127.0.0.1:5556/dex
+# dex_config PORT EMAIL USERNAME USERID CLIENT_ID CLIENT_SECRET REDIRECT_URI
+# writes the config of one Dex: memory storage, one user whose password is
+# "password" (bcrypt cost 10), one client.
+dex_config() {
+	cat <<EOF
+issuer: http://127.0.0.1:$1/dex
 
 storage:
   type: memory
 
 web:
-  http: 127.0.0.1:5556
+  http: 127.0.0.1:$1
 
 oauth2:
   skipApprovalScreen: true
@@ -108,34 +116,46 @@ expiry:
 enablePasswordDB: true
 
 staticPasswords:
-  - email: admin@example.com
-    hash: "$2a$10$mG0TMz.ZLyBr3qD8A/n71.jyKvW28gbYKzXrgsYYhrcynJec3hsBG"
-    username: admin
-    userID: 3f1c2b7e-8d4a-4c59-b6e2-7a9d0f1e2c3b
+  - email: $2
+    hash: "\$2a\$10\$mG0TMz.ZLyBr3qD8A/n71.jyKvW28gbYKzXrgsYYhrcynJec3hsBG"
+    username: $3
+    userID: $4
     emailVerified: true
 
 staticClients:
-  - id: demo
+  - id: $5
     name: oidc_session demo
-    secret: demo-secret-demo-secret
+    secret: $6
     redirectURIs:
-      - http://localhost:9080/oauth2/callback
+      - $7
 EOF
+}
 
-log "starting Dex (log: $WORK/dex.log)"
-DEX_EXPAND_ENV=false .bin/dex serve "$WORK/dex.yaml" >"$WORK/dex.log" 2>&1 &
-DEX_PID=$!
+# start_dex NAME PORT: starts the Dex of $WORK/NAME.yaml and waits for it.
+start_dex() {
+	DEX_EXPAND_ENV=false .bin/dex serve "$WORK/$1.yaml" >"$WORK/$1.log" 2>&1 &
+	DEX_PIDS="$DEX_PIDS $!"
+	local discovery=http://127.0.0.1:$2/dex/.well-known/openid-configuration
+	for i in $(seq 1 100); do
+		if curl -fsS -o /dev/null "$discovery" 2>/dev/null; then
+			break
+		fi
+		kill -0 "$!" 2>/dev/null || die "Dex ($1) exited during startup"
+		[ "$i" -lt 100 ] || die "Dex ($1) did not answer $discovery within 20s"
+		sleep 0.2
+	done
+	log "Dex ($1) is up: http://127.0.0.1:$2/dex (log: $WORK/$1.log)"
+}
 
-discovery=http://127.0.0.1:5556/dex/.well-known/openid-configuration
-for i in $(seq 1 100); do
-	if curl -fsS -o /dev/null "$discovery" 2>/dev/null; then
-		break
-	fi
-	kill -0 "$DEX_PID" 2>/dev/null || die "Dex exited during startup"
-	[ "$i" -lt 100 ] || die "Dex did not answer $discovery within 20s"
-	sleep 0.2
-done
-log "Dex is up: http://127.0.0.1:5556/dex"
+# Two identity providers, so that signing in shows the chooser: the staff's
+# (the first provider, on the site's plain callback URL) and the partners'
+# (its own callback URL, ?provider=partners).
+dex_config 5556 admin@example.com admin 3f1c2b7e-8d4a-4c59-b6e2-7a9d0f1e2c3b \
+	demo demo-secret-demo-secret http://localhost:9080/oauth2/callback >"$WORK/dex-staff.yaml"
+dex_config 5557 partner@partner.example partner 8b0e6a52-31c4-4d7e-9f0a-5c2d7e1b4a69 \
+	demo-partners partners-secret-partners-secret "http://localhost:9080/oauth2/callback?provider=partners" >"$WORK/dex-partners.yaml"
+start_dex dex-staff 5556
+start_dex dex-partners 5557
 
 if [ "$STORE" = redis ]; then
 	log "starting redis-server on 127.0.0.1:6399 (log: $WORK/redis.log)"
@@ -177,7 +197,8 @@ cat <<EOF
   oidc_session demo is running (session store: $STORE)
 
   Open:      http://localhost:9080/
-  Sign in:   admin@example.com  /  password
+  Sign in:   Staff:    admin@example.com        /  password
+             Partners: partner@partner.example  /  password
 
   The API with a bearer token from Dex (valid 10 minutes):
     curl -H "Authorization: Bearer $ACCESS_TOKEN" http://localhost:9080/api/whoami
@@ -191,9 +212,11 @@ EOF
 
 # Run until Ctrl-C or until one of the two exits.
 set +e
-wait -n "$DEX_PID" "$CADDY_PID" $REDIS_PID
+wait -n $DEX_PIDS "$CADDY_PID" $REDIS_PID
 rc=$?
 set -e
-kill -0 "$DEX_PID" 2>/dev/null || die "Dex exited unexpectedly (exit $rc)"
+for pid in $DEX_PIDS; do
+	kill -0 "$pid" 2>/dev/null || die "a Dex exited unexpectedly (exit $rc)"
+done
 [ -z "$REDIS_PID" ] || kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited unexpectedly (exit $rc)"
 die "Caddy exited unexpectedly (exit $rc)"

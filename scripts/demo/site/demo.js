@@ -76,7 +76,7 @@ async function listSessions() {
 		return;
 	}
 	const table = document.createElement("table");
-	table.innerHTML = "<caption></caption><thead><tr><th>User</th><th>Signed in</th><th>Last seen</th><th>Ends</th><th></th></tr></thead><tbody></tbody>";
+	table.innerHTML = "<caption></caption><thead><tr><th>User</th><th>Provider</th><th>Signed in</th><th>Last seen</th><th>Ends</th><th></th></tr></thead><tbody></tbody>";
 	table.caption.textContent = `${body.count} live session(s) in the ${document.body.dataset.store} store`;
 	let mine = null;
 	for (const s of body.sessions) {
@@ -87,7 +87,7 @@ async function listSessions() {
 			(mine === null || Math.abs(created - mySessionCreated) < mine.diff)) {
 			mine = { row, diff: Math.abs(created - mySessionCreated) };
 		}
-		for (const v of [s.email || s.sub, when(s.created), when(s.last_seen), when(s.expires)]) {
+		for (const v of [s.email || s.sub, s.provider || "", when(s.created), when(s.last_seen), when(s.expires)]) {
 			row.insertCell().textContent = v;
 		}
 		const end = document.createElement("button");
