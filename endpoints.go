@@ -163,53 +163,53 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	id, ok := oidc.IDFromState(q.Get("state"))
 	if !ok {
-		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login callback without a valid state"))
+		return loginFailed(nil, http.StatusBadRequest, loginFailureState, errors.New("login callback without a valid state"))
 	}
 	c, err := r.Cookie(h.jar.FlowPrefix() + id)
 	if err != nil {
-		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("unknown or expired login attempt (state matches no login flow of this browser)"))
+		return loginFailed(nil, http.StatusBadRequest, loginFailureState, errors.New("unknown or expired login attempt (state matches no login flow of this browser)"))
 	}
 	// A flow is used once, whatever the outcome.
 	h.jar.Delete(w, c.Name)
 	f, err := h.openFlow(c)
 	if err != nil || !f.Matches(q.Get("state")) {
-		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login flow cookie invalid or not for this state"))
+		return loginFailed(nil, http.StatusBadRequest, loginFailureState, errors.New("login flow cookie invalid or not for this state"))
 	}
 	if time.Since(f.Created) > time.Duration(h.LoginTimeout) {
-		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login attempt expired"))
+		return loginFailed(nil, http.StatusBadRequest, loginFailureState, errors.New("login attempt expired"))
 	}
 	// The answer is taken from the IdP the login went to only, at the
 	// callback URL registered there.
 	p := h.idpOfFlow(f)
 	if p == nil {
-		return loginFailed(http.StatusBadRequest, loginFailureState, fmt.Errorf("login attempt with identity provider %q, which is no longer configured (or now has another issuer)", truncate(f.Provider, 64)))
+		return loginFailed(p, http.StatusBadRequest, loginFailureState, fmt.Errorf("login attempt with identity provider %q, which is no longer configured (or now has another issuer)", truncate(f.Provider, 64)))
 	}
 	if !p.reachedAt(r) {
 		h.logger.Warn("login callback at another provider's callback URL", zap.String("provider", p.name))
-		return loginFailed(http.StatusBadRequest, loginFailureState, fmt.Errorf("login callback at another URL than provider %s's", p.name))
+		return loginFailed(p, http.StatusBadRequest, loginFailureState, fmt.Errorf("login callback at another URL than provider %s's", p.name))
 	}
 	ctx, sp := idpSpan(r.Context(), "exchange")
 	d, err := p.provider.Discover(ctx)
 	if err != nil {
 		endSpan(sp, err)
-		return loginFailed(h.UnavailableStatus, loginFailureUnavailable, err)
+		return loginFailed(p, h.UnavailableStatus, loginFailureUnavailable, err)
 	}
 	// RFC 9207: an answer that says it comes from another IdP (a mix-up)
 	// is refused before its code is used, or its error shown.
 	if err := d.CheckIssuer(q.Get("iss"), q.Has("iss")); err != nil {
 		endSpan(sp, err)
 		h.logger.Warn("login callback from another issuer", zap.String("provider", p.name), zap.Error(err))
-		return loginFailed(http.StatusBadRequest, loginFailureState, err)
+		return loginFailed(p, http.StatusBadRequest, loginFailureState, err)
 	}
 	if e := q.Get("error"); e != "" {
 		endSpan(sp, nil)
 		h.logger.Info("IdP refused the login", zap.String("provider", p.name), zap.String("error", truncate(e, 64)))
-		return loginFailed(http.StatusForbidden, loginFailureIdPError, fmt.Errorf("login refused by the identity provider: %s", truncate(e, 64)))
+		return loginFailed(p, http.StatusForbidden, loginFailureIdPError, fmt.Errorf("login refused by the identity provider: %s", truncate(e, 64)))
 	}
 	code := q.Get("code")
 	if code == "" {
 		endSpan(sp, nil)
-		return loginFailed(http.StatusBadRequest, loginFailureState, errors.New("login callback without a code"))
+		return loginFailed(p, http.StatusBadRequest, loginFailureState, errors.New("login callback without a code"))
 	}
 	// With dpop on, the code is redeemed with proofs of the flow's key,
 	// which the authorization request named (dpop_jkt).
@@ -217,21 +217,21 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	endSpan(sp, err)
 	if errors.Is(err, oidc.ErrUnavailable) {
 		h.logger.Error("login failed: IdP unavailable", zap.String("provider", p.name), zap.Error(err))
-		return loginFailed(h.UnavailableStatus, loginFailureUnavailable, err)
+		return loginFailed(p, h.UnavailableStatus, loginFailureUnavailable, err)
 	}
 	if errors.Is(err, oidc.ErrNotDPoPBound) {
 		// dpop on, and an IdP (or client registration) without DPoP: no
 		// login can work until one of them changes.
 		h.logger.Error("login failed: configuration and IdP do not fit", zap.String("provider", p.name), zap.Error(err))
-		return loginFailed(http.StatusInternalServerError, loginFailureExchange, err)
+		return loginFailed(p, http.StatusInternalServerError, loginFailureExchange, err)
 	}
 	if err != nil {
 		h.logger.Warn("login failed", zap.String("provider", p.name), zap.Error(err))
-		return loginFailed(http.StatusBadRequest, loginFailureExchange, err)
+		return loginFailed(p, http.StatusBadRequest, loginFailureExchange, err)
 	}
 	if err := checkAuthentication(f, tokens.Claims); err != nil {
 		h.logger.Info("login refused: authentication weaker than asked", zap.String("provider", p.name), zap.Error(err))
-		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
+		return loginFailed(p, http.StatusForbidden, loginFailureDenied, err)
 	}
 	sess, err := h.newSession(p, tokens)
 	if err == nil {
@@ -239,14 +239,14 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	if errors.Is(err, errForbidden) {
 		h.logger.Info("login denied", zap.String("provider", p.name), zap.Error(err))
-		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
+		return loginFailed(p, http.StatusForbidden, loginFailureDenied, err)
 	}
 	if err != nil {
-		return loginFailed(http.StatusBadRequest, loginFailureVerify, err)
+		return loginFailed(p, http.StatusBadRequest, loginFailureVerify, err)
 	}
 	if err := h.authorize(sess); err != nil {
 		h.logger.Info("login denied by authorization rules", zap.String("provider", p.name), zap.String("sub", sess.Subject), zap.Error(err))
-		return loginFailed(http.StatusForbidden, loginFailureDenied, err)
+		return loginFailed(p, http.StatusForbidden, loginFailureDenied, err)
 	}
 	// A new login never continues an earlier session (no fixation): the
 	// old one is ended and the store mints a new identifier.
@@ -442,9 +442,10 @@ func (h *Handler) revoke(p *idp, d *oidc.Discovered, s *sessions.Session) {
 	}()
 }
 
-// loginFailed counts a failed login by reason and makes its error.
-func loginFailed(status int, reason string, err error) error {
-	metricLoginFailure(reason)
+// loginFailed counts a failed login at p (nil: not known yet) by reason and
+// makes its error.
+func loginFailed(p *idp, status int, reason string, err error) error {
+	metricLoginFailure(p, reason)
 	return caddyhttp.Error(status, err)
 }
 

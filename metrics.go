@@ -13,7 +13,7 @@ import (
 // Prometheus metrics of the handler, in Caddy's metrics registry:
 //
 //	caddy_oidc_session_logins_total{provider}
-//	caddy_oidc_session_login_failures_total{reason}
+//	caddy_oidc_session_login_failures_total{reason,provider}
 //	caddy_oidc_session_refreshes_total{provider}
 //	caddy_oidc_session_refresh_failures_total{reason,provider}
 //	caddy_oidc_session_logouts_total{kind,provider}
@@ -95,8 +95,8 @@ var (
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "login_failures_total",
-		Help:      "Login callbacks that did not start a session, by reason.",
-	}, []string{"reason"})
+		Help:      "Login callbacks that did not start a session, by reason and identity provider (empty when the callback's is not known: a bad or expired state).",
+	}, []string{"reason", "provider"})
 	refreshesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
@@ -128,11 +128,9 @@ var (
 // Children resolved once for the fixed label values, so that the helpers
 // neither allocate nor hash label values.
 var (
-	loginFailures = newCounterSet(loginFailuresTotal, loginFailureOther,
-		loginFailureState, loginFailureExchange, loginFailureVerify,
-		loginFailureUnavailable, loginFailureDenied, loginFailureIdPError)
 	// The counts of no known provider (never a login or a refresh).
 	unknownProvider = idpCounters{
+		loginFailures:   providerSet(loginFailuresTotal, "", loginFailureOther, loginFailureReasons...),
 		refreshFailures: providerSet(refreshFailuresTotal, "", refreshFailureOther, refreshFailureInvalidGrant, refreshFailureUnavailable),
 		logouts:         providerSet(logoutsTotal, "", logoutOther, logoutKinds...),
 	}
@@ -148,8 +146,8 @@ func init() {
 // idpCounters are the series of one provider, resolved once (configured
 // names only, so the series stay bounded).
 type idpCounters struct {
-	logins, refreshes        prometheus.Counter
-	refreshFailures, logouts *counterSet
+	logins, refreshes                       prometheus.Counter
+	loginFailures, refreshFailures, logouts *counterSet
 }
 
 // providerMetrics makes the series of a provider, so that they are
@@ -158,10 +156,16 @@ func providerMetrics(name string) idpCounters {
 	return idpCounters{
 		logins:          loginsTotal.WithLabelValues(name),
 		refreshes:       refreshesTotal.WithLabelValues(name),
+		loginFailures:   providerSet(loginFailuresTotal, name, loginFailureOther, loginFailureReasons...),
 		refreshFailures: providerSet(refreshFailuresTotal, name, refreshFailureOther, refreshFailureInvalidGrant, refreshFailureUnavailable),
 		logouts:         providerSet(logoutsTotal, name, logoutOther, logoutKinds...),
 	}
 }
+
+// loginFailureReasons are the values of login_failures_total{reason}
+// besides "other".
+var loginFailureReasons = []string{loginFailureState, loginFailureExchange, loginFailureVerify,
+	loginFailureUnavailable, loginFailureDenied, loginFailureIdPError}
 
 // logoutKinds are the values of logouts_total{kind} besides "other".
 var logoutKinds = []string{logoutLocal, logoutRPInitiated, logoutBackchannel, logoutFrontchannel,
@@ -224,9 +228,9 @@ func registerMetrics(reg prometheus.Registerer, active func(context.Context) map
 // metricLogin counts a completed login at p.
 func metricLogin(p *idp) { p.counters.logins.Inc() }
 
-// metricLoginFailure counts a failed login; reason is one of the
-// loginFailure* constants.
-func metricLoginFailure(reason string) { loginFailures.get(reason).Inc() }
+// metricLoginFailure counts a failed login at p (nil: not known); reason
+// is one of the loginFailure* constants.
+func metricLoginFailure(p *idp, reason string) { countersOf(p).loginFailures.get(reason).Inc() }
 
 // metricRefresh counts a successful token refresh at p.
 func metricRefresh(p *idp) { p.counters.refreshes.Inc() }
