@@ -182,23 +182,24 @@ func (h *Handler) checkDomainOwner(s *sessions.Session) error {
 // expose hands the identity to the rest of the chain as placeholders and,
 // if configured, request headers.
 func (h *Handler) expose(r *http.Request, s *sessions.Session) {
+	id, groups, provider := h.userID(s), joinList(s.Groups), h.providerName(s)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", h.userID(s))
+		repl.Set("http.auth.user.id", id)
 		repl.Set("http.auth.user.email", s.Email)
 		repl.Set("http.auth.user.name", s.Name)
-		repl.Set("http.auth.user.groups", joinList(s.Groups))
-		repl.Set("http.auth.user.provider", h.providerName(s))
+		repl.Set("http.auth.user.groups", groups)
+		repl.Set("http.auth.user.provider", provider)
 		for i, name := range h.Claims {
 			repl.Set(h.claimPlaceholders[i], joinList(s.Claims[name]))
 		}
 	}
 	if hc := h.Headers; hc != nil {
-		setHeader(r, hc.User, h.userID(s))
+		setHeader(r, hc.User, id)
 		setHeader(r, hc.Email, s.Email)
 		setHeader(r, hc.Name, s.Name)
-		setHeader(r, hc.Groups, joinList(s.Groups))
+		setHeader(r, hc.Groups, groups)
 		setHeader(r, hc.AccessToken, s.AccessToken)
-		setHeader(r, hc.Provider, h.providerName(s))
+		setHeader(r, hc.Provider, provider)
 	}
 }
 
