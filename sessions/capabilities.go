@@ -22,6 +22,16 @@ type Capabilities struct {
 	// store has nothing to say.
 	Pinger   Pinger
 	Reporter Reporter
+	// DropsTokens says the store keeps sessions without their tokens (the
+	// cookie store's drop_tokens): a session just saved is then kept in
+	// memory without them too, as every later read will give it, so that
+	// no instance refreshes, revokes or hands on tokens the cookie lacks.
+	DropsTokens bool
+}
+
+// TokenDropper is a store that may keep sessions without their tokens.
+type TokenDropper interface {
+	DropsTokens() bool
 }
 
 // Shared reports whether the store's sessions can change outside the
@@ -38,6 +48,9 @@ func CapabilitiesOf(s Store) (Capabilities, error) {
 	c.Manager, _ = s.(Manager)
 	c.Pinger, _ = s.(Pinger)
 	c.Reporter, _ = s.(Reporter)
+	if d, ok := s.(TokenDropper); ok {
+		c.DropsTokens = d.DropsTokens()
+	}
 	if (c.Checker == nil) != (c.Locker == nil) {
 		return c, fmt.Errorf("store %T implements only one of sessions.Checker and sessions.Locker: a shared store needs both", s)
 	}

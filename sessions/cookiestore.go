@@ -79,6 +79,10 @@ func (s *CookieStore) Save(_ context.Context, _ string, sess *Session) (string, 
 	return base64.RawURLEncoding.EncodeToString(s.env.Keys.Seal(Encode(sess), s.env.Binding)), nil
 }
 
+// DropsTokens implements TokenDropper: with drop_tokens, the cookie keeps
+// the identity only.
+func (s *CookieStore) DropsTokens() bool { return s.DropTokens }
+
 // Delete implements Store. The session lives only in the cookie, which the
 // handler clears.
 func (s *CookieStore) Delete(context.Context, string) error { return nil }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/oidc-session/oidc_session/sessions"
+	"github.com/oidc-session/oidc_session/sessions/storetest"
 )
 
 // The lifecycle against a fake store and a fake IdP, on a clock the tests
@@ -530,5 +531,34 @@ func TestHalfSharedStoreRefused(t *testing.T) {
 	}
 	if _, err := sessions.CapabilitiesOf(checkerOnly{newFakeStore(), &sharedStore{}}); err == nil {
 		t.Error("a store with Exists but no Lock was accepted")
+	}
+}
+
+// TestDropTokensCache: with drop_tokens the cookie holds no tokens, and
+// the instance that wrote it must not serve them from its cache either
+// (a refresh, a revocation or an access-token header the next instance
+// would not do).
+func TestDropTokensCache(t *testing.T) {
+	st := &sessions.CookieStore{DropTokens: true}
+	if err := st.Bind(storetest.NewEnv(t)); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(st)
+	k := f.keeper(t, 0)
+	value := f.login(t, k)
+	hit, err := k.Peek(context.Background(), value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	miss, err := f.keeper(t, 0).Peek(context.Background(), value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hit.RefreshToken != "" || hit.AccessToken != "" || hit.IDToken != "" || miss.RefreshToken != "" || miss.AccessToken != "" {
+		t.Errorf("drop_tokens: the writer's cache has refresh %q access %q, a fresh read %q %q; want none",
+			hit.RefreshToken, hit.AccessToken, miss.RefreshToken, miss.AccessToken)
+	}
+	if hit.Subject == "" || hit.Subject != miss.Subject {
+		t.Errorf("identity: cached %q, read %q", hit.Subject, miss.Subject)
 	}
 }

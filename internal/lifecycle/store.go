@@ -105,6 +105,9 @@ func (k *Keeper) save(ctx context.Context, prev string, s *sessions.Session) (Co
 	if prev != "" && prev != v {
 		k.cache.drop(keyOf(prev))
 	}
+	if k.cfg.Capabilities.DropsTokens {
+		s = s.WithoutTokens() // what the value holds; this request keeps its copy
+	}
 	k.cache.put(keyOf(v), s, false, k.cfg.Tokens)
 	return Cookie{Action: Write, Value: v, Expires: s.Deadline(k.cfg.IdleTimeout)}, nil
 }
