@@ -25,9 +25,9 @@ import (
 
 // The fixed addresses of scripts/demo.sh.
 const (
-	demoSite  = "http://localhost:9080"
-	demoDex   = "127.0.0.1:5556" // the staff's
-	demoDex2  = "127.0.0.1:5557" // the partners'
+	demoSite = "http://localhost:9080"
+	demoDex  = "127.0.0.1:5556" // the staff's
+	demoDex2 = "127.0.0.1:5557" // the partners'
 
 	demoAdmin = "127.0.0.1:2999"
 	demoRedis = "127.0.0.1:6399"

@@ -22,9 +22,9 @@ type backend struct {
 // Get reads a record. Finding it counts as a check that it exists (see
 // Store.Exists): the request that reads a session does not ask again.
 func (b backend) Get(ctx context.Context, key string) ([]byte, error) {
-	var gen uint64
+	var q question
 	if b.feed != nil {
-		gen = b.feed.set.generation()
+		q = b.feed.set.ask()
 	}
 	v, err := b.client.Get(ctx, key).Bytes()
 	switch {
@@ -34,7 +34,7 @@ func (b backend) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, unavailable("GET", err)
 	}
 	if b.feed != nil {
-		b.feed.set.verified(key, gen)
+		b.feed.set.verified(key, q)
 	}
 	return v, nil
 }

@@ -19,13 +19,13 @@ import (
 func TestVerifiedSet(t *testing.T) {
 	const age = time.Hour
 	v := newVerifiedSet(3)
-	v.verified("k", v.generation())
+	v.verified("k", v.ask())
 	if v.trusted("k", age) {
 		t.Error("trusted before the feed subscribed")
 	}
 
 	v.subscribe()
-	v.verified("k", v.generation())
+	v.verified("k", v.ask())
 	if !v.trusted("k", age) {
 		t.Error("not trusted after a check while subscribed")
 	}
@@ -38,9 +38,9 @@ func TestVerifiedSet(t *testing.T) {
 
 	// A check under way when an end is announced may have been answered
 	// before the end: its answer is not kept.
-	gen := v.generation()
+	q := v.ask()
 	v.ended("unrelated")
-	v.verified("k2", gen)
+	v.verified("k2", q)
 	if v.trusted("k2", age) {
 		t.Error("kept an answer that may predate an announcement")
 	}
@@ -50,7 +50,7 @@ func TestVerifiedSet(t *testing.T) {
 	}
 
 	// Silence is trusted only while the feed hears from Redis.
-	v.verified("k", v.generation())
+	v.verified("k", v.ask())
 	v.heard.Store(v.now() - int64(heardWithin) - 1)
 	if v.trusted("k", age) {
 		t.Error("trusted although the feed has not heard from Redis for too long")
@@ -70,13 +70,13 @@ func TestVerifiedSet(t *testing.T) {
 	if v.trusted("k", age) {
 		t.Error("trusted across a new subscription")
 	}
-	v.verified("k", v.generation())
+	v.verified("k", v.ask())
 
 	// A lost subscription forgets everything, also across a new one, and
 	// drops the answers of checks under way.
-	gen = v.generation()
+	q = v.ask()
 	v.unsubscribe()
-	v.verified("k3", gen)
+	v.verified("k3", q)
 	v.subscribe()
 	if v.trusted("k", age) || v.trusted("k3", age) {
 		t.Error("trusted an answer from before the subscription was lost")
@@ -84,10 +84,19 @@ func TestVerifiedSet(t *testing.T) {
 
 	// Bounded: when full it starts over.
 	for _, k := range []string{"a", "b", "c", "d"} {
-		v.verified(k, v.generation())
+		v.verified(k, v.ask())
 	}
 	if len(v.entries) > 3 || !v.trusted("d", age) {
 		t.Errorf("after overflow: %d entries, newest trusted %v", len(v.entries), v.trusted("d", age))
+	}
+
+	// A slow answer is trusted from when it was asked: it does not stretch
+	// the recheck interval (the trust is 50ms here, the answer took 60ms).
+	q = v.ask()
+	time.Sleep(60 * time.Millisecond)
+	v.verified("slow", q)
+	if v.trusted("slow", 50*time.Millisecond) {
+		t.Error("an answer asked for longer ago than the interval is trusted")
 	}
 }
 

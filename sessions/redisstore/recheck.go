@@ -76,7 +76,7 @@ func (s *Store) startRecheck() {
 // answers.
 func (s *Store) recheck(ctx context.Context, keys []string) error {
 	set := s.feed.set
-	gen := set.generation()
+	q := set.ask()
 	cmds := make([]*redis.IntCmd, len(keys))
 	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
@@ -89,7 +89,7 @@ func (s *Store) recheck(ctx context.Context, keys []string) error {
 	}
 	for i, k := range keys {
 		if cmds[i].Val() == 1 {
-			set.verified(k, gen)
+			set.verified(k, q)
 		} else {
 			set.forget(k)
 		}

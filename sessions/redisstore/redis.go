@@ -230,10 +230,10 @@ func (s *Store) Exists(ctx context.Context, value string) (bool, error) {
 	if maxAge > 0 && set.trusted(key, maxAge) {
 		return true, nil
 	}
-	gen := set.generation()
+	q := set.ask()
 	exists, err := s.Backend.Exists(ctx, key)
 	if exists && maxAge > 0 {
-		set.verified(key, gen)
+		set.verified(key, q)
 	}
 	return exists, err
 }

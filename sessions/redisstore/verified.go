@@ -88,23 +88,36 @@ func (v *verifiedSet) forget(key string) {
 	v.mu.Unlock()
 }
 
-// generation is taken before asking Redis whether a record exists, and
-// handed to verified with the answer.
+// generation counts announcements and subscription changes.
 func (v *verifiedSet) generation() uint64 {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	return v.gen
 }
 
-// verified records that Redis said key exists, in an answer to a question
-// asked at generation gen. If anything was announced or the subscription
-// changed since, the answer may be older than an end this instance heard
-// of (or missed), and is not kept.
-func (v *verifiedSet) verified(key string, gen uint64) {
+// question is when a check of Redis was asked: its generation and time.
+type question struct {
+	gen uint64
+	at  int64 // v.now()
+}
+
+// ask is taken before asking Redis whether a record exists, and handed to
+// verified with the answer.
+func (v *verifiedSet) ask() question {
+	return question{gen: v.generation(), at: v.now()}
+}
+
+// verified records that Redis said key exists, in an answer to question q.
+// If anything was announced or the subscription changed since, the answer
+// may be older than an end this instance heard of (or missed), and is not
+// kept. The key is trusted from when the question was asked, not from
+// when the answer came: a slow answer (a long pipeline, a busy Redis)
+// must not stretch recheck_interval.
+func (v *verifiedSet) verified(key string, q question) {
 	now := v.now()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if !v.subscribed || gen != v.gen {
+	if !v.subscribed || q.gen != v.gen {
 		return
 	}
 	e := v.entries[key]
@@ -118,7 +131,7 @@ func (v *verifiedSet) verified(key string, gen uint64) {
 		// Its own copy: key may be part of a much larger Cookie header.
 		v.entries[strings.Clone(key)] = e
 	}
-	e.at.Store(now)
+	e.at.Store(q.at)
 }
 
 // ended forgets key: its session has ended. It says nothing of the
