@@ -187,7 +187,11 @@ type SessionPolicy struct {
 	// its store keeps it, tokens still deflated (a Dex session: about
 	// 1.3 KB; 130 MB at the default), or, when an access_token header
 	// needs the tokens on every request, the session decoded (about
-	// 3.7 KB): the memory it costs at most. Beyond it, requests of
+	// 3.7 KB). The bound is in entries, not bytes: sessions with a large
+	// identity (an identity over 512 B, such as a long list of groups,
+	// and older records) are kept decoded and cost what they hold, tens
+	// of KB for hundreds of groups; lower the setting for such IdPs.
+	// Beyond it, requests of
 	// sessions not cached cost a decode (a few microseconds; for Redis a
 	// read of the store). Entries are keyed by a SHA-256 of the cookie
 	// value, never by a hash an attacker could make collide. Default:

@@ -129,7 +129,9 @@ type Config struct {
 // told otherwise: enough for 100 000 active users. An entry is the
 // session's record as the store read it (for a Dex session about 1.3 KB;
 // BenchmarkCurrentN reports it as heap-B/session), so this is about
-// 130 MB at most; with Config.Tokens the session decoded, about 3.7 KB.
+// 130 MB; with Config.Tokens the session decoded, about 3.7 KB. The bound
+// is in entries: sessions with a large identity are kept decoded and
+// cost what they hold.
 const DefaultCacheSize = 100_000
 
 // Keeper keeps the sessions of one handler.
