@@ -650,3 +650,55 @@ func TestCompact(t *testing.T) {
 		t.Error("a session written as version 2 has a compact form")
 	}
 }
+
+// FuzzDecodeLazy: a record read lazily (identity now, tokens later), then
+// changed or not and encoded again, or kept compact, gives back what an
+// eager decode of the record, changed the same way, gives; and nothing
+// panics on records the eager decoder refuses.
+func FuzzDecodeLazy(f *testing.F) {
+	for _, rec := range validRecords() {
+		f.Add(rec, false)
+	}
+	f.Add(sessions.Encode(storetest.DexSession(false)), true)
+	f.Fuzz(func(t *testing.T, b []byte, change bool) {
+		eager, eagerErr := sessions.Decode(b)
+		lazy, err := sessions.DecodeLazy(b)
+		if err != nil {
+			if eagerErr == nil {
+				t.Fatal("the lazy decoder refused what the eager one read")
+			}
+			return
+		}
+		if c, ok := lazy.Compact(); ok {
+			s, err := c.Session()
+			if err != nil {
+				t.Fatalf("compact session: %v", err)
+			}
+			_ = s.DecodeTokens()
+		}
+		if change {
+			lazy.Issuer += "x"
+			lazy.Groups = append([]string{"zz"}, lazy.Groups...)
+		}
+		rec := sessions.Encode(lazy)
+		if c, ok := sessions.CompactOf(lazy); ok {
+			if _, err := c.Session(); err != nil {
+				t.Fatalf("CompactOf: %v", err)
+			}
+		}
+		again, err := sessions.Decode(rec)
+		if eagerErr != nil {
+			return // tokens unreadable: encoding the lazy session must only not panic
+		}
+		if err != nil {
+			t.Fatalf("the lazy session encoded again does not decode: %v", err)
+		}
+		if change {
+			eager.Issuer += "x"
+			eager.Groups = append([]string{"zz"}, eager.Groups...)
+		}
+		if d := storetest.Diff(eager, again); d != "" {
+			t.Fatalf("encoding the lazy session again changed it:\n%s", d)
+		}
+	})
+}
