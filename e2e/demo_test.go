@@ -69,25 +69,8 @@ func TestDemo(t *testing.T) {
 
 	b := headless.Start(t, 90*time.Second)
 	tab := b.First
-	fatalf := func(format string, args ...any) {
-		t.Helper()
-		b.DumpPage(tab, "page at failure")
-		t.Fatalf(format, args...)
-	}
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(tab.Ctx, steps...); err != nil {
-			fatalf("%s: %v", what, err)
-		}
-	}
-	waitFor := func(what string, ok func(headless.Page) bool) headless.Page {
-		t.Helper()
-		p, err := headless.WaitPage(tab.Ctx, 20*time.Second, ok)
-		if err != nil {
-			fatalf("waiting for %s: %v", what, err)
-		}
-		return p
-	}
+	steps := b.Steps(tab, 20*time.Second)
+	run, waitFor := steps.Run, steps.WaitFor
 	shot := func(name string) {
 		t.Helper()
 		if path, err := b.Screenshot(tab, name); err != nil {

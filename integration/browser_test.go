@@ -79,10 +79,10 @@ func chromeLoginFlow(t *testing.T, storeName string, serverSide bool, storeConfi
 
 	b := headless.Start(t, 60*time.Second)
 	tab := b.First
+	steps := func(tab *headless.Tab) *headless.Steps { return b.Steps(tab, 15*time.Second) }
 	fatalf := func(tab *headless.Tab, format string, args ...any) {
 		t.Helper()
-		b.DumpPage(tab, "page at failure")
-		t.Fatalf(format, args...)
+		steps(tab).Fatalf(format, args...)
 	}
 	atDex := func(p headless.Page) bool {
 		return p.Host() == dex.Addr && strings.Contains(p.HTML, `name="login"`) && strings.Contains(p.HTML, `name="password"`)
@@ -93,17 +93,11 @@ func chromeLoginFlow(t *testing.T, storeName string, serverSide bool, storeConfi
 	}
 	waitFor := func(tab *headless.Tab, what string, ok func(headless.Page) bool) headless.Page {
 		t.Helper()
-		p, err := headless.WaitPage(tab.Ctx, 15*time.Second, ok)
-		if err != nil {
-			fatalf(tab, "waiting for %s: %v", what, err)
-		}
-		return p
+		return steps(tab).WaitFor(what, ok)
 	}
-	run := func(tab *headless.Tab, what string, steps ...chromedp.Action[chromedp.Void]) {
+	run := func(tab *headless.Tab, what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(tab.Ctx, steps...); err != nil {
-			fatalf(tab, "%s: %v", what, err)
-		}
+		steps(tab).Run(what, actions...)
 	}
 	cookies := func(tab *headless.Tab) map[string]*network.Cookie {
 		t.Helper()

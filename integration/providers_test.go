@@ -305,25 +305,8 @@ func TestProvidersBrowserDex(t *testing.T) {
 
 	b := headless.Start(t, 90*time.Second)
 	tab := b.First
-	fatalf := func(format string, args ...any) {
-		t.Helper()
-		b.DumpPage(tab, "page at failure")
-		t.Fatalf(format, args...)
-	}
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(tab.Ctx, steps...); err != nil {
-			fatalf("%s: %v", what, err)
-		}
-	}
-	waitFor := func(what string, ok func(headless.Page) bool) headless.Page {
-		t.Helper()
-		p, err := headless.WaitPage(tab.Ctx, 15*time.Second, ok)
-		if err != nil {
-			fatalf("waiting for %s: %v", what, err)
-		}
-		return p
-	}
+	steps := b.Steps(tab, 15*time.Second)
+	fatalf, run, waitFor := steps.Fatalf, steps.Run, steps.WaitFor
 	atDex := func(d *testidp.Dex) func(headless.Page) bool {
 		return func(p headless.Page) bool { return p.Host() == d.Addr && strings.Contains(p.HTML, `name="password"`) }
 	}

@@ -331,3 +331,43 @@ func (b *Browser) DumpPage(tab *Tab, label string) {
 	}
 	b.t.Logf("%s: page %s (readyState %s):\n%s", label, p.URL, p.Ready, p.HTML)
 }
+
+// Steps drives one tab for a test: each step that fails, and each page
+// that does not come within the given time, fails the test after logging
+// what the tab shows.
+type Steps struct {
+	b      *Browser
+	tab    *Tab
+	within time.Duration
+}
+
+// Steps returns the test steps of tab, waiting up to within for each page.
+func (b *Browser) Steps(tab *Tab, within time.Duration) *Steps {
+	return &Steps{b: b, tab: tab, within: within}
+}
+
+// Fatalf logs the page the tab shows and fails the test.
+func (s *Steps) Fatalf(format string, args ...any) {
+	s.b.t.Helper()
+	s.b.DumpPage(s.tab, "page at failure")
+	s.b.t.Fatalf(format, args...)
+}
+
+// Run runs steps in the tab; what names them in the failure.
+func (s *Steps) Run(what string, steps ...chromedp.Action[chromedp.Void]) {
+	s.b.t.Helper()
+	if err := chromedp.Do(s.tab.Ctx, steps...); err != nil {
+		s.Fatalf("%s: %v", what, err)
+	}
+}
+
+// WaitFor waits for a fully loaded page that ok accepts and returns it;
+// what names it in the failure.
+func (s *Steps) WaitFor(what string, ok func(Page) bool) Page {
+	s.b.t.Helper()
+	p, err := WaitPage(s.tab.Ctx, s.within, ok)
+	if err != nil {
+		s.Fatalf("waiting for %s: %v", what, err)
+	}
+	return p
+}
