@@ -1,6 +1,7 @@
 package oidcsession
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -94,6 +95,44 @@ func TestIdPForLogin(t *testing.T) {
 	}
 	if p, err := single.idpForLogin("", ""); err != nil || p != single.primary() || p.name != defaultProviderName {
 		t.Errorf("one IdP: %v, %v; want the default provider", p, err)
+	}
+}
+
+// TestStartHostileInput: what an attacker puts in <prefix>/start's
+// provider, email and login_hint on a site with several IdPs is a 400 or
+// the chooser, never a login at a provider the input was not routed to,
+// a 5xx, or markup of its own in the page.
+func TestStartHostileInput(t *testing.T) {
+	h := twoProviders(t, nil)
+	for _, query := range []string{
+		"provider=" + url.QueryEscape("corp\r\nX: y"),
+		"provider=" + url.QueryEscape("../corp"),
+		"provider=CORP",
+		"provider=" + strings.Repeat("p", 4096),
+		"email=" + url.QueryEscape("ann@corp.example\r\nX: y"),
+		"email=" + url.QueryEscape("ann@corp.example\x00"),
+		"email=" + strings.Repeat("a", 300) + "@corp.example",
+		"login_hint=" + url.QueryEscape("\tann@corp.example"),
+	} {
+		err := h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/oauth2/start?"+query+"&rd=/", nil), nil)
+		if statusOf(err) != http.StatusBadRequest {
+			t.Errorf("%.80s: %v; want 400", query, err)
+		}
+	}
+	// A domain after the last @ decides; markup in the address stays text.
+	for query, want := range map[string]int{
+		"email=" + url.QueryEscape("ann@corp.example@else.example"):         http.StatusOK, // else.example: the chooser
+		"email=" + url.QueryEscape("ann@else.example@CORP.example"):         http.StatusServiceUnavailable,
+		"email=" + url.QueryEscape(`"><script>alert(1)</script>@x.example`): http.StatusOK,
+	} {
+		rec := httptest.NewRecorder()
+		err := h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/oauth2/start?"+query+"&rd=/", nil), nil)
+		if got := cmp.Or(statusOf(err), rec.Code); got != want {
+			t.Errorf("%s: %d; want %d", query, got, want)
+		}
+		if strings.Contains(rec.Body.String(), "<script>") {
+			t.Errorf("%s: the chooser echoes markup:\n%s", query, rec.Body)
+		}
 	}
 }
 
