@@ -414,7 +414,12 @@ func (c *activeSessionsCollector) start(fn *activeFunc) *activeCall {
 		defer func() { _ = recover() }()
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		defer cancel()
-		call.counts = fn.count(ctx)
+		// An answer given after the time ran out (a store that returned what
+		// it had when its context ended) is no count: without this, a scrape
+		// whose timer fires at the same moment could take it or not.
+		if counts := fn.count(ctx); ctx.Err() == nil {
+			call.counts = counts
+		}
 	}()
 	return call
 }
