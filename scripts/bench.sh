@@ -33,7 +33,8 @@
 # Environment: ROUNDS (default 3), DURATION (wrk -d, default 10s: about 6
 # minutes in all without the rows with N distinct sessions), THREADS (2),
 # CONNECTIONS (50), OUT (BENCHMARKS.md), GO_BENCH=0 to leave out the Go
-# benchmarks.
+# benchmarks, PROFILE_DIR=dir to keep a CPU profile of each row's Caddy
+# during each of its runs (dir/ROW-ROUND.pprof, for go tool pprof).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -542,9 +543,16 @@ for round in $(seq 1 "$ROUNDS"); do
 		log "run $n/$total (round $round/$ROUNDS): $row, wrk -t$THREADS -c$CONNECTIONS -d$DURATION"
 		hdrs=(-H "${REQ[$row]}")
 		[ -z "${PAD[$row]:-}" ] || hdrs+=(-H "${PAD[$row]}")
+		prof=""
+		if [ -n "${PROFILE_DIR:-}" ] && [ "$secs" -gt 2 ]; then
+			curl -s -o "$PROFILE_DIR/$row-$round.pprof" --max-time $((secs + 20)) \
+				"http://127.0.0.1:${ADMIN[$row]}/debug/pprof/profile?seconds=$((secs - 2))" &
+			prof=$!
+		fi
 		out=$(timeout -k 5 $((secs + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" \
 			-s scripts/bench/report.lua "${NAV[@]}" "${hdrs[@]}" \
 			"http://127.0.0.1:${PORT[$row]}/" 2>&1) || die "wrk failed on $row: $out"
+		[ -z "$prof" ] || wait "$prof" || log "  WARNING: no CPU profile of $row"
 		line=$(grep '^RESULT ' <<<"$out") || die "no RESULT line from wrk on $row: $out"
 		# row round rps p50_us p99_us non2xx socket_errors
 		awk -v row="$row" -v round="$round" '{

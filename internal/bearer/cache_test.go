@@ -14,13 +14,14 @@ func TestTokenCacheBounds(t *testing.T) {
 
 	c := newTokenCache(3, 1000)
 	for i := range 5 {
-		c.put(keyOf(fmt.Sprint(i)), entry(100))
+		c.put(fmt.Sprint(i), entry(100))
 	}
-	if c.order.Len() != 3 || len(c.entries) != 3 || c.bytes != 300 {
-		t.Fatalf("entries %d/%d, bytes %d; want 3, 300", c.order.Len(), len(c.entries), c.bytes)
+	// Each entry costs its size and its token's bytes.
+	if c.order.Len() != 3 || len(c.entries) != 3 || c.bytes != 303 {
+		t.Fatalf("entries %d/%d, bytes %d; want 3, 303", c.order.Len(), len(c.entries), c.bytes)
 	}
 	for i, want := range []bool{false, false, true, true, true} {
-		if got := c.get(keyOf(fmt.Sprint(i)), now) != nil; got != want {
+		if got := c.get(fmt.Sprint(i), now) != nil; got != want {
 			t.Errorf("token %d cached %v, want %v (oldest evicted first)", i, got, want)
 		}
 	}
@@ -28,19 +29,19 @@ func TestTokenCacheBounds(t *testing.T) {
 	// The memory bound: big entries push out older ones.
 	c = newTokenCache(100, 1000)
 	for i := range 4 {
-		c.put(keyOf(fmt.Sprint(i)), entry(300))
+		c.put(fmt.Sprint(i), entry(300))
 	}
 	if c.bytes > 1000 || c.order.Len() != 3 {
 		t.Fatalf("bytes %d entries %d, want <= 1000 and 3", c.bytes, c.order.Len())
 	}
 	// An entry larger than the whole bound is not kept.
-	c.put(keyOf("huge"), entry(1001))
-	if c.get(keyOf("huge"), now) != nil || c.order.Len() != 3 {
+	c.put("huge", entry(997)) // 1001 with its token
+	if c.get("huge", now) != nil || c.order.Len() != 3 {
 		t.Error("oversized entry kept")
 	}
 	// Replacing an entry does not count it twice.
-	c.put(keyOf("3"), entry(300))
-	if c.bytes != 900 || c.order.Len() != 3 {
+	c.put("3", entry(300))
+	if c.bytes != 903 || c.order.Len() != 3 {
 		t.Errorf("after replace: bytes %d entries %d", c.bytes, c.order.Len())
 	}
 }
@@ -48,15 +49,42 @@ func TestTokenCacheBounds(t *testing.T) {
 func TestTokenCacheExpiry(t *testing.T) {
 	now := time.Now()
 	c := newTokenCache(10, 1<<20)
-	c.put(keyOf("t"), &verified{until: now.Add(time.Second)})
-	if c.get(keyOf("t"), now) == nil {
+	c.put("t", &verified{until: now.Add(time.Second)})
+	if c.get("t", now) == nil {
 		t.Fatal("fresh entry missing")
 	}
-	if c.get(keyOf("t"), now.Add(time.Second)) != nil {
+	if c.get("t", now.Add(time.Second)) != nil {
 		t.Error("entry served at its expiry")
 	}
-	if c.get(keyOf("other"), now) != nil {
+	if c.get("other", now) != nil {
 		t.Error("unknown token found")
+	}
+}
+
+// TestTokenCacheCollision: tokens whose hashes collide (every hash the
+// same here) never find each other's verdict; the later one takes the
+// place of the earlier.
+func TestTokenCacheCollision(t *testing.T) {
+	now := time.Now()
+	c := newTokenCache(10, 1<<20)
+	c.hash = func(string) uint64 { return 7 }
+	alice := &verified{principal: Principal{Subject: "alice"}, until: now.Add(time.Hour)}
+	c.put("alice-token", alice)
+	if got := c.get("mallory-token", now); got != nil {
+		t.Fatalf("a token with the same hash found %q's verdict", got.principal.Subject)
+	}
+	if got := c.get("alice-token", now); got != alice {
+		t.Fatal("alice's token does not find its verdict")
+	}
+	c.put("mallory-token", &verified{principal: Principal{Subject: "mallory"}, until: now.Add(time.Hour)})
+	if got := c.get("alice-token", now); got != nil {
+		t.Errorf("alice's token found %q's verdict", got.principal.Subject)
+	}
+	if got := c.get("mallory-token", now); got == nil || got.principal.Subject != "mallory" {
+		t.Error("the later token does not find its own verdict")
+	}
+	if c.order.Len() != 1 || len(c.entries) != 1 {
+		t.Errorf("entries %d/%d, want 1", c.order.Len(), len(c.entries))
 	}
 }
 

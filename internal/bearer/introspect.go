@@ -17,8 +17,10 @@ const introspectionTTL = 60 * time.Second
 
 // introspect asks the main issuer about an opaque token (RFC 7662),
 // once for concurrent requests with the same token.
-func (v *Verifier) introspect(ctx context.Context, raw string, key tokenKey) (*verified, error) {
-	res, err, _ := v.flights.Do(string(key[:]), func() (any, error) {
+func (v *Verifier) introspect(ctx context.Context, raw string) (*verified, error) {
+	// Keyed by the token itself: requests with different tokens never
+	// share an answer.
+	res, err, _ := v.flights.Do(raw, func() (any, error) {
 		// Shared by every waiting request: not one client's cancellation.
 		return v.askIdP(context.WithoutCancel(ctx), raw)
 	})

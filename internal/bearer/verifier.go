@@ -201,7 +201,7 @@ func NewVerifier(cfg Config, idp IdP) (*Verifier, error) {
 //   - an error wrapping ErrUnavailable when an IdP cannot be reached;
 //   - the Principal otherwise.
 //
-// A JWT is verified once and its verdict cached by the token's SHA-256
+// A JWT is verified once and its verdict cached by the token's hash
 // until exp (+ Leeway); the DPoP proof and the scope check are done on
 // every request.
 func (v *Verifier) Verify(ctx context.Context, r *http.Request) (*Principal, error) {
@@ -231,8 +231,7 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, scheme, raw stri
 		return nil, dpopBinding("only DPoP-bound tokens are accepted here; send Authorization: DPoP with a proof")
 	}
 	now := v.now()
-	key := keyOf(raw)
-	verdict := v.tokens.get(key, now)
+	verdict := v.tokens.get(raw, now)
 	if verdict == nil {
 		// Checked here rather than in credentials: a cached token passed
 		// this check when it was first seen, and on every API call the
@@ -245,14 +244,14 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, scheme, raw stri
 		case looksLikeJWT(raw):
 			verdict, err = v.verifyJWT(ctx, raw, now)
 		case v.introspection:
-			verdict, err = v.introspect(ctx, raw, key)
+			verdict, err = v.introspect(ctx, raw)
 		default:
 			err = invalidToken(nil, "not a JWT, and introspection of opaque tokens is off")
 		}
 		if err != nil {
 			return nil, err
 		}
-		v.tokens.put(key, verdict)
+		v.tokens.put(raw, verdict)
 	}
 
 	switch {
@@ -376,11 +375,11 @@ func inQuery(r *http.Request) bool {
 // not looked at: a browser's form may have a field of that name, and its
 // request is judged by its session.
 func inForm(r *http.Request) bool {
-	if r.Body == nil || r.Body == http.NoBody || r.Header.Get("Cookie") != "" {
+	switch r.Method { // first: it costs nothing, and most API calls are GETs
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return false
 	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	if r.Body == nil || r.Body == http.NoBody || r.Header.Get("Cookie") != "" {
 		return false
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
