@@ -17,6 +17,7 @@ import (
 type backend struct {
 	client redis.UniversalClient
 	feed   *feed
+	checks *checkBatcher
 }
 
 // Get reads a record. Finding it counts as a check that it exists (see
@@ -39,12 +40,13 @@ func (b backend) Get(ctx context.Context, key string) ([]byte, error) {
 	return v, nil
 }
 
+// Exists asks Redis in the next pipeline of the requests' checks.
 func (b backend) Exists(ctx context.Context, key string) (bool, error) {
-	n, err := b.client.Exists(ctx, key).Result()
+	found, err := b.checks.exists(ctx, key)
 	if err != nil {
 		return false, unavailable("EXISTS", err)
 	}
-	return n == 1, nil
+	return found, nil
 }
 
 func (b backend) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {

@@ -102,11 +102,11 @@ func TestVerifiedSet(t *testing.T) {
 
 // instance is one Caddy instance's view of a shared Redis: its own store
 // (own client, feed and verified set) and a count of the EXISTS commands
-// it sends, alone (a request's) and in pipelines (the background
-// recheck's).
+// it sends for requests (exists) and in the background recheck
+// (background).
 type instance struct {
 	*Store
-	exists, piped atomic.Int64
+	exists, background atomic.Int64
 }
 
 // newInstance provisions a store with conf; poolSize keeps instances on
@@ -115,7 +115,7 @@ func newInstance(t *testing.T, conf Store, poolSize int, env sessions.Env) *inst
 	t.Helper()
 	conf.PoolSize = poolSize
 	in := &instance{Store: newStore(t, &conf, env)}
-	in.client.AddHook(countExists{&in.exists, &in.piped})
+	in.client.AddHook(countExists{&in.exists, &in.background})
 	waitSubscribed(t, in.Store, "a new store")
 	return in
 }
@@ -189,24 +189,33 @@ func (in *instance) awaitGone(t *testing.T, value string, deleted time.Time, wit
 	t.Logf("out-of-band delete noticed after %v", time.Since(deleted))
 }
 
-type countExists struct{ n, piped *atomic.Int64 }
+// countExists counts EXISTS commands, those of the background recheck
+// (its context says so) apart from those that requests wait for (alone,
+// or batched by the checkBatcher).
+type countExists struct{ requests, background *atomic.Int64 }
+
+func (c countExists) count(ctx context.Context, cmds ...redis.Cmder) {
+	n := c.requests
+	if ctx.Value(backgroundCheck{}) != nil {
+		n = c.background
+	}
+	for _, cmd := range cmds {
+		if cmd.Name() == "exists" {
+			n.Add(1)
+		}
+	}
+}
 
 func (countExists) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (c countExists) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "exists" {
-			c.n.Add(1)
-		}
+		c.count(ctx, cmd)
 		return next(ctx, cmd)
 	}
 }
 func (c countExists) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			if cmd.Name() == "exists" {
-				c.piped.Add(1)
-			}
-		}
+		c.count(ctx, cmds...)
 		return next(ctx, cmds)
 	}
 }
@@ -359,7 +368,7 @@ func TestFeedChannelACL(t *testing.T) {
 	conf := Store{Connection: Connection{URL: srv.URL(), Username: "app", Password: "app-pass"}, KeyPrefix: "app:"}
 	conf.PoolSize = 7
 	st := &instance{Store: newStore(t, &conf, storetest.NewEnv(t))}
-	st.client.AddHook(countExists{&st.exists, &st.piped})
+	st.client.AddHook(countExists{&st.exists, &st.background})
 	value := st.save(t)
 	time.Sleep(300 * time.Millisecond) // time for a subscription to fail
 	if n := st.checkN(t, value, 5); n != 5 {
@@ -487,29 +496,47 @@ func TestBackgroundRecheck(t *testing.T) {
 	in.awaitGone(t, value, time.Now(), interval+100*time.Millisecond)
 }
 
-// TestBackgroundRecheckSparseUse: a session requested less often than the
-// recheck's rounds (but within renewFor intervals) is kept trusted, so its
-// requests send no EXISTS; once it is no longer requested, the background
-// stops checking it.
+// TestBackgroundRecheckSparseUse: a session requested less often than
+// recheck_interval costs each request one check and the background none
+// (renewing it until its next request would cost several); a session
+// requested often is renewed in the background while it is, and no longer
+// once it is not.
 func TestBackgroundRecheckSparseUse(t *testing.T) {
 	srv := testredis.Start(t, testredis.Options{})
 	interval := 300 * time.Millisecond
 	in := newInstance(t, Store{Connection: Connection{URL: srv.URL()}, RecheckInterval: caddy.Duration(interval)}, 7, storetest.NewEnv(t))
 	value := in.saveChecked(t)
-	before := in.exists.Load()
-	for range 8 { // every 1.3 intervals: sparser than the rounds, within renewFor
+	requests, background := in.exists.Load(), in.background.Load()
+	for range 5 {
 		time.Sleep(interval * 4 / 3)
 		in.checkN(t, value, 1)
 	}
-	// A round that overlapped some other feed event may not count: allow one.
-	if n := in.exists.Load() - before; n > 1 {
-		t.Errorf("a session requested every 1.3 recheck intervals sent %d EXISTS on the request path, want at most 1", n)
+	if n := in.exists.Load() - requests; n != 5 {
+		t.Errorf("5 requests of a session, 1.3 recheck intervals apart, sent %d EXISTS for requests, want 5", n)
 	}
-	time.Sleep((renewFor + 1) * interval)
-	piped := in.piped.Load()
+	if n := in.background.Load() - background; n != 0 {
+		t.Errorf("a session requested every 1.3 recheck intervals was checked %d times in the background, want 0", n)
+	}
+
+	// Requested every 1/10 interval for 3 intervals: renewed, no request waits.
+	requests, background = in.exists.Load(), in.background.Load()
+	for deadline := time.Now().Add(3 * interval); time.Now().Before(deadline); {
+		in.checkN(t, value, 1)
+		time.Sleep(interval / 10)
+	}
+	// The first request found it older than recheck_interval; a round that
+	// overlapped some other feed event may not count: allow one more.
+	if n := in.exists.Load() - requests; n > 2 {
+		t.Errorf("a session requested every 1/10 recheck interval sent %d EXISTS for requests, want at most 2", n)
+	}
+	if n := in.background.Load() - background; n < 3 || n > 7 {
+		t.Errorf("a session in use for 3 recheck intervals was checked %d times in the background, want 3 to 7", n)
+	}
+	time.Sleep(interval) // the last renewal (of the last request) is done by then
+	background = in.background.Load()
 	time.Sleep(2 * interval)
-	if n := in.piped.Load() - piped; n != 0 {
-		t.Errorf("a session not requested for %d intervals is still rechecked: %d EXISTS", renewFor+1, n)
+	if n := in.background.Load() - background; n != 0 {
+		t.Errorf("a session no longer requested is still rechecked: %d EXISTS", n)
 	}
 }
 

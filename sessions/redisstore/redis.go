@@ -65,9 +65,11 @@ type Store struct {
 	// that died without an error). While the announcements cannot be received
 	// (Redis down, an ACL without channel access to the key prefix), every
 	// request asks Redis. Negative (Caddyfile: always): ask Redis on every
-	// request. Default: 1s. The sessions in use are rechecked in the
-	// background (pipelined, a little more than once per interval each),
-	// so requests do not wait for these checks.
+	// request. Default: 1s. A session requested more often than this is
+	// rechecked in the background (pipelined, a little more than once per
+	// interval), so its requests do not wait; one requested more rarely
+	// costs its request one check, sent together with the other requests'
+	// checks in one pipeline.
 	RecheckInterval caddy.Duration `json:"recheck_interval,omitempty"`
 
 	sessions.TicketStore `json:"-"`
@@ -75,6 +77,7 @@ type Store struct {
 	client      redis.UniversalClient
 	poolKey     string
 	feed        *feed
+	checks      *checkBatcher
 	logger      *zap.Logger
 	stopRecheck context.CancelFunc
 }
@@ -172,7 +175,8 @@ func (s *Store) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	s.TicketStore.Backend = backend{client: s.client, feed: s.feed}
+	s.checks = newCheckBatcher(s.client)
+	s.TicketStore.Backend = backend{client: s.client, feed: s.feed, checks: s.checks}
 	if s.RecheckInterval == 0 {
 		s.RecheckInterval = caddy.Duration(time.Second)
 	}
@@ -190,6 +194,9 @@ func (s *Store) Provision(ctx caddy.Context) error {
 func (s *Store) Cleanup() error {
 	if s.stopRecheck != nil {
 		s.stopRecheck()
+	}
+	if s.checks != nil {
+		s.checks.stop()
 	}
 	if s.poolKey == "" {
 		return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/oidc-session/oidc_session/internal/testredis"
 	"github.com/oidc-session/oidc_session/sessions"
@@ -257,15 +258,20 @@ func TestClientSharedAcrossReloads(t *testing.T) {
 }
 
 // The Redis backend on standalone Redis and on a Cluster (keys spread over
-// the nodes, SCAN on every master).
+// the nodes, SCAN on every master), its checks batched as the store's are.
 func TestBackendConformance(t *testing.T) {
+	newBackend := func(t *testing.T, client redis.UniversalClient) sessions.Backend {
+		checks := newCheckBatcher(client)
+		t.Cleanup(checks.stop)
+		return backend{client: client, checks: checks}
+	}
 	srv := testredis.Start(t, testredis.Options{})
 	t.Run("standalone", func(t *testing.T) {
-		storetest.RunBackend(t, func(*testing.T) sessions.Backend { return backend{client: srv.Client()} })
+		storetest.RunBackend(t, func(t *testing.T) sessions.Backend { return newBackend(t, srv.Client()) })
 	})
 	cl := testredis.StartCluster(t, testredis.ClusterOptions{})
 	t.Run("cluster", func(t *testing.T) {
-		storetest.RunBackend(t, func(*testing.T) sessions.Backend { return backend{client: cl.ClusterClient()} })
+		storetest.RunBackend(t, func(t *testing.T) sessions.Backend { return newBackend(t, cl.ClusterClient()) })
 	})
 }
 

@@ -63,17 +63,17 @@ func (v *verifiedSet) trusted(key string, maxAge time.Duration) bool {
 	return now-e.at.Load() < int64(maxAge)
 }
 
-// due returns the keys taken as trusted (or found) since since, a time of
-// the set's clock, whose last check is older than age: what the background
-// recheck asks Redis about, so that sessions in use are checked off the
+// due returns the keys taken as trusted by a request since their last
+// check, when that check is older than age: what the background recheck
+// asks Redis about, so that the sessions in use are checked off the
 // request path.
-func (v *verifiedSet) due(since int64, age time.Duration) []string {
+func (v *verifiedSet) due(age time.Duration) []string {
 	now := v.now()
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	var keys []string
 	for k, e := range v.entries {
-		if e.used.Load() >= since && now-e.at.Load() >= int64(age) {
+		if at := e.at.Load(); e.used.Load() > at && now-at >= int64(age) {
 			keys = append(keys, k)
 		}
 	}
@@ -114,7 +114,6 @@ func (v *verifiedSet) ask() question {
 // when the answer came: a slow answer (a long pipeline, a busy Redis)
 // must not stretch recheck_interval.
 func (v *verifiedSet) verified(key string, q question) {
-	now := v.now()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.subscribed || q.gen != v.gen {
@@ -127,7 +126,9 @@ func (v *verifiedSet) verified(key string, q question) {
 			clear(v.entries)
 		}
 		e = &verifiedEntry{}
-		e.used.Store(now) // found by a request, or renewed for one
+		// Used when asked: renewed in the background only if a request
+		// takes it as trusted after this.
+		e.used.Store(q.at)
 		// Its own copy: key may be part of a much larger Cookie header.
 		v.entries[strings.Clone(key)] = e
 	}

@@ -1,0 +1,130 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oidc-session/oidc_session/internal/testredis"
+)
+
+// TestCheckBatcher: concurrent checks share pipelines, and each gets the
+// answer for its own key.
+func TestCheckBatcher(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	client := srv.Client()
+	var requests, background atomic.Int64
+	var pipelines atomic.Int64
+	client.AddHook(countExists{&requests, &background})
+	client.AddHook(countPipelines{&pipelines})
+	ctx := context.Background()
+	for i := range 100 {
+		if i%2 == 0 {
+			if err := client.Set(ctx, fmt.Sprint("k", i), "v", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b := newCheckBatcher(client)
+	t.Cleanup(b.stop)
+
+	const callers, rounds = 50, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Go(func() {
+			for r := range rounds {
+				i := (c + r*callers) % 100
+				found, err := b.exists(ctx, fmt.Sprint("k", i))
+				if err != nil || found != (i%2 == 0) {
+					errs <- fmt.Errorf("k%d: found %v, err %v; want found %v", i, found, err, i%2 == 0)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := requests.Load(); n != callers*rounds {
+		t.Errorf("%d EXISTS sent for %d checks", n, callers*rounds)
+	}
+	if n := pipelines.Load(); n >= callers*rounds/2 {
+		t.Errorf("%d pipelines for %d concurrent checks: not batched", n, callers*rounds)
+	} else {
+		t.Logf("%d checks in %d pipelines", callers*rounds, n)
+	}
+	if n := background.Load(); n != 0 {
+		t.Errorf("%d checks counted as the background recheck's", n)
+	}
+}
+
+// TestCheckBatcherRedisDown: with Redis down, every check gets an error
+// (no hang, no false answer); a request that gives up returns at once;
+// after stop, checks are asked alone.
+func TestCheckBatcherRedisDown(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	client := srv.Client()
+	b := newCheckBatcher(client)
+	t.Cleanup(b.stop)
+	ctx := context.Background()
+	if _, err := b.exists(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			if found, err := b.exists(ctx, "k"); err == nil || found {
+				t.Errorf("Redis down: found %v, err %v; want an error", found, err)
+			}
+		})
+	}
+	wg.Wait()
+
+	// A request that gives up does not wait for the batch.
+	srv.Restart(t)
+	paused := make(chan struct{})
+	go func() {
+		defer close(paused)
+		_ = srv.Client().Do(ctx, "CLIENT", "PAUSE", "1500", "ALL").Err()
+	}()
+	<-paused
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := b.exists(short, "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a check whose request gave up: %v, want its deadline", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("a check whose request gave up after 100ms returned after %v", d)
+	}
+
+	b.stop()
+	if err := client.Set(ctx, "k", "v", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := b.exists(ctx, "k"); err != nil || !found {
+		t.Errorf("after stop: found %v, err %v", found, err)
+	}
+}
+
+// countPipelines counts the pipelines a client sends.
+type countPipelines struct{ n *atomic.Int64 }
+
+func (countPipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (countPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (c countPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
