@@ -31,7 +31,6 @@ func (h *Handler) serveAccessToken(w http.ResponseWriter, r *http.Request, next 
 		return true, nil
 	}
 	p, err := h.bearer.Verify(r.Context(), r)
-	var refusal *bearer.Error
 	switch {
 	case err == nil:
 		sess, err := h.tokenSession(r, p)
@@ -41,14 +40,22 @@ func (h *Handler) serveAccessToken(w http.ResponseWriter, r *http.Request, next 
 		return true, h.admit(w, r, next, sess, authBearer)
 	case errors.Is(err, bearer.ErrNoToken):
 		return false, nil
-	case errors.As(err, &refusal):
+	}
+	return true, h.refuseToken(w, err)
+}
+
+// refuseToken answers a request whose token Verify did not accept. (Apart
+// from serveAccessToken: the error target would cost every API call an
+// allocation.)
+func (h *Handler) refuseToken(w http.ResponseWriter, err error) error {
+	var refusal *bearer.Error
+	if errors.As(err, &refusal) {
 		h.logger.Debug("access token refused", zap.Int("status", refusal.Status), zap.Error(refusal))
 		refusal.WriteResponse(w)
-		return true, nil
-	default:
-		h.logger.Error("cannot judge the access token: the IdP cannot be reached", zap.Error(err))
-		return true, caddyhttp.Error(h.UnavailableStatus, err)
+		return nil
 	}
+	h.logger.Error("cannot judge the access token: the IdP cannot be reached", zap.Error(err))
+	return caddyhttp.Error(h.UnavailableStatus, err)
 }
 
 // tokenSession is the transient session of an API request: the verified

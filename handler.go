@@ -54,6 +54,15 @@ const (
 	authBearer  = "bearer"
 )
 
+// authMethodValue is method as the placeholder's value: a constant, so
+// that no request allocates to box it.
+func authMethodValue(method string) any {
+	if method == authBearer {
+		return authBearer
+	}
+	return authSession
+}
+
 // admit lets an authenticated user's request through to next if the
 // access rules allow it, with the identity handed on and the plugin's
 // cookies taken out of the request. sess is the browser's session, or the
@@ -64,7 +73,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	h.expose(r, sess)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.auth_method", method)
+		repl.Set("http.auth.user.auth_method", authMethodValue(method))
 	}
 	h.jar.StripRequest(r)
 	h.migrator.stripRequest(r)

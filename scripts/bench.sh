@@ -33,7 +33,9 @@
 # Environment: ROUNDS (default 3), DURATION (wrk -d, default 10s: about 6
 # minutes in all without the rows with N distinct sessions), THREADS (2),
 # CONNECTIONS (50), OUT (BENCHMARKS.md), GO_BENCH=0 to leave out the Go
-# benchmarks, PROFILE_DIR=dir to keep a CPU profile of each row's Caddy
+# benchmarks, ONLY="row ..." to run only these rows (a plain row needs the
+# row whose request it copies: plain cookie, plain-ticket redis,
+# plain-bearer bearer-jwt; so does bearer-introspect), PROFILE_DIR=dir to keep a CPU profile of each row's Caddy
 # during each of its runs (dir/ROW-ROUND.pprof, for go tool pprof).
 set -euo pipefail
 
@@ -85,6 +87,19 @@ modules=$(.bin/caddy list-modules 2>/dev/null) || die ".bin/caddy list-modules f
 if ! grep -qx 'http.handlers.oidc_session.stores.memory' <<<"$modules"; then
 	log "this Caddy has no memory store (http.handlers.oidc_session.stores.memory): leaving out that row"
 	ROWS=(plain plain-ticket plain-bearer cookie redis bearer-jwt bearer-introspect o2p-cookie o2p-redis)
+fi
+if [ -n "${ONLY:-}" ]; then
+	declare -A NEEDS=([plain]=cookie [plain-ticket]=redis [plain-bearer]=bearer-jwt [bearer-introspect]=bearer-jwt [o2p-cookie]=o2p-redis [o2p-redis]=o2p-cookie)
+	for row in $ONLY; do
+		[[ " ${ROWS[*]} " == *" $row "* ]] || die "ONLY: no row '$row' (rows: ${ROWS[*]})"
+		need=${NEEDS[$row]:-}
+		[ -z "$need" ] || [[ " $ONLY " == *" $need "* ]] || die "ONLY: $row needs $need (its request is made of that row's)"
+	done
+	kept=()
+	for row in "${ROWS[@]}"; do
+		[[ " $ONLY " != *" $row "* ]] || kept+=("$row")
+	done
+	ROWS=("${kept[@]}")
 fi
 declare -A LABEL=(
 	[plain]='Caddy `respond` (no auth): the limit, cookie-store-sized Cookie'
@@ -518,13 +533,16 @@ for row in "${ROWS[@]}"; do
 		REQ[$row]="Cookie: ${COOKIE[$row]}"
 	fi
 done
-REQ[plain]=${REQ[cookie]}
-REQ[plain-ticket]=${REQ[redis]}
-REQ[plain-bearer]="Authorization: Bearer $(head -c "${#TOKEN[bearer-jwt]}" /dev/zero | tr '\0' x)"
-pad=$((${#REQ[bearer-jwt]} - ${#REQ[bearer-introspect]} - 9)) # "X-Pad: " and CRLF
-if [ "$pad" -gt 0 ]; then
-	PAD[bearer-introspect]="X-Pad: $(head -c "$pad" /dev/zero | tr '\0' x)"
+REQ[plain]=${REQ[cookie]:-}
+REQ[plain-ticket]=${REQ[redis]:-}
+if [ -n "${TOKEN[bearer-jwt]:-}" ]; then
+	REQ[plain-bearer]="Authorization: Bearer $(head -c "${#TOKEN[bearer-jwt]}" /dev/zero | tr '\0' x)"
+	if [ -n "${REQ[bearer-introspect]:-}" ]; then
+		pad=$((${#REQ[bearer-jwt]} - ${#REQ[bearer-introspect]} - 9)) # "X-Pad: " and CRLF
+		[ "$pad" -le 0 ] || PAD[bearer-introspect]="X-Pad: $(head -c "$pad" /dev/zero | tr '\0' x)"
+	fi
 fi
+REQ[plain-bearer]=${REQ[plain-bearer]:-} # for the notes below when ONLY leaves it out
 
 # --- load ------------------------------------------------------------------------
 # Other work on the machine skews every number; the load average before the
@@ -661,7 +679,7 @@ EOF
 		fi
 		printf '| %s | %.0f | %s | %s | %s | %s | %s | %s |\n' \
 			"${LABEL[$row]}" "${RPS[$row]}" "$(ms "$(stat "$row" 4)")" "$(ms "$(stat "$row" 5)")" \
-			"$(sum "$row" 6)" "$(ratio "${RPS[$row]}" "${RPS[${LIMIT[$row]:-plain}]}")" "$vs_peer" "$(rounds_rps "$row")"
+			"$(sum "$row" 6)" "$(ratio "${RPS[$row]}" "${RPS[${LIMIT[$row]:-plain}]:-0}")" "$vs_peer" "$(rounds_rps "$row")"
 	done
 	serr=$(awk '{s += $7} END {print s + 0}' "$RESULTS")
 	cat <<EOF

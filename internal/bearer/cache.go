@@ -29,7 +29,7 @@ const (
 // verified is a token that passed every check except the per-request
 // ones (DPoP proof, and the scope check, whose outcome is kept here).
 type verified struct {
-	principal Principal // DPoP false: set per request
+	principal Principal // what Verify returns, shared by the token's requests
 	jkt       string    // cnf.jkt: the DPoP key the token is bound to, or ""
 	missing   string    // required scopes the token lacks, space-separated
 	until     time.Time // when this verdict expires

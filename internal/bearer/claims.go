@@ -60,7 +60,8 @@ func (v *Verifier) judge(c map[string]any, aud any, iss string, now time.Time, n
 	if hasExp && (until.IsZero() || exp.Add(Leeway).Before(until)) {
 		until = exp.Add(Leeway)
 	}
-	p := Principal{Issuer: iss, Subject: sub, Claims: c, Scopes: scopes, derived: &derivation{}}
+	// DPoP: a bound token passes Verify only with a valid proof.
+	p := Principal{Issuer: iss, Subject: sub, Claims: c, Scopes: scopes, DPoP: jkt != "", derived: &derivation{}}
 	if hasExp {
 		p.Expiry = exp
 	}

@@ -199,7 +199,8 @@ func NewVerifier(cfg Config, idp IdP) (*Verifier, error) {
 //     without cookies, is always refused (RFC 6750 allows both; they leak
 //     into logs and caches);
 //   - an error wrapping ErrUnavailable when an IdP cannot be reached;
-//   - the Principal otherwise.
+//   - the Principal otherwise, shared by every request presenting the
+//     same token while its verdict is cached: read it, never modify it.
 //
 // A JWT is verified once and its verdict cached by the token's hash
 // until exp (+ Leeway); the DPoP proof and the scope check are done on
@@ -276,9 +277,7 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, scheme, raw stri
 			scope:  strings.Join(v.required, " "),
 		}
 	}
-	p := verdict.principal
-	p.DPoP = verdict.jkt != ""
-	return &p, nil
+	return &verdict.principal, nil
 }
 
 // Authorization schemes Verify judges (RFC 9110: compared
