@@ -314,7 +314,7 @@ caddyfile() {
 http://127.0.0.1:${PORT[$row]} {
 EOF
 	case $row in
-	plain | plain-ticket)
+	plain | plain-ticket | plain-bearer)
 		echo '	respond "ok" 200'
 		;;
 	cookie | memory | redis)
@@ -398,6 +398,11 @@ for row in "${ROWS[@]}"; do
 	.bin/caddy run --config "$WORK/$row.Caddyfile" --adapter caddyfile >"$WORK/caddy-$row.log" 2>&1 &
 	PIDS+=($!)
 	wait_http "caddy-$row" $! "http://127.0.0.1:${PORT[$row]}/"
+	if is_plain "$row"; then
+		# The limit must do what the rows do: answer with the handler's body.
+		body=$(curl -sS --max-time 10 "http://127.0.0.1:${PORT[$row]}/")
+		[ "$body" = ok ] || die "plain row $row answers '$body', not ok"
+	fi
 done
 
 # --- one login per configuration ---------------------------------------------------
