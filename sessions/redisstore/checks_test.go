@@ -128,3 +128,70 @@ func (c countPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 		return next(ctx, cmds)
 	}
 }
+
+// TestCheckBatcherClusterLanes: on a Cluster, a master that hangs holds up
+// only the checks of its own keys; a check of a key on another master
+// answers meanwhile, and the held one answers once the master is back.
+func TestCheckBatcherClusterLanes(t *testing.T) {
+	cl := testredis.StartCluster(t, testredis.ClusterOptions{Masters: 3})
+	cc := cl.ClusterClient()
+	ctx := context.Background()
+	// Two keys on different masters.
+	master := func(key string) string {
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return node.Options().Addr
+	}
+	held, free := "k0", ""
+	for i := 1; free == ""; i++ {
+		if k := fmt.Sprint("k", i); master(k) != master(held) {
+			free = k
+		}
+	}
+	for _, k := range []string{held, free} {
+		if err := cc.Set(ctx, k, "v", time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := newCheckBatcher(cc)
+	t.Cleanup(b.stop)
+	for _, k := range []string{held, free} { // both lanes up
+		if found, err := b.exists(ctx, k); !found || err != nil {
+			t.Fatalf("%s: %v %v", k, found, err)
+		}
+	}
+
+	node := redis.NewClient(&redis.Options{Addr: master(held)})
+	t.Cleanup(func() { _ = node.Close() })
+	if err := node.Do(ctx, "CLIENT", "PAUSE", "1500", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	answer := make(chan error, 1)
+	go func() {
+		found, err := b.exists(ctx, held)
+		if err == nil && !found {
+			err = errors.New("not found")
+		}
+		answer <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // its pipeline is out, waiting
+	start := time.Now()
+	if found, err := b.exists(ctx, free); !found || err != nil {
+		t.Fatalf("key on a master that answers: %v %v", found, err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("a check on a master that answers took %v while another master hung", d)
+	}
+	select {
+	case err := <-answer:
+		t.Fatalf("the check on the paused master answered before the pause ended: %v", err)
+	default:
+	}
+	if err := <-answer; err != nil {
+		t.Errorf("the check on the paused master, after the pause: %v", err)
+	}
+	t.Logf("held check answered %v after the pause began", time.Since(paused))
+}

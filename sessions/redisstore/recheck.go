@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -71,20 +72,21 @@ func (s *Store) startRecheck() {
 }
 
 // recheck asks Redis whether keys exist, in one pipeline, and records the
-// answers.
+// answers. A key whose check failed (its Cluster node is down) is left to
+// age out; the error returned is the first such failure.
 func (s *Store) recheck(ctx context.Context, keys []string) error {
 	set := s.feed.set
 	q := set.ask()
-	found, err := existsMany(ctx, s.client, keys)
-	if err != nil {
-		return err
-	}
-	for i, k := range keys {
-		if found[i] {
-			set.verified(k, q)
-		} else {
-			set.forget(k)
+	var failed error
+	for i, cmd := range existsMany(ctx, s.client, keys) {
+		switch {
+		case cmd.Err() != nil:
+			failed = cmp.Or(failed, cmd.Err())
+		case cmd.Val() == 1:
+			set.verified(keys[i], q)
+		default:
+			set.forget(keys[i])
 		}
 	}
-	return nil
+	return failed
 }
