@@ -70,7 +70,8 @@ func (h *Handler) refuseToken(w http.ResponseWriter, err error) error {
 // header.
 func (h *Handler) tokenSession(r *http.Request, p *bearer.Principal) (*sessions.Session, error) {
 	v, err := p.Derived(func() (any, error) {
-		s := &sessions.Session{Issuer: p.Issuer, TokenExpiry: p.Expiry, ExpiresAt: p.Expiry, AccessToken: presentedToken(r)}
+		// Its own copy of the token: not the whole header string.
+		s := &sessions.Session{Issuer: p.Issuer, TokenExpiry: p.Expiry, ExpiresAt: p.Expiry, AccessToken: strings.Clone(presentedToken(r))}
 		if err := h.applyClaims(s, p.Claims); err != nil {
 			return nil, fmt.Errorf("access token: %w", err)
 		}

@@ -730,6 +730,10 @@ handlers answer \`respond "ok" 200\`, there is no upstream):
   are what one box can do end to end, not the server's own limit. The wrk Lua script
   (\`scripts/bench/report.lua\`) looks at every response's status, which costs wrk some CPU in every row alike.
 EOF
+	if [ -f scripts/bench/bearer.md ]; then
+		echo
+		cat scripts/bench/bearer.md
+	fi
 	if [ "$GO_BENCH" != 0 ]; then
 		cat <<EOF
 

@@ -22,8 +22,9 @@ const (
 // call) and then compares the token itself, which each entry keeps: two
 // tokens with the same hash, by chance or by an attacker's design, are
 // two different tokens, and the second simply takes the first one's
-// place. The verdict already holds the token for the access_token
-// header, so keeping it costs no more exposure than before, and its
+// place. The token then stays in memory until its verdict expires or is
+// evicted, refused ones (a scope missing, the wrong scheme) too: like the
+// sessions' tokens in the session cache, never written anywhere. Its
 // bytes count in the memory bound.
 
 // verified is a token that passed every check except the per-request

@@ -101,7 +101,7 @@ func TestPrincipalDerived(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			copied := p // each request gets its own copy of the cached principal
+			copied := p // Derived works the same on a copy as on the shared principal
 			results[i], _ = copied.Derived(build)
 		}()
 	}

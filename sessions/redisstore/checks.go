@@ -2,8 +2,10 @@ package redisstore
 
 import (
 	"context"
-	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -36,7 +38,8 @@ type checkBatcher struct {
 
 // lane is one queue of checks and the goroutine that sends it.
 type lane struct {
-	queue []*check        // under checkBatcher.mu
+	name  string
+	queue []*check      // under checkBatcher.mu
 	wake  chan struct{} // capacity 1: the queue is not empty
 }
 
@@ -46,7 +49,17 @@ type check struct {
 	exists bool
 	err    error
 	done   chan struct{}
+	gaveUp atomic.Bool // its request stopped waiting: not worth sending
 }
+
+const (
+	// maxQueued bounds a lane's queue: while Redis hangs, checks past it
+	// are asked alone, as before batching, instead of piling up.
+	maxQueued = 16 * recheckBatch
+	// laneIdle is how long a lane without checks lives on: the lane of a
+	// master that went away (failover, resharding) does not stay forever.
+	laneIdle = time.Minute
+)
 
 func newCheckBatcher(client redis.UniversalClient) *checkBatcher {
 	b := &checkBatcher{
@@ -68,24 +81,26 @@ func newCheckBatcher(client redis.UniversalClient) *checkBatcher {
 }
 
 // exists reports whether key exists, in the next pipeline out of its lane.
-// A request that gives up (ctx) leaves its check to be answered for
-// nobody.
+// A request that gives up (ctx) leaves its check to be dropped unsent.
 func (b *checkBatcher) exists(ctx context.Context, key string) (bool, error) {
 	name := b.laneOf(ctx, key)
-	c := &check{key: key, done: make(chan struct{})}
 	b.mu.Lock()
-	if b.closed {
-		// A request of a configuration being replaced: ask alone.
+	l := b.lanes[name]
+	if b.closed || l != nil && len(l.queue) >= maxQueued {
+		// A configuration being replaced, or a Redis that does not keep
+		// up: ask alone.
 		b.mu.Unlock()
 		cmd := existsMany(ctx, b.client, []string{key})[0]
 		return cmd.Val() == 1, cmd.Err()
 	}
-	l := b.lanes[name]
 	if l == nil {
-		l = &lane{wake: make(chan struct{}, 1)}
+		l = &lane{name: name, wake: make(chan struct{}, 1)}
 		b.lanes[name] = l
 		go b.run(l)
 	}
+	// Its own copy: key may be part of a much larger Cookie header, which
+	// a queue held up by a hanging Redis would keep alive.
+	c := &check{key: strings.Clone(key), done: make(chan struct{})}
 	l.queue = append(l.queue, c)
 	b.mu.Unlock()
 	select {
@@ -96,49 +111,68 @@ func (b *checkBatcher) exists(ctx context.Context, key string) (bool, error) {
 	case <-c.done:
 		return c.exists, c.err
 	case <-ctx.Done():
+		c.gaveUp.Store(true)
 		return false, ctx.Err()
 	}
 }
 
-// run sends l's queue, a pipeline at a time, until stop.
+// run sends l's queue, a pipeline at a time, until stop, or until the lane
+// has been idle for laneIdle.
 func (b *checkBatcher) run(l *lane) {
 	var batch []*check
-	keys := make([]string, 0, recheckBatch)
+	idle := time.NewTimer(laneIdle)
+	defer idle.Stop()
 	for {
 		select {
 		case <-b.done:
 			return
+		case <-idle.C:
+			b.mu.Lock()
+			if len(l.queue) == 0 && b.lanes[l.name] == l {
+				delete(b.lanes, l.name)
+				b.mu.Unlock()
+				return
+			}
+			b.mu.Unlock()
+			idle.Reset(laneIdle)
+			continue
 		case <-l.wake:
 		}
 		for {
 			b.mu.Lock()
-			n := min(len(l.queue), recheckBatch)
-			batch = append(batch[:0], l.queue[:n]...)
+			batch = batch[:0]
+			n := 0
+			for _, c := range l.queue {
+				if n == recheckBatch {
+					break
+				}
+				n++
+				if c.gaveUp.Load() {
+					close(c.done) // for nobody
+					continue
+				}
+				batch = append(batch, c)
+			}
 			rest := copy(l.queue, l.queue[n:])
 			clear(l.queue[rest:])
 			l.queue = l.queue[:rest]
+			if rest == 0 && cap(l.queue) > recheckBatch {
+				l.queue = nil // a burst's array goes
+			}
 			b.mu.Unlock()
 			if n == 0 {
 				break
 			}
-			keys = keys[:0]
-			for _, c := range batch {
-				keys = append(keys, c.key)
-			}
-			// Not a request's context: the checks are for many requests.
-			// The client's read and write timeouts bound the wait.
-			cmds := existsMany(context.Background(), b.client, keys)
-			for i, c := range batch {
-				c.exists, c.err = cmds[i].Val() == 1, cmds[i].Err()
-				close(c.done)
-			}
+			answer(b.client, batch)
 			clear(batch)
 		}
+		idle.Reset(laneIdle)
 	}
 }
 
-// stop ends the lanes; the checks still queued are answered with an
-// error, and later ones are asked alone.
+// stop ends the lanes. The checks still queued are sent, one pipeline per
+// lane, for the requests of the old configuration that wait for them; later
+// ones are asked alone.
 func (b *checkBatcher) stop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -148,15 +182,30 @@ func (b *checkBatcher) stop() {
 	b.closed = true
 	close(b.done)
 	for _, l := range b.lanes {
-		for _, c := range l.queue {
-			c.err = errStopped
-			close(c.done)
+		if queued := l.queue; len(queued) > 0 {
+			go answer(b.client, queued)
 		}
 		l.queue = nil
 	}
 }
 
-var errStopped = errors.New("the Redis store is being cleaned up")
+// answer sends checks in pipelines of recheckBatch and answers them. Not
+// in a request's context: the checks are for many requests; the client's
+// read and write timeouts bound the wait.
+func answer(client redis.UniversalClient, checks []*check) {
+	for len(checks) > 0 {
+		batch := checks[:min(len(checks), recheckBatch)]
+		checks = checks[len(batch):]
+		keys := make([]string, len(batch))
+		for i, c := range batch {
+			keys[i] = c.key
+		}
+		for i, cmd := range existsMany(context.Background(), client, keys) {
+			batch[i].exists, batch[i].err = cmd.Val() == 1, cmd.Err()
+			close(batch[i].done)
+		}
+	}
+}
 
 // existsMany asks Redis whether each of keys exists, in one pipeline, and
 // returns each key's own answer: on a Cluster the pipeline goes to several

@@ -195,3 +195,74 @@ func TestCheckBatcherClusterLanes(t *testing.T) {
 	}
 	t.Logf("held check answered %v after the pause began", time.Since(paused))
 }
+
+// TestCheckBatcherStop: checks still queued when the store is cleaned up
+// (a config reload under load) get Redis's answer, not an error.
+func TestCheckBatcherStop(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	client := srv.Client()
+	ctx := context.Background()
+	if err := client.Set(ctx, "k", "v", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := newCheckBatcher(client)
+	if _, err := b.exists(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client().Do(ctx, "CLIENT", "PAUSE", "500", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if found, err := b.exists(ctx, "k"); !found || err != nil {
+				t.Errorf("a check queued at cleanup: found %v, err %v", found, err)
+			}
+		})
+	}
+	time.Sleep(100 * time.Millisecond) // one pipeline out, the rest queued
+	b.stop()
+	wg.Wait()
+}
+
+// TestCheckBatcherDropsAbandoned: checks whose requests gave up while
+// Redis was slow are not sent once it answers again.
+func TestCheckBatcherDropsAbandoned(t *testing.T) {
+	srv := testredis.Start(t, testredis.Options{})
+	client := srv.Client()
+	var requests, background atomic.Int64
+	client.AddHook(countExists{&requests, &background})
+	ctx := context.Background()
+	b := newCheckBatcher(client)
+	t.Cleanup(b.stop)
+	if _, err := b.exists(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client().Do(ctx, "CLIENT", "PAUSE", "600", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := requests.Load()
+	held := make(chan error, 1)
+	go func() { _, err := b.exists(ctx, "held"); held <- err }()
+	time.Sleep(50 * time.Millisecond) // its pipeline is out
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			if _, err := b.exists(short, fmt.Sprint("gave-up-", i)); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("a check whose request gave up: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.exists(ctx, "after"); err != nil { // the lane has moved past them
+		t.Fatal(err)
+	}
+	if n := requests.Load() - before; n != 2 {
+		t.Errorf("%d EXISTS sent, want 2 (held and after; not the 10 given up)", n)
+	}
+}

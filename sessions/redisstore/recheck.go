@@ -72,21 +72,28 @@ func (s *Store) startRecheck() {
 }
 
 // recheck asks Redis whether keys exist, in one pipeline, and records the
-// answers. A key whose check failed (its Cluster node is down) is left to
-// age out; the error returned is the first such failure.
+// answers. A key whose check failed (its Cluster master is down) is left
+// to age out; the error, returned only when every check failed (Redis
+// down: the round stops), is the first failure.
 func (s *Store) recheck(ctx context.Context, keys []string) error {
 	set := s.feed.set
 	q := set.ask()
 	var failed error
+	answered := false
 	for i, cmd := range existsMany(ctx, s.client, keys) {
 		switch {
 		case cmd.Err() != nil:
 			failed = cmp.Or(failed, cmd.Err())
 		case cmd.Val() == 1:
+			answered = true
 			set.verified(keys[i], q)
 		default:
+			answered = true
 			set.forget(keys[i])
 		}
+	}
+	if answered {
+		return nil
 	}
 	return failed
 }
