@@ -248,7 +248,7 @@ wait_http dex $! "$ISSUER/.well-known/openid-configuration"
 # The zitadel example OP: its "web" client gets opaque access tokens, here
 # living an hour.
 log "starting the zitadel example OP on 127.0.0.1:$ZITADEL_PORT"
-ADDR="127.0.0.1:$ZITADEL_PORT" ISSUER="$Z_ISSUER" REDIRECT_URI="$TOKEN_CB" ACCESS_TOKEN_TTL=1h \
+ADDR="127.0.0.1:$ZITADEL_PORT" ISSUER="$Z_ISSUER" REDIRECT_URI="$TOKEN_CB" \
 	.bin/zitadel-op >"$WORK/zitadel.log" 2>&1 &
 PIDS+=($!)
 wait_http zitadel $! "${Z_ISSUER}.well-known/openid-configuration"
@@ -475,7 +475,7 @@ follow_to_code() {
 
 # token_of ROW: an access token for the row's client from a code flow at its
 # IdP (Dex, or the zitadel OP), through the IdP's login form, in TOKEN[ROW].
-declare -A TOKEN
+declare -A TOKEN TOKEN_AT
 token_of() {
 	local row=$1 jar="$WORK/jar-$1.txt" issuer id secret token_path user_fields out page action code
 	if [ "$row" = bearer-jwt ]; then
@@ -506,6 +506,7 @@ token_of() {
 		--data-urlencode "code=$code" --data-urlencode "redirect_uri=$TOKEN_CB" "$issuer$token_path") ||
 		die "$row: code exchange failed"
 	TOKEN[$row]=$(sed -nE 's/.*"access_token":"([^"]*)".*/\1/p' <<<"$out")
+	TOKEN_AT[$row]=$SECONDS
 	[ -n "${TOKEN[$row]}" ] || die "$row: no access token in the token response: ${out:0:200}"
 	# The request wrk will send must pass, and must not without the token.
 	local base="http://127.0.0.1:${PORT[$row]}"
@@ -540,13 +541,17 @@ for row in "${ROWS[@]}"; do
 done
 REQ[plain]=${REQ[cookie]:-}
 REQ[plain-ticket]=${REQ[redis]:-}
+# pad_introspected makes the introspected row's request as long as the
+# JWT row's.
+pad_introspected() {
+	[ -n "${REQ[bearer-jwt]:-}" ] && [ -n "${REQ[bearer-introspect]:-}" ] || return 0
+	local pad=$((${#REQ[bearer-jwt]} - ${#REQ[bearer-introspect]} - 9)) # "X-Pad: " and CRLF
+	[ "$pad" -le 0 ] || PAD[bearer-introspect]="X-Pad: $(head -c "$pad" /dev/zero | tr '\0' x)"
+}
 if [ -n "${TOKEN[bearer-jwt]:-}" ]; then
 	REQ[plain-bearer]="Authorization: Bearer $(head -c "${#TOKEN[bearer-jwt]}" /dev/zero | tr '\0' x)"
-	if [ -n "${REQ[bearer-introspect]:-}" ]; then
-		pad=$((${#REQ[bearer-jwt]} - ${#REQ[bearer-introspect]} - 9)) # "X-Pad: " and CRLF
-		[ "$pad" -le 0 ] || PAD[bearer-introspect]="X-Pad: $(head -c "$pad" /dev/zero | tr '\0' x)"
-	fi
 fi
+pad_introspected
 REQ[plain-bearer]=${REQ[plain-bearer]:-} # for the notes below when ONLY leaves it out
 
 # --- load ------------------------------------------------------------------------
@@ -563,6 +568,13 @@ n=0
 for round in $(seq 1 "$ROUNDS"); do
 	for row in "${ROWS[@]}"; do
 		n=$((n + 1))
+		# The zitadel example OP ends its access tokens after 5 minutes
+		# whatever expires_in says: the introspected row's is renewed.
+		if [ "$row" = bearer-introspect ] && [ $((SECONDS - TOKEN_AT[$row])) -gt 200 ]; then
+			token_of "$row"
+			REQ[$row]="Authorization: Bearer ${TOKEN[$row]}"
+			pad_introspected
+		fi
 		log "run $n/$total (round $round/$ROUNDS): $row, wrk -t$THREADS -c$CONNECTIONS -d$DURATION"
 		hdrs=(-H "${REQ[$row]}")
 		[ -z "${PAD[$row]:-}" ] || hdrs+=(-H "${PAD[$row]}")

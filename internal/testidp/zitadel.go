@@ -39,7 +39,8 @@ type ZitadelOptions struct {
 	// PostLogoutRedirectURIs the end_session endpoint accepts as
 	// post_logout_redirect_uri (exact match); any other is refused.
 	PostLogoutRedirectURIs []string
-	// AccessTokenTTL is the access token lifetime; 0 keeps the example's 5m.
+	// AccessTokenTTL is the access token lifetime the OP reports; 0 keeps
+	// the example's 5m, which also bounds it (see tools/zitadel).
 	// ID tokens live 1h regardless.
 	AccessTokenTTL time.Duration
 }

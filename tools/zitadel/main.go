@@ -17,8 +17,12 @@
 //	                          PKCE required)
 //	POST_LOGOUT_REDIRECT_URI  comma-separated post_logout_redirect_uri values
 //	                          the end_session endpoint accepts for both clients
-//	ACCESS_TOKEN_TTL          lifetime of access tokens (Go duration; default
-//	                          the example's 5m)
+//	ACCESS_TOKEN_TTL          lifetime of access tokens that the token
+//	                          response reports (expires_in; Go duration;
+//	                          default the example's 5m). The example's
+//	                          storage still ends every access token after
+//	                          5m (introspection answers inactive, userinfo
+//	                          refuses it): only shorter values are real.
 //
 // Users (storage.NewUserStore): "test-user2" / "verysecure" (sub "id2",
 // email test-user2@zitadel.ch) and "test-user@<issuer host>" / "verysecure"
