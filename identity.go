@@ -212,6 +212,11 @@ func joinList(list []string) string {
 		return list[0]
 	}
 	var sb strings.Builder
+	size := len(list) // the commas, and one byte to spare
+	for _, e := range list {
+		size += len(e)
+	}
+	sb.Grow(size) // one allocation unless something needs escaping
 	for i, e := range list {
 		if i > 0 {
 			sb.WriteByte(',')
