@@ -15,7 +15,7 @@ import (
 // processes two system calls and a wake-up; at 100 000 sessions, each
 // requested less often than recheck_interval, that is one per request and
 // most of the CPU (scripts/bench-scale.sh: 0.49× plain Caddy with lone
-// checks, 0.73× batched). While one pipeline is out, the checks asked in
+// checks, 0.74× batched). While one pipeline is out, the checks asked in
 // the meantime queue and go out in the next, so under load a round trip
 // carries as many checks as there are requests waiting, and when idle a
 // check goes out at once, alone. The answer is the one Redis gives after
@@ -23,7 +23,9 @@ import (
 //
 // On a Cluster each master has its own lane (queue and pipeline), so a
 // node that hangs holds up only the checks of the sessions it holds, as
-// it would with lone checks; the others go on.
+// it would with lone checks; the others go on. (While slots move, a key
+// queued in one master's lane may be redirected to another: its pipeline
+// then waits for both, until the slot map is current again.)
 type checkBatcher struct {
 	client redis.UniversalClient
 	// laneOf names the lane of a key: its master's address on a Cluster,
