@@ -21,7 +21,13 @@ import (
 // span starts a child of the request's span. Without tracing the request
 // carries a no-op span, and so is this one.
 func span(ctx context.Context, name string) (context.Context, trace.Span) {
-	return trace.SpanFromContext(ctx).TracerProvider().Tracer("oidc_session").Start(ctx, name)
+	parent := trace.SpanFromContext(ctx)
+	if !parent.IsRecording() {
+		// No tracing, or this request not sampled: a child would record
+		// nothing either, and making it costs every request an allocation.
+		return ctx, parent
+	}
+	return parent.TracerProvider().Tracer("oidc_session").Start(ctx, name)
 }
 
 func endSpan(s trace.Span, err error) {
@@ -31,9 +37,25 @@ func endSpan(s trace.Span, err error) {
 	s.End()
 }
 
+// storeSpanName is the span name of a store call: a constant for each
+// operation, so that no request builds it.
+func storeSpanName(op lifecycle.StoreOp) string {
+	switch op {
+	case lifecycle.OpExists:
+		return "oidc_session.store.exists"
+	case lifecycle.OpLoad:
+		return "oidc_session.store.load"
+	case lifecycle.OpSave:
+		return "oidc_session.store.save"
+	case lifecycle.OpDelete:
+		return "oidc_session.store.delete"
+	}
+	return "oidc_session.store." + string(op)
+}
+
 // storeCall traces and times one store call (lifecycle.Hooks.Store).
 func (h *Handler) storeCall(ctx context.Context, op lifecycle.StoreOp) (context.Context, func(error)) {
-	ctx, sp := span(ctx, "oidc_session.store."+string(op))
+	ctx, sp := span(ctx, storeSpanName(op))
 	metricOp := storeOpLoad // an existence check is part of loading a session
 	switch op {
 	case lifecycle.OpSave:

@@ -52,3 +52,24 @@ func TestStoreSpans(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreSpansUnsampled: without a recording span (tracing off, or the
+// request not sampled) store calls make no span and leave the context as
+// it is.
+func TestStoreSpansUnsampled(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.NeverSample()))
+	sampledOut, parent := tp.Tracer("caddy").Start(context.Background(), "request")
+	h := &Handler{storeName: "memory"}
+	for name, ctx := range map[string]context.Context{"no tracing": context.Background(), "not sampled": sampledOut} {
+		got, done := h.storeCall(ctx, lifecycle.OpExists)
+		done(nil)
+		if got != ctx {
+			t.Errorf("%s: the store call's context is a new one", name)
+		}
+	}
+	parent.End()
+	if n := len(rec.Ended()); n != 0 {
+		t.Errorf("%d spans recorded with nothing sampled", n)
+	}
+}
