@@ -35,8 +35,9 @@
 # CONNECTIONS (50), OUT (BENCHMARKS.md), GO_BENCH=0 to leave out the Go
 # benchmarks, ONLY="row ..." to run only these rows (a plain row needs the
 # row whose request it copies: plain cookie, plain-ticket redis,
-# plain-bearer bearer-jwt; so does bearer-introspect), PROFILE_DIR=dir to keep a CPU profile of each row's Caddy
-# during each of its runs (dir/ROW-ROUND.pprof, for go tool pprof).
+# plain-bearer bearer-jwt; so does bearer-introspect), PROFILE_DIR=dir to
+# keep a CPU profile of each row's Caddy during each of its runs
+# (dir/ROW-ROUND.pprof, for go tool pprof).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -245,8 +246,8 @@ DEX_EXPAND_ENV=false .bin/dex serve "$WORK/dex.yaml" >"$WORK/dex.log" 2>&1 &
 PIDS+=($!)
 wait_http dex $! "$ISSUER/.well-known/openid-configuration"
 
-# The zitadel example OP: its "web" client gets opaque access tokens, here
-# living an hour.
+# The zitadel example OP: its "web" client gets opaque access tokens, which
+# it ends after 5 minutes (the load loop renews the introspected row's).
 log "starting the zitadel example OP on 127.0.0.1:$ZITADEL_PORT"
 ADDR="127.0.0.1:$ZITADEL_PORT" ISSUER="$Z_ISSUER" REDIRECT_URI="$TOKEN_CB" \
 	.bin/zitadel-op >"$WORK/zitadel.log" 2>&1 &
